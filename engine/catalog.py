@@ -1,0 +1,423 @@
+"""The catalog: offers, channels, send slots, reward definition, exploration and model settings.
+
+A catalog is data in a TOML file, validated on load. Every error names the file, the key and
+what is allowed, e.g.::
+
+    CatalogError: catalog.toml: key 'offers.discount_10.cost': expected a number >= 0, got -3
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
+CB_TYPES = ("mtr", "dr", "ips", "dm")
+NAMESPACE_LETTERS = "UHOCT"
+
+
+class CatalogError(ValueError):
+    """A catalog file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Who may receive an offer: every rule must hold (missing feature = not eligible)."""
+
+    categorical: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    numeric_min: dict[str, float] = field(default_factory=dict)
+    numeric_max: dict[str, float] = field(default_factory=dict)
+
+    def reason_excluded(self, numeric: dict[str, float], categorical: dict[str, str]) -> str | None:
+        """Why a customer is not eligible, or None when eligible."""
+        for name, allowed in self.categorical.items():
+            value = categorical.get(name)
+            if value not in allowed:
+                return f"{name}={value!r} not in {list(allowed)}"
+        for name, low in self.numeric_min.items():
+            value = numeric.get(name)
+            if value is None or value < low:
+                return f"{name}={value!r} below minimum {low}"
+        for name, high in self.numeric_max.items():
+            value = numeric.get(name)
+            if value is None or value > high:
+                return f"{name}={value!r} above maximum {high}"
+        return None
+
+
+@dataclass(frozen=True)
+class Offer:
+    id: str
+    name: str
+    cost: float
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    eligibility: Eligibility = field(default_factory=Eligibility)
+
+    def is_valid_on(self, day: dt.date) -> bool:
+        if self.valid_from is not None and day < self.valid_from:
+            return False
+        return self.valid_until is None or day <= self.valid_until
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """[start, end) in local minutes since midnight; wraps past midnight when start > end."""
+
+    start_minute: int
+    end_minute: int
+
+    def contains(self, minute_of_day: int) -> bool:
+        if self.start_minute <= self.end_minute:
+            return self.start_minute <= minute_of_day < self.end_minute
+        return minute_of_day >= self.start_minute or minute_of_day < self.end_minute
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    contact_cost: float
+    consent: bool
+    quiet_hours: tuple[QuietHours, ...] = ()
+    inbound_only: bool = False
+
+    def is_quiet_at(self, minute_of_day: int) -> bool:
+        return any(q.contains(minute_of_day) for q in self.quiet_hours)
+
+
+@dataclass(frozen=True)
+class SendSlot:
+    """A batch of sends starting at a local hour, e.g. id "10-12" starts at 10:00."""
+
+    index: int
+    start_hour: int
+    hours: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.start_hour:02d}-{self.start_hour + self.hours:02d}"
+
+
+@dataclass(frozen=True)
+class RewardDefinition:
+    margin_rate: float
+    unsubscribe_penalty: float
+    complaint_penalty: float
+    opened_value: float = 0.0
+    clicked_value: float = 0.0
+    delivered_value: float = 0.0
+    default_reward: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExplorationSettings:
+    algorithm: str = "epsilon_greedy"
+    epsilon: float = 0.1
+    softmax_lambda: float = 1.0
+    squarecb_gamma: float = 50.0
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    cb_type: str = "mtr"
+    learning_rate: float = 0.5
+    interactions: tuple[str, ...] = ("UO", "UC", "UT", "HC", "HO")
+    bits: int = 18
+
+    def vw_args(self) -> list[str]:
+        args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
+                "-b", str(self.bits), "--quiet"]
+        for pair in self.interactions:
+            args += ["-q", pair]
+        return args
+
+
+@dataclass(frozen=True)
+class Catalog:
+    version: str
+    default_timezone: str
+    offers: dict[str, Offer]
+    channels: dict[str, Channel]
+    send_slots: tuple[SendSlot, ...]
+    reward: RewardDefinition
+    attribution_window: dt.timedelta
+    exploration: ExplorationSettings
+    model: ModelSettings
+    max_features: int
+    source: str = "<memory>"
+
+    def slot_at_hour(self, local_hour: int) -> SendSlot:
+        return self.send_slots[local_hour // self.send_slots[0].hours]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def default_catalog_path() -> Path:
+    return Path(str(resources.files("engine") / "data" / "default_catalog.toml"))
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate a catalog file (the shipped default when ``path`` is None)."""
+    path = Path(path) if path is not None else default_catalog_path()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read catalog file: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    return parse_catalog(data, source=str(path), content_hash=hashlib.sha256(raw).hexdigest()[:12])
+
+
+def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: str = "") -> Catalog:
+    r = _Reader(source)
+    r.only_keys(data, "", {"version", "default_timezone", "offers", "channels", "send_slots",
+                           "reward", "attribution", "exploration", "model", "limits"})
+    version = r.string(data, "version", required=True)
+    tz = r.string(data, "default_timezone", default="UTC")
+    r.timezone(tz, "default_timezone")
+
+    offers_raw = r.table(data, "offers", required=True)
+    if not offers_raw:
+        raise r.error("offers", "at least one offer is required", "an empty table")
+    offers = {oid: _parse_offer(r, oid, spec) for oid, spec in offers_raw.items()}
+
+    channels_raw = r.table(data, "channels", required=True)
+    if not channels_raw:
+        raise r.error("channels", "at least one channel is required", "an empty table")
+    channels = {cid: _parse_channel(r, cid, spec) for cid, spec in channels_raw.items()}
+
+    slots_raw = r.table(data, "send_slots")
+    r.only_keys(slots_raw, "send_slots", {"hours"})
+    hours = r.integer(slots_raw, "hours", "send_slots.hours", default=2, low=1, high=24)
+    if 24 % hours:
+        raise r.error("send_slots.hours", "a divisor of 24 (1, 2, 3, 4, 6, 8, 12, 24)", hours)
+    slots = tuple(SendSlot(i, i * hours, hours) for i in range(24 // hours))
+
+    rw = r.table(data, "reward", required=True)
+    r.only_keys(rw, "reward", {"margin_rate", "unsubscribe_penalty", "complaint_penalty",
+                               "opened_value", "clicked_value", "delivered_value", "default_reward"})
+    reward = RewardDefinition(
+        margin_rate=r.number(rw, "margin_rate", "reward.margin_rate", required=True, low=0, high=1),
+        unsubscribe_penalty=r.number(rw, "unsubscribe_penalty", "reward.unsubscribe_penalty", default=0.0, low=0),
+        complaint_penalty=r.number(rw, "complaint_penalty", "reward.complaint_penalty", default=0.0, low=0),
+        opened_value=r.number(rw, "opened_value", "reward.opened_value", default=0.0),
+        clicked_value=r.number(rw, "clicked_value", "reward.clicked_value", default=0.0),
+        delivered_value=r.number(rw, "delivered_value", "reward.delivered_value", default=0.0),
+        default_reward=r.number(rw, "default_reward", "reward.default_reward", default=0.0),
+    )
+
+    at = r.table(data, "attribution")
+    r.only_keys(at, "attribution", {"window_hours"})
+    window_hours = r.number(at, "window_hours", "attribution.window_hours", default=168.0, low=0.001)
+
+    ex = r.table(data, "exploration")
+    r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k"})
+    exploration = ExplorationSettings(
+        algorithm=r.choice(ex, "algorithm", "exploration.algorithm", EXPLORATION_ALGORITHMS,
+                           default="epsilon_greedy"),
+        epsilon=r.number(ex, "epsilon", "exploration.epsilon", default=0.1, low=0, high=1),
+        softmax_lambda=r.number(ex, "softmax_lambda", "exploration.softmax_lambda", default=1.0, low=0),
+        squarecb_gamma=r.number(ex, "squarecb_gamma", "exploration.squarecb_gamma", default=50.0, low=0),
+        top_k=r.integer(ex, "top_k", "exploration.top_k", default=5, low=1, high=1000),
+    )
+
+    md = r.table(data, "model")
+    r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits"})
+    interactions = tuple(r.string_list(md, "interactions", "model.interactions",
+                                       default=list(ModelSettings.interactions)))
+    for i, pair in enumerate(interactions):
+        if len(pair) != 2 or any(c not in NAMESPACE_LETTERS for c in pair):
+            raise r.error(f"model.interactions[{i}]",
+                          f"two namespace letters from {NAMESPACE_LETTERS!r} "
+                          "(U customer, H history, O offer, C channel, T send time)", pair)
+    model = ModelSettings(
+        cb_type=r.choice(md, "cb_type", "model.cb_type", CB_TYPES, default="mtr"),
+        learning_rate=r.number(md, "learning_rate", "model.learning_rate", default=0.5, low=1e-6, high=100),
+        interactions=interactions,
+        bits=r.integer(md, "bits", "model.bits", default=18, low=10, high=30),
+    )
+
+    lim = r.table(data, "limits")
+    r.only_keys(lim, "limits", {"max_features"})
+    max_features = r.integer(lim, "max_features", "limits.max_features", default=256, low=1, high=100_000)
+
+    full_version = f"{version}+{content_hash}" if content_hash else version
+    return Catalog(
+        version=full_version, default_timezone=tz, offers=offers, channels=channels,
+        send_slots=slots, reward=reward, attribution_window=dt.timedelta(hours=window_hours),
+        exploration=exploration, model=model, max_features=max_features, source=source,
+    )
+
+
+def _parse_offer(r: _Reader, oid: str, spec: Any) -> Offer:
+    key = f"offers.{oid}"
+    r.identifier(oid, key)
+    if not isinstance(spec, dict):
+        raise r.error(key, "a table", spec)
+    r.only_keys(spec, key, {"name", "cost", "valid_from", "valid_until", "eligibility"})
+    valid_from = r.date(spec, "valid_from", f"{key}.valid_from")
+    valid_until = r.date(spec, "valid_until", f"{key}.valid_until")
+    if valid_from and valid_until and valid_until < valid_from:
+        raise r.error(f"{key}.valid_until", f"a date on or after valid_from ({valid_from})", valid_until)
+    el = r.table(spec, "eligibility", key=f"{key}.eligibility")
+    r.only_keys(el, f"{key}.eligibility", {"categorical", "numeric_min", "numeric_max"})
+    cat_raw = r.table(el, "categorical", key=f"{key}.eligibility.categorical")
+    categorical = {
+        name: tuple(r.string_list(cat_raw, name, f"{key}.eligibility.categorical.{name}", required=True))
+        for name in cat_raw
+    }
+    bounds = {}
+    for which in ("numeric_min", "numeric_max"):
+        tab = r.table(el, which, key=f"{key}.eligibility.{which}")
+        bounds[which] = {n: r.number(tab, n, f"{key}.eligibility.{which}.{n}", required=True) for n in tab}
+    return Offer(
+        id=oid,
+        name=r.string(spec, "name", key=f"{key}.name", default=oid),
+        cost=r.number(spec, "cost", f"{key}.cost", required=True, low=0),
+        valid_from=valid_from, valid_until=valid_until,
+        eligibility=Eligibility(categorical, bounds["numeric_min"], bounds["numeric_max"]),
+    )
+
+
+def _parse_channel(r: _Reader, cid: str, spec: Any) -> Channel:
+    key = f"channels.{cid}"
+    r.identifier(cid, key)
+    if not isinstance(spec, dict):
+        raise r.error(key, "a table", spec)
+    r.only_keys(spec, key, {"contact_cost", "consent", "quiet_hours", "inbound_only"})
+    consent, inbound_only = spec.get("consent", True), spec.get("inbound_only", False)
+    if not isinstance(consent, bool):
+        raise r.error(f"{key}.consent", "true or false", consent)
+    if not isinstance(inbound_only, bool):
+        raise r.error(f"{key}.inbound_only", "true or false", inbound_only)
+    quiet_raw = spec.get("quiet_hours", [])
+    if not isinstance(quiet_raw, list):
+        raise r.error(f"{key}.quiet_hours", 'a list of {start = "HH:MM", end = "HH:MM"}', quiet_raw)
+    quiet = []
+    for i, q in enumerate(quiet_raw):
+        qkey = f"{key}.quiet_hours[{i}]"
+        if not isinstance(q, dict) or set(q) != {"start", "end"}:
+            raise r.error(qkey, 'a table {start = "HH:MM", end = "HH:MM"}', q)
+        start, end = r.clock_minute(q["start"], f"{qkey}.start"), r.clock_minute(q["end"], f"{qkey}.end")
+        if start == end:
+            raise r.error(qkey, "start different from end", q)
+        quiet.append(QuietHours(start, end))
+    return Channel(
+        id=cid,
+        contact_cost=r.number(spec, "contact_cost", f"{key}.contact_cost", required=True, low=0),
+        consent=consent,
+        quiet_hours=tuple(quiet),
+        inbound_only=inbound_only,
+    )
+
+
+_MISSING = object()
+
+
+class _Reader:
+    """Typed access to a parsed TOML tree, raising CatalogError with file and key."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def error(self, key: str, expected: str, got: Any) -> CatalogError:
+        return CatalogError(f"{self.source}: key '{key}': expected {expected}, got {got!r}")
+
+    def only_keys(self, table: dict[str, Any], prefix: str, allowed: set[str]) -> None:
+        for name in table:
+            if name not in allowed:
+                full = f"{prefix}.{name}" if prefix else name
+                raise CatalogError(f"{self.source}: unknown key '{full}'; allowed: {sorted(allowed)}")
+
+    def _get(self, table: dict[str, Any], name: str, key: str, required: bool, default: Any) -> Any:
+        if name in table:
+            return table[name]
+        if required:
+            raise CatalogError(f"{self.source}: missing required key '{key}'")
+        return default
+
+    def table(self, table: dict[str, Any], name: str, key: str | None = None,
+              required: bool = False) -> dict[str, Any]:
+        value = self._get(table, name, key or name, required, {})
+        if not isinstance(value, dict):
+            raise self.error(key or name, "a table", value)
+        return value
+
+    def string(self, table: dict[str, Any], name: str, key: str | None = None,
+               required: bool = False, default: str = "") -> str:
+        value = self._get(table, name, key or name, required, default)
+        if not isinstance(value, str) or (required and not value):
+            raise self.error(key or name, "a non-empty string", value)
+        return value
+
+    def string_list(self, table: dict[str, Any], name: str, key: str, required: bool = False,
+                    default: list[str] | None = None) -> list[str]:
+        value = self._get(table, name, key, required, default or [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(key, "a list of non-empty strings", value)
+        return value
+
+    def number(self, table: dict[str, Any], name: str, key: str, required: bool = False,
+               default: float = 0.0, low: float | None = None, high: float | None = None) -> float:
+        value = self._get(table, name, key, required, default)
+        bounds = " ".join(filter(None, [f">= {low}" if low is not None else "",
+                                        f"<= {high}" if high is not None else ""]))
+        expected = f"a number {bounds}".strip()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(key, expected, value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(key, expected, value)
+        return float(value)
+
+    def integer(self, table: dict[str, Any], name: str, key: str, default: int,
+                low: int, high: int) -> int:
+        value = self._get(table, name, key, False, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.error(key, f"an integer from {low} to {high}", value)
+        return value
+
+    def choice(self, table: dict[str, Any], name: str, key: str, allowed: tuple[str, ...],
+               default: str) -> str:
+        value = self._get(table, name, key, False, default)
+        if value not in allowed:
+            raise self.error(key, f"one of {list(allowed)}", value)
+        return value
+
+    def date(self, table: dict[str, Any], name: str, key: str) -> dt.date | None:
+        value = table.get(name)
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+            raise self.error(key, "a TOML date like 2026-12-31", value)
+        return value
+
+    def identifier(self, value: str, key: str) -> None:
+        if not ID_PATTERN.match(value):
+            raise self.error(key, "an id of 1-40 lowercase letters, digits or '_', starting with a letter",
+                             value)
+
+    def timezone(self, value: str, key: str) -> None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error(key, "an IANA time zone name like 'Europe/Paris'", value) from None
+
+    def clock_minute(self, value: Any, key: str) -> int:
+        match = re.fullmatch(r"(\d{2}):(\d{2})", value) if isinstance(value, str) else None
+        if not match or int(match[1]) > 24 or int(match[2]) > 59 or (int(match[1]) == 24 and int(match[2])):
+            raise self.error(key, "a local time 'HH:MM' from 00:00 to 24:00", value)
+        return int(match[1]) * 60 + int(match[2])

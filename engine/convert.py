@@ -1,0 +1,117 @@
+"""Protobuf <-> domain translation. Protobuf types stop here."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engine import domain
+from engine.engine import PolicySnapshot
+from nba.v1 import decision_pb2 as pb
+
+UTC = dt.timezone.utc
+
+
+def _ts(t: dt.datetime | None) -> Timestamp | None:
+    if t is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(t.astimezone(UTC))
+    return stamp
+
+
+def _dt(message, field_name: str) -> dt.datetime | None:
+    if not message.HasField(field_name):
+        return None
+    try:
+        return getattr(message, field_name).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise domain.RequestError(field_name, f"invalid timestamp: {exc}") from None
+
+
+def request_to_proto(r: domain.DecisionRequest) -> pb.DecisionRequest:
+    return pb.DecisionRequest(
+        customer_id=r.customer_id, numeric_features=r.numeric_features,
+        categorical_features=r.categorical_features, consented_channels=r.consented_channels,
+        candidate_offers=r.candidate_offers, allowed_channels=r.allowed_channels,
+        timezone=r.timezone, decision_time=_ts(r.decision_time), inbound=r.inbound,
+    )
+
+
+def request_from_proto(m: pb.DecisionRequest) -> domain.DecisionRequest:
+    return domain.DecisionRequest(
+        customer_id=m.customer_id, numeric_features=dict(m.numeric_features),
+        categorical_features=dict(m.categorical_features),
+        consented_channels=tuple(m.consented_channels), candidate_offers=tuple(m.candidate_offers),
+        allowed_channels=tuple(m.allowed_channels), timezone=m.timezone,
+        decision_time=_dt(m, "decision_time"), inbound=m.inbound,
+    )
+
+
+def action_to_proto(a: domain.Action) -> pb.Action:
+    return pb.Action(offer_id=a.offer_id, channel=a.channel, send_at=_ts(a.send_at),
+                     no_contact=a.no_contact, send_slot=a.send_slot)
+
+
+def action_from_proto(m: pb.Action) -> domain.Action:
+    return domain.Action(offer_id=m.offer_id, channel=m.channel, send_slot=m.send_slot,
+                         send_at=_dt(m, "send_at"), no_contact=m.no_contact)
+
+
+def decision_to_proto(d: domain.Decision) -> pb.Decision:
+    return pb.Decision(
+        event_id=d.event_id, action=action_to_proto(d.action), probability=d.probability,
+        expected_value=d.expected_value, explored=d.explored, model_version=d.model_version,
+        ranking=[pb.ScoredAction(action=action_to_proto(s.action), expected_value=s.expected_value,
+                                 probability=s.probability) for s in d.ranking],
+        exclusions=[pb.Exclusion(target=e.target, reason=pb.ExclusionReason.Value(e.reason.value),
+                                 detail=e.detail) for e in d.exclusions],
+        customer_id=d.customer_id, decision_time=_ts(d.decision_time),
+        feasible_actions=d.feasible_actions,
+    )
+
+
+def decision_from_proto(m: pb.Decision) -> domain.Decision:
+    return domain.Decision(
+        event_id=m.event_id, customer_id=m.customer_id, action=action_from_proto(m.action),
+        probability=m.probability, expected_value=m.expected_value, explored=m.explored,
+        model_version=m.model_version,
+        ranking=tuple(domain.ScoredAction(action_from_proto(s.action), s.expected_value,
+                                          s.probability) for s in m.ranking),
+        exclusions=tuple(domain.Exclusion(e.target,
+                                          domain.ExclusionReason(pb.ExclusionReason.Name(e.reason)),
+                                          e.detail) for e in m.exclusions),
+        decision_time=_dt(m, "decision_time"), feasible_actions=m.feasible_actions,
+    )
+
+
+OUTCOME_TYPES = [t.value for t in domain.OutcomeType]
+
+
+def outcome_to_proto(o: domain.Outcome) -> pb.Outcome:
+    return pb.Outcome(event_id=o.event_id, outcome_id=o.outcome_id,
+                      type=pb.OutcomeType.Value(o.type.value), value=o.value, time=_ts(o.time))
+
+
+def outcome_from_proto(m: pb.Outcome) -> domain.Outcome:
+    try:
+        name = pb.OutcomeType.Name(m.type)
+        kind = domain.OutcomeType(name)
+    except ValueError:
+        raise domain.RequestError(
+            "type", f"unknown outcome type {m.type}; allowed: {', '.join(OUTCOME_TYPES)}") from None
+    return domain.Outcome(event_id=m.event_id, outcome_id=m.outcome_id, type=kind, value=m.value,
+                          time=_dt(m, "time"))
+
+
+def policy_to_proto(p: PolicySnapshot) -> pb.PolicyInfo:
+    ex = p.exploration
+    return pb.PolicyInfo(
+        model_version=p.model_version, catalog_version=p.catalog_version,
+        exploration=pb.ExplorationSettings(algorithm=ex.algorithm, epsilon=ex.epsilon,
+                                           softmax_lambda=ex.softmax_lambda,
+                                           squarecb_gamma=ex.squarecb_gamma),
+        counters=pb.PolicyCounters(**p.counters), model_args=p.model_args,
+        attribution_window_seconds=p.attribution_window_seconds,
+    )

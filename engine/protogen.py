@@ -1,0 +1,54 @@
+"""Generate the gRPC stubs for ``proto/nba/v1/*.proto`` into the ``nba`` package.
+
+Run ``make proto`` after editing a .proto; ``tests/test_contract_stubs.py`` fails when the
+committed stubs differ from a fresh generation.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import grpc_tools
+from grpc_tools import protoc
+
+REPO = Path(__file__).resolve().parent.parent
+PROTO_ROOT = REPO / "proto"
+
+
+def proto_files(root: Path = PROTO_ROOT) -> list[Path]:
+    return sorted(root.glob("nba/v1/*.proto"))
+
+
+def generate(out_dir: Path, root: Path = PROTO_ROOT) -> list[Path]:
+    """Generate ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` under ``out_dir/nba/v1``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    files = [str(p.relative_to(root)) for p in proto_files(root)]
+    rc = protoc.main([
+        "grpc_tools.protoc",
+        f"-I{root}",
+        f"-I{well_known}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        *files,
+    ])
+    if rc != 0:
+        raise RuntimeError(f"protoc failed with exit code {rc} on {files}")
+    return sorted((out_dir / "nba" / "v1").glob("*_pb2*.py*"))
+
+
+def main() -> int:
+    written = generate(REPO)
+    for pkg in (REPO / "nba", REPO / "nba" / "v1"):
+        init = pkg / "__init__.py"
+        if not init.exists():
+            init.write_text('"""Generated gRPC stubs (see proto/). Do not edit."""\n')
+    for path in written:
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The one reward definition: net value of a decision from its outcomes.
+
+    reward = margin_rate * sum(conversion values)
+             - offer cost (once, if anything converted: the incentive is redeemed)
+             + opened/clicked/delivered values (once each)
+             - unsubscribe_penalty (once) - complaint_penalty (once)
+             - contact cost (always, for a contact)
+
+With no outcome at all, ``default_reward`` replaces the outcome part. VW minimises cost, so
+the logged cost is ``-reward``. Used by the server's online join and by offline training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from engine.catalog import RewardDefinition
+from engine.domain import OutcomeType
+
+
+def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeType, float]],
+               contacted: bool, offer_cost: float, contact_cost: float) -> float:
+    outcomes = list(outcomes)
+    kinds = {kind for kind, _ in outcomes}
+    if not outcomes:
+        value = definition.default_reward
+    else:
+        revenue = sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED)
+        value = definition.margin_rate * revenue
+        if OutcomeType.CONVERTED in kinds:
+            value -= offer_cost
+        if OutcomeType.DELIVERED in kinds:
+            value += definition.delivered_value
+        if OutcomeType.OPENED in kinds:
+            value += definition.opened_value
+        if OutcomeType.CLICKED in kinds:
+            value += definition.clicked_value
+        if OutcomeType.UNSUBSCRIBED in kinds:
+            value -= definition.unsubscribe_penalty
+        if OutcomeType.COMPLAINED in kinds:
+            value -= definition.complaint_penalty
+    if contacted:
+        value -= contact_cost
+    return value

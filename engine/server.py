@@ -1,0 +1,151 @@
+"""The gRPC server: a thin servicer over DecisionEngine, plus health, reflection and shutdown.
+
+Status codes: caller mistakes -> INVALID_ARGUMENT (naming the field), unknown event ->
+NOT_FOUND, closed attribution window -> FAILED_PRECONDITION, expired deadline ->
+DEADLINE_EXCEEDED (nothing decided or logged). INTERNAL is only ever a bug of ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine import convert
+from engine.domain import AttributionClosed, RequestError, UnknownEvent
+from engine.engine import DecisionEngine
+from nba.v1 import decision_pb2 as pb
+from nba.v1 import decision_pb2_grpc as pb_grpc
+
+log = logging.getLogger("nba.server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+
+
+class DecisionServicer(pb_grpc.DecisionServiceServicer):
+    def __init__(self, engine: DecisionEngine):
+        self.engine = engine
+
+    def _decide(self, message: pb.DecisionRequest, context: grpc.ServicerContext,
+                where: str = "") -> pb.Decision:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before deciding")
+        try:
+            decision = self.engine.decide(convert.request_from_proto(message))
+        except RequestError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}{exc}")
+        return convert.decision_to_proto(decision)
+
+    def NextBestAction(self, request, context):
+        return _guard(context, lambda: self._decide(request, context))
+
+    def NextBestActions(self, request_iterator, context):
+        for index, request in enumerate(request_iterator):
+            if not context.is_active():
+                return
+            yield _guard(context, lambda: self._decide(request, context, f"request #{index}: "))
+
+    def ReportOutcome(self, request, context):
+        def report():
+            try:
+                ack = self.engine.report_outcome(convert.outcome_from_proto(request))
+            except RequestError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except UnknownEvent as exc:
+                context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            except AttributionClosed as exc:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            return pb.OutcomeAck(event_id=ack.event_id, outcome_id=ack.outcome_id,
+                                 duplicate=ack.duplicate)
+        return _guard(context, report)
+
+    def GetPolicy(self, request, context):
+        return _guard(context, lambda: convert.policy_to_proto(self.engine.policy()))
+
+
+def _guard(context: grpc.ServicerContext, call):
+    """Run a handler; an unexpected exception is logged and becomes INTERNAL."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if context.code() is not None:  # context.abort() already set the status
+            raise
+        log.exception("internal error")
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    engine: DecisionEngine
+    _stop_maturing: threading.Event
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop taking calls, let in-flight calls finish (up to ``grace`` s), close logs."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self._stop_maturing.set()
+        self.engine.mature()
+        self.engine.close()
+
+
+def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
+                 workers: int = 8, max_message_bytes: int = 4 * 1024 * 1024,
+                 mature_every: float = 1.0) -> RunningServer:
+    """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+    options = [("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.so_reuseport", 0)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="nba-worker"),
+                         options=options)
+    pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(engine), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (address in use or not allowed)")
+    server.start()
+
+    stop = threading.Event()
+    if not engine.honour_request_time:
+        # On the wall clock, windows close with time passing, not only on calls.
+        def mature_loop():
+            while not stop.wait(mature_every):
+                try:
+                    engine.mature()
+                except Exception:  # noqa: BLE001 - keep learning alive, but say so
+                    log.exception("maturing decisions failed")
+        threading.Thread(target=mature_loop, name="nba-mature", daemon=True).start()
+
+    # The model is loaded by now (the engine owns it): ready.
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, health_servicer, bound, engine, stop)
+
+
+def serve_forever(running: RunningServer, grace: float = 10.0) -> None:
+    """Block until SIGTERM or SIGINT, then shut down gracefully."""
+    done = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal %s: shutting down (grace %.0f s)", signal.Signals(signum).name, grace)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    done.wait()
+    running.stop(grace)
+    log.info("stopped")

@@ -1,0 +1,221 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExclusionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXCLUSION_REASON_UNSPECIFIED: _ClassVar[ExclusionReason]
+    CONSENT: _ClassVar[ExclusionReason]
+    ELIGIBILITY: _ClassVar[ExclusionReason]
+    VALIDITY: _ClassVar[ExclusionReason]
+    CALLER_NARROWING: _ClassVar[ExclusionReason]
+    QUIET_HOURS: _ClassVar[ExclusionReason]
+    PRESSURE: _ClassVar[ExclusionReason]
+    BUDGET: _ClassVar[ExclusionReason]
+    INBOUND_ONLY: _ClassVar[ExclusionReason]
+
+class OutcomeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_TYPE_UNSPECIFIED: _ClassVar[OutcomeType]
+    DELIVERED: _ClassVar[OutcomeType]
+    OPENED: _ClassVar[OutcomeType]
+    CLICKED: _ClassVar[OutcomeType]
+    CONVERTED: _ClassVar[OutcomeType]
+    UNSUBSCRIBED: _ClassVar[OutcomeType]
+    COMPLAINED: _ClassVar[OutcomeType]
+EXCLUSION_REASON_UNSPECIFIED: ExclusionReason
+CONSENT: ExclusionReason
+ELIGIBILITY: ExclusionReason
+VALIDITY: ExclusionReason
+CALLER_NARROWING: ExclusionReason
+QUIET_HOURS: ExclusionReason
+PRESSURE: ExclusionReason
+BUDGET: ExclusionReason
+INBOUND_ONLY: ExclusionReason
+OUTCOME_TYPE_UNSPECIFIED: OutcomeType
+DELIVERED: OutcomeType
+OPENED: OutcomeType
+CLICKED: OutcomeType
+CONVERTED: OutcomeType
+UNSUBSCRIBED: OutcomeType
+COMPLAINED: OutcomeType
+
+class DecisionRequest(_message.Message):
+    __slots__ = ("customer_id", "numeric_features", "categorical_features", "consented_channels", "candidate_offers", "allowed_channels", "timezone", "decision_time", "inbound")
+    class NumericFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CategoricalFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CONSENTED_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_OFFERS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_FIELD_NUMBER: _ClassVar[int]
+    INBOUND_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    numeric_features: _containers.ScalarMap[str, float]
+    categorical_features: _containers.ScalarMap[str, str]
+    consented_channels: _containers.RepeatedScalarFieldContainer[str]
+    candidate_offers: _containers.RepeatedScalarFieldContainer[str]
+    allowed_channels: _containers.RepeatedScalarFieldContainer[str]
+    timezone: str
+    decision_time: _timestamp_pb2.Timestamp
+    inbound: bool
+    def __init__(self, customer_id: _Optional[str] = ..., numeric_features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ..., consented_channels: _Optional[_Iterable[str]] = ..., candidate_offers: _Optional[_Iterable[str]] = ..., allowed_channels: _Optional[_Iterable[str]] = ..., timezone: _Optional[str] = ..., decision_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inbound: _Optional[bool] = ...) -> None: ...
+
+class Action(_message.Message):
+    __slots__ = ("offer_id", "channel", "send_at", "no_contact", "send_slot")
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SEND_AT_FIELD_NUMBER: _ClassVar[int]
+    NO_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    SEND_SLOT_FIELD_NUMBER: _ClassVar[int]
+    offer_id: str
+    channel: str
+    send_at: _timestamp_pb2.Timestamp
+    no_contact: bool
+    send_slot: str
+    def __init__(self, offer_id: _Optional[str] = ..., channel: _Optional[str] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., no_contact: _Optional[bool] = ..., send_slot: _Optional[str] = ...) -> None: ...
+
+class ScoredAction(_message.Message):
+    __slots__ = ("action", "expected_value", "probability")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    action: Action
+    expected_value: float
+    probability: float
+    def __init__(self, action: _Optional[_Union[Action, _Mapping]] = ..., expected_value: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class Exclusion(_message.Message):
+    __slots__ = ("target", "reason", "detail")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    reason: ExclusionReason
+    detail: str
+    def __init__(self, target: _Optional[str] = ..., reason: _Optional[_Union[ExclusionReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("event_id", "action", "probability", "expected_value", "explored", "model_version", "ranking", "exclusions", "customer_id", "decision_time", "feasible_actions")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPLORED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_FIELD_NUMBER: _ClassVar[int]
+    FEASIBLE_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    action: Action
+    probability: float
+    expected_value: float
+    explored: bool
+    model_version: str
+    ranking: _containers.RepeatedCompositeFieldContainer[ScoredAction]
+    exclusions: _containers.RepeatedCompositeFieldContainer[Exclusion]
+    customer_id: str
+    decision_time: _timestamp_pb2.Timestamp
+    feasible_actions: int
+    def __init__(self, event_id: _Optional[str] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., probability: _Optional[float] = ..., expected_value: _Optional[float] = ..., explored: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ScoredAction, _Mapping]]] = ..., exclusions: _Optional[_Iterable[_Union[Exclusion, _Mapping]]] = ..., customer_id: _Optional[str] = ..., decision_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feasible_actions: _Optional[int] = ...) -> None: ...
+
+class Outcome(_message.Message):
+    __slots__ = ("event_id", "outcome_id", "type", "value", "time")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    outcome_id: str
+    type: OutcomeType
+    value: float
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., outcome_id: _Optional[str] = ..., type: _Optional[_Union[OutcomeType, str]] = ..., value: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class OutcomeAck(_message.Message):
+    __slots__ = ("event_id", "outcome_id", "duplicate")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    outcome_id: str
+    duplicate: bool
+    def __init__(self, event_id: _Optional[str] = ..., outcome_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExplorationSettings(_message.Message):
+    __slots__ = ("algorithm", "epsilon", "softmax_lambda", "squarecb_gamma")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    SOFTMAX_LAMBDA_FIELD_NUMBER: _ClassVar[int]
+    SQUARECB_GAMMA_FIELD_NUMBER: _ClassVar[int]
+    algorithm: str
+    epsilon: float
+    softmax_lambda: float
+    squarecb_gamma: float
+    def __init__(self, algorithm: _Optional[str] = ..., epsilon: _Optional[float] = ..., softmax_lambda: _Optional[float] = ..., squarecb_gamma: _Optional[float] = ...) -> None: ...
+
+class PolicyCounters(_message.Message):
+    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPLORED_FIELD_NUMBER: _ClassVar[int]
+    NO_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    LEARNED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    decisions: int
+    explored: int
+    no_contact: int
+    outcomes: int
+    duplicate_outcomes: int
+    learned: int
+    pending: int
+    rejected: int
+    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+
+class PolicyInfo(_message.Message):
+    __slots__ = ("model_version", "catalog_version", "exploration", "counters", "model_args", "attribution_window_seconds")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPLORATION_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ARGS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    catalog_version: str
+    exploration: ExplorationSettings
+    counters: PolicyCounters
+    model_args: str
+    attribution_window_seconds: int
+    def __init__(self, model_version: _Optional[str] = ..., catalog_version: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationSettings, _Mapping]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., model_args: _Optional[str] = ..., attribution_window_seconds: _Optional[int] = ...) -> None: ...
