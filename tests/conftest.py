@@ -1,0 +1,31 @@
+"""Shared fixtures: the default catalog, engines on a fixed clock, a real gRPC server."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.catalog import load_catalog
+from engine.engine import DecisionEngine
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture
+def engine(catalog, tmp_path):
+    e = DecisionEngine(catalog, log_dir=tmp_path / "logs", seed=1, honour_request_time=True)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def server(catalog, tmp_path):
+    """A real gRPC server on a free loopback port, honouring request times."""
+    from engine.server import start_server
+
+    e = DecisionEngine(catalog, log_dir=tmp_path / "server-logs", seed=3, honour_request_time=True)
+    running = start_server(e, port=0, workers=4)
+    yield running
+    running.stop(grace=2)

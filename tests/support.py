@@ -1,0 +1,17 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engine.domain import DecisionRequest
+
+# A Monday, 09:00 UTC = 10:00 in Paris (winter).
+T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
+
+
+def request(customer_id: str = "c-1", when: dt.datetime = T0, **kwargs) -> DecisionRequest:
+    defaults = dict(categorical_features={"segment": "loyal"}, numeric_features={"basket": 60.0},
+                    consented_channels=("email", "sms", "push"), timezone="Europe/Paris")
+    defaults.update(kwargs)
+    return DecisionRequest(customer_id=customer_id, decision_time=when, **defaults)

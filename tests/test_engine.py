@@ -1,0 +1,142 @@
+import dataclasses
+import datetime as dt
+import json
+
+import pytest
+
+from engine.decision_log import log_files
+from engine.domain import (
+    AttributionClosed, Outcome, OutcomeType, RequestError, UnknownEvent,
+)
+from engine.engine import DecisionEngine
+from support import T0, request
+
+
+def read_lines(directory, prefix):
+    return [json.loads(line) for f in log_files(directory, prefix) for line in f.read_text().splitlines()]
+
+
+def test_decision_is_logged_with_exact_probability(engine, tmp_path):
+    d = engine.decide(request())
+    [record] = read_lines(tmp_path / "logs", "decisions")
+    assert record["EventId"] == d.event_id
+    assert record["_label_probability"] == pytest.approx(d.probability)
+    assert record["p"][0] == record["_label_probability"]
+    assert sorted(record["a"]) == list(range(1, d.feasible_actions + 1))
+    assert sum(record["p"]) == pytest.approx(1.0)
+    assert record["_nba"]["actions"][record["_labelIndex"]] == d.action.label
+    assert len(record["c"]["_multi"]) == d.feasible_actions
+
+
+def test_same_seed_same_decisions(catalog):
+    def run():
+        e = DecisionEngine(catalog, seed=42, honour_request_time=True)
+        return [(d.event_id, d.action) for d in
+                (e.decide(request(f"c{i}", T0 + dt.timedelta(minutes=i))) for i in range(30))]
+    assert run() == run()
+
+
+def test_ranking_is_best_first_and_top_k(engine, catalog):
+    d = engine.decide(request())
+    values = [s.expected_value for s in d.ranking]
+    assert values == sorted(values, reverse=True)
+    assert len(d.ranking) == catalog.exploration.top_k
+
+
+def test_duplicate_outcome_counted_once(engine, tmp_path):
+    d = engine.decide(request())
+    o = Outcome(d.event_id, "buy-1", OutcomeType.CONVERTED, 80.0, T0 + dt.timedelta(hours=1))
+    assert engine.report_outcome(o).duplicate is False
+    assert engine.report_outcome(o).duplicate is True
+    assert len(read_lines(tmp_path / "logs", "outcomes")) == 1
+    counters = engine.policy().counters
+    assert counters["outcomes"] == 1 and counters["duplicate_outcomes"] == 1
+
+
+def test_unknown_event_and_closed_window(engine, catalog):
+    with pytest.raises(UnknownEvent):
+        engine.report_outcome(Outcome("nope", "o", OutcomeType.OPENED, 0, T0))
+    d = engine.decide(request())
+    later = T0 + catalog.attribution_window + dt.timedelta(minutes=1)
+    engine.mature(later)
+    with pytest.raises(AttributionClosed):
+        engine.report_outcome(Outcome(d.event_id, "late", OutcomeType.OPENED, 0, later))
+
+
+def test_matured_decision_is_learned_with_joined_reward(engine, catalog):
+    d = engine.decide(request())
+    engine.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 100.0, T0 + dt.timedelta(hours=5)))
+    assert engine.mature(T0 + dt.timedelta(days=6)) == 0
+    assert engine.policy().counters["pending"] == 1
+    assert engine.mature(T0 + catalog.attribution_window) == 1
+    assert engine.model.updates == 1
+    assert engine.policy().counters["learned"] == 1 and engine.policy().counters["pending"] == 0
+
+
+def test_online_learning_moves_values_toward_rewards(catalog):
+    """Reward only 'new_collection' by email: the model comes to rank it first."""
+    e = DecisionEngine(catalog, seed=5, honour_request_time=True)
+    when = T0
+    for i in range(600):
+        when = when + dt.timedelta(hours=1)
+        d = e.decide(request(f"c{i % 50}", when, consented_channels=("email",)))
+        if d.action.offer_id == "new_collection":
+            e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 100.0, when))
+    e.mature(when + catalog.attribution_window)
+    d = e.decide(request("fresh", when + catalog.attribution_window, consented_channels=("email",)))
+    assert d.ranking[0].action.offer_id == "new_collection"
+    assert d.ranking[0].expected_value > 5.0
+
+
+def test_history_features_count_contacts(engine):
+    first = engine.decide(request("c-h", consented_channels=("email",), candidate_offers=("new_collection",)))
+    history = engine.store.contact_history("c-h", T0 + dt.timedelta(days=1))
+    if first.action.no_contact:
+        assert history.contacts_7d == {}
+    else:
+        assert history.contacts_7d == {"email": 1}
+        assert history.hours_since_contact is not None
+
+
+BAD_REQUESTS = [
+    (dict(customer_id=""), "customer_id"),
+    (dict(customer_id="x" * 200), "customer_id"),
+    (dict(numeric_features={"basket": float("nan")}), "numeric_features['basket']"),
+    (dict(numeric_features={"basket": float("inf")}), "numeric_features['basket']"),
+    (dict(numeric_features={"bad name": 1.0}), "numeric_features"),
+    (dict(numeric_features={f"f{i}": 1.0 for i in range(300)}), "numeric_features"),
+    (dict(consented_channels=("fax",)), "consented_channels"),
+    (dict(allowed_channels=("fax",)), "allowed_channels"),
+    (dict(candidate_offers=("discount_99",)), "candidate_offers"),
+    (dict(timezone="Mars/Olympus"), "timezone"),
+    (dict(inbound=True, allowed_channels=()), "allowed_channels"),
+    (dict(categorical_features={"segment": ""}), "categorical_features['segment']"),
+]
+
+
+@pytest.mark.parametrize("change,field", BAD_REQUESTS)
+def test_bad_request_names_field_and_changes_nothing(engine, tmp_path, change, field):
+    good = request()
+    bad = dataclasses.replace(good, **change)
+    before = engine.policy().counters
+    with pytest.raises(RequestError) as err:
+        engine.decide(bad)
+    assert str(err.value).startswith(field)
+    after = engine.policy().counters
+    assert after["rejected"] == before["rejected"] + 1
+    assert {k: v for k, v in after.items() if k != "rejected"} == \
+           {k: v for k, v in before.items() if k != "rejected"}
+    assert read_lines(tmp_path / "logs", "decisions") == []
+    assert engine.store.contact_history(bad.customer_id or "c-1", T0).contacts_7d == {}
+
+
+@pytest.mark.parametrize("outcome,field", [
+    (Outcome("", "o", OutcomeType.OPENED), "event_id"),
+    (Outcome("e", "", OutcomeType.OPENED), "outcome_id"),
+    (Outcome("e", "o", OutcomeType.CONVERTED, -5.0), "value"),
+    (Outcome("e", "o", OutcomeType.CONVERTED, float("nan")), "value"),
+])
+def test_bad_outcome_names_field(engine, outcome, field):
+    with pytest.raises(RequestError) as err:
+        engine.report_outcome(outcome)
+    assert err.value.field == field

@@ -1,0 +1,24 @@
+import pytest
+
+from engine.domain import OutcomeType as T
+from engine.rewards import net_reward
+
+
+def test_conversion_pays_margin_minus_incentive_and_contact(catalog):
+    r = net_reward(catalog.reward, [(T.OPENED, 0), (T.CONVERTED, 100.0)], True, 10.0, 0.01)
+    assert r == pytest.approx(0.35 * 100 - 10 - 0.01)
+
+
+def test_incentive_paid_once_and_penalties(catalog):
+    r = net_reward(catalog.reward, [(T.CONVERTED, 50.0), (T.CONVERTED, 50.0), (T.UNSUBSCRIBED, 0),
+                                    (T.UNSUBSCRIBED, 0), (T.COMPLAINED, 0)], True, 15.0, 0.07)
+    assert r == pytest.approx(0.35 * 100 - 15 - 20 - 30 - 0.07)
+
+
+def test_nothing_reported_gives_default_minus_contact(catalog):
+    assert net_reward(catalog.reward, [], True, 10.0, 0.07) == pytest.approx(-0.07)
+    assert net_reward(catalog.reward, [], False, 0.0, 0.0) == 0.0
+
+
+def test_organic_purchase_without_contact(catalog):
+    assert net_reward(catalog.reward, [(T.CONVERTED, 80.0)], False, 0.0, 0.0) == pytest.approx(28.0)
