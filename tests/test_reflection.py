@@ -1,0 +1,23 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CLIENT = Path(__file__).with_name("reflection_client.py")
+
+
+def test_reflection_only_client_gets_decision_outcome_and_invalid_argument(server):
+    out = subprocess.run([sys.executable, str(CLIENT), f"127.0.0.1:{server.port}"],
+                         capture_output=True, text=True, timeout=60, cwd=CLIENT.parent)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert "nba.v1.DecisionService" in seen["services"]
+    assert seen["methods"] == ["NextBestAction", "NextBestActions", "ReportOutcome", "GetPolicy"]
+    assert seen["decision"]["code"] == "OK"
+    assert seen["decision"]["reply"]["eventId"]
+    assert seen["outcome"] == {"code": "OK", "reply": {"eventId": seen["decision"]["reply"]["eventId"],
+                                                       "outcomeId": "o-1"}}
+    assert seen["empty"]["code"] == "INVALID_ARGUMENT"
+    assert seen["empty"]["details"] == "customer_id: must not be empty"
+    # The stubs really were not used by the client process.
+    assert "import nba" not in CLIENT.read_text() and "from nba" not in CLIENT.read_text()

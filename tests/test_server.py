@@ -1,0 +1,154 @@
+"""Integration: a real gRPC server on a free loopback port."""
+
+import datetime as dt
+import signal
+import threading
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from engine import convert
+from engine.client import NBAClient
+from engine.decision_log import log_files
+from engine.demo import start_server_process
+from engine.engine import DecisionEngine
+from engine.server import start_server
+from nba.v1 import decision_pb2 as pb
+from nba.v1 import decision_pb2_grpc as pb_grpc
+from support import T0, request
+
+
+@pytest.fixture
+def client(server):
+    with NBAClient(f"127.0.0.1:{server.port}") as c:
+        c.wait_ready(10)
+        yield c
+
+
+def test_health_is_serving(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "nba.v1.DecisionService"):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_decide_report_and_policy(client, server):
+    d = client.decide(request())
+    assert d.event_id and 0 < d.probability <= 1 and d.customer_id == "c-1"
+    assert d.model_version == "cold-start" and d.feasible_actions > 1
+    assert d.decision_time == T0
+    assert {e.reason.value for e in d.exclusions} >= {"ELIGIBILITY", "INBOUND_ONLY"}
+    ack = client.report_outcome(d.event_id, "open-1", "OPENED", time=T0 + dt.timedelta(hours=1))
+    assert ack.duplicate is False
+    assert client.report_outcome(d.event_id, "open-1", "OPENED", time=T0 + dt.timedelta(hours=1)).duplicate
+    info = client.policy()
+    assert info.counters.decisions == 1 and info.counters.outcomes == 1
+    assert info.counters.duplicate_outcomes == 1 and info.counters.pending == 1
+    assert info.exploration.algorithm == "epsilon_greedy" and info.attribution_window_seconds == 7 * 86400
+    assert "--cb_adf" in info.model_args
+
+
+def test_status_codes_for_caller_mistakes(client):
+    with pytest.raises(grpc.RpcError) as err:
+        client.report_outcome("no-such-event", "o", "OPENED")
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    d = client.decide(request())
+    with pytest.raises(grpc.RpcError) as err:
+        client.report_outcome(d.event_id, "o", "CONVERTED", value=-1.0, time=T0)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "value" in err.value.details()
+    # An outcome type the contract does not define (raw enum number).
+    stub = pb_grpc.DecisionServiceStub(client._channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ReportOutcome(pb.Outcome(event_id=d.event_id, outcome_id="x", type=42), timeout=5)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "type" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ReportOutcome(pb.Outcome(event_id=d.event_id, outcome_id="x"), timeout=5)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        client.decide(request(timezone="Not/AZone"))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("timezone:")
+
+
+def test_attribution_closed_is_failed_precondition(client):
+    d = client.decide(request())
+    late = T0 + dt.timedelta(days=8)
+    client.decide(request("other", late))  # moves the server clock past the window
+    with pytest.raises(grpc.RpcError) as err:
+        client.report_outcome(d.event_id, "late", "OPENED", time=late)
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_stream_returns_decisions_in_order(client):
+    requests = [request(f"cust-{i}", T0 + dt.timedelta(seconds=i)) for i in range(60)]
+    decisions = list(client.decide_many(requests, timeout=60))
+    assert [d.customer_id for d in decisions] == [r.customer_id for r in requests]
+    assert len({d.event_id for d in decisions}) == 60
+
+
+def test_stream_stops_at_bad_request_naming_its_position(client, server):
+    requests = [request(f"cust-{i}") for i in range(3)] + [request("")] + [request("after")]
+    got = []
+    with pytest.raises(grpc.RpcError) as err:
+        for d in client.decide_many(requests, timeout=30):
+            got.append(d.customer_id)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "request #3: customer_id" in err.value.details()
+    assert got == ["cust-0", "cust-1", "cust-2"]
+    assert server.engine.policy().counters["decisions"] == 3
+
+
+def test_expired_deadline_is_deadline_exceeded(client):
+    stub = pb_grpc.DecisionServiceStub(client._channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.NextBestAction(convert.request_to_proto(request()), timeout=0.000001)
+    assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_message_size_limit(catalog, tmp_path):
+    engine = DecisionEngine(catalog, honour_request_time=True)
+    running = start_server(engine, port=0, max_message_bytes=16 * 1024)
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            big = request(categorical_features={f"f{i}": "v" * 100 for i in range(200)})
+            with pytest.raises(grpc.RpcError) as err:
+                c.decide(big)
+            assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert engine.policy().counters["decisions"] == 0
+    finally:
+        running.stop(1)
+
+
+def test_sigterm_lets_in_flight_calls_finish(tmp_path):
+    """`nba serve` stops on SIGTERM only after the streaming call in progress completes."""
+    proc, port = start_server_process(tmp_path, seed=1, extra=["--honour-decision-time"])
+    try:
+        with NBAClient(f"127.0.0.1:{port}") as c:
+            c.wait_ready(20)
+            requests = [request(f"c{i}", T0 + dt.timedelta(seconds=i)) for i in range(400)]
+            received = []
+            started = threading.Event()
+
+            def consume():
+                for d in c.decide_many(requests, timeout=60):
+                    received.append(d)
+                    started.set()
+
+            worker = threading.Thread(target=consume)
+            worker.start()
+            assert started.wait(20)
+            proc.send_signal(signal.SIGTERM)
+            worker.join(60)
+            assert len(received) == 400
+            # After shutdown, new calls are refused, not half-served.
+            assert proc.wait(timeout=30) == 0
+            with pytest.raises(grpc.RpcError) as err:
+                c.decide(request("too-late"))
+            assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logged = sum(len(f.read_text().splitlines()) for f in log_files(tmp_path, "decisions"))
+    assert logged == 400
