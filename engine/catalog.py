@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ class SendSlot:
     start_hour: int
     hours: int
 
-    @property
+    @cached_property
     def id(self) -> str:
         return f"{self.start_hour:02d}-{self.start_hour + self.hours:02d}"
 

@@ -46,8 +46,11 @@ class JsonlLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
 
-    def append(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, separators=(",", ":"), default=_json_default) + "\n").encode()
+    def append(self, record: dict[str, Any] | str) -> None:
+        """Append one record (a dict, or a line of JSON text already encoded)."""
+        if not isinstance(record, str):
+            record = json.dumps(record, separators=(",", ":"), default=_json_default)
+        data = (record + "\n").encode()
         with self._lock:
             if self._fd is None or (self._size and self._size + len(data) > self.max_bytes):
                 self._open_next()
@@ -80,27 +83,40 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot log {type(value).__name__}")
 
 
-def dsjson_record(event_id: str, timestamp: dt.datetime, context: dict, probabilities: np.ndarray,
-                  chosen: int, cost: float, model_version: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """One decision in VW's decision-service JSON.
+class DsjsonLine:
+    """One decision in VW's decision-service JSON, as text whose cost is filled in later.
 
     ``a`` lists 1-based action ids, the chosen one first; ``p`` gives their probabilities in
-    the same order; ``_label*`` describe the chosen action and its cost. ``_nba`` carries our own
-    metadata (VW ignores it).
+    the same order; ``_label*`` describe the chosen action and its cost; ``c`` is the context
+    exactly as it was scored. ``_nba`` carries our own metadata (VW ignores it). The cost comes
+    first, so maturing a decision only swaps the number in front.
     """
-    k = len(probabilities)
-    order = [chosen] + [i for i in range(k) if i != chosen]
-    return {
-        "_label_cost": float(cost),
-        "_label_probability": float(probabilities[chosen]),
-        "_label_Action": chosen + 1,
-        "_labelIndex": chosen,
-        "Timestamp": iso(timestamp),
-        "Version": "1",
-        "EventId": event_id,
-        "a": [i + 1 for i in order],
-        "c": context,
-        "p": [float(probabilities[i]) for i in order],
-        "VWState": {"m": model_version},
-        "_nba": meta,
-    }
+
+    __slots__ = ("rest",)
+
+    def __init__(self, rest: str):
+        self.rest = rest
+
+    @classmethod
+    def build(cls, event_id: str, timestamp: dt.datetime, context_json: str,
+              probabilities: np.ndarray, chosen: int, model_version: str,
+              meta: dict[str, Any]) -> DsjsonLine:
+        k = len(probabilities)
+        order = [chosen] + [i for i in range(k) if i != chosen]
+        head = {
+            "_label_probability": float(probabilities[chosen]),
+            "_label_Action": chosen + 1,
+            "_labelIndex": chosen,
+            "Timestamp": iso(timestamp),
+            "Version": "1",
+            "EventId": event_id,
+            "a": [i + 1 for i in order],
+            "p": [float(probabilities[i]) for i in order],
+            "VWState": {"m": model_version},
+            "_nba": meta,
+        }
+        body = json.dumps(head, separators=(",", ":"), default=_json_default)
+        return cls(body[1:-1] + ',"c":' + context_json + "}")
+
+    def with_cost(self, cost: float) -> str:
+        return '{"_label_cost":' + repr(float(cost)) + "," + self.rest

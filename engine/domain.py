@@ -27,7 +27,7 @@ class ExclusionReason(enum.Enum):
     INBOUND_ONLY = "INBOUND_ONLY"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """An offer on a channel at a send time, or no contact."""
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import threading
 import uuid
@@ -22,12 +21,12 @@ import numpy as np
 
 from engine import exploration
 from engine.catalog import Catalog
-from engine.decision_log import DEFAULT_MAX_BYTES, JsonlLog, dsjson_record, iso
+from engine.decision_log import DEFAULT_MAX_BYTES, DsjsonLine, JsonlLog, iso
 from engine.domain import (
     Decision, DecisionRequest, Outcome, OutcomeAck, RequestError, ScoredAction, utc,
 )
 from engine.feasibility import feasible_actions
-from engine.features import build_context
+from engine.features import FeatureBuilder
 from engine.rewards import net_reward
 from engine.state import InMemoryStateStore, PendingDecision, StateStore
 from engine.validation import validate_outcome, validate_request
@@ -68,6 +67,7 @@ class DecisionEngine:
         self.store = store if store is not None else InMemoryStateStore()
         self.model = model if model is not None else ValueModel(catalog.model)
         self.honour_request_time = honour_request_time
+        self.features = FeatureBuilder(catalog)
         self._rng = np.random.default_rng(seed)
         self._ids = random.Random(seed) if seed is not None else None
         self._lock = threading.Lock()
@@ -106,8 +106,8 @@ class DecisionEngine:
 
         feasible = feasible_actions(request, self.catalog, now)
         history = self.store.contact_history(request.customer_id, now)
-        context = build_context(request, history, feasible.actions, self.catalog)
-        values = self.model.values(context)
+        context = self.features.context_json(request, history, feasible.actions)
+        values = self.model.values(context, len(feasible.actions))
         p = exploration.probabilities(values, self.catalog.exploration)
         with self._lock:
             chosen = exploration.draw(p, self._rng)
@@ -131,13 +131,12 @@ class DecisionEngine:
             "offer_cost": offer_cost,
             "contact_cost": contact_cost,
         }
-        record = dsjson_record(event_id, now, context, p, chosen, default_cost,
-                               self.model.version, meta)
+        line = DsjsonLine.build(event_id, now, context, p, chosen, self.model.version, meta)
         if self.decision_log is not None:
-            self.decision_log.append(record)
+            self.decision_log.append(line.with_cost(default_cost))
         self.store.record_decision(
             PendingDecision(event_id=event_id, customer_id=request.customer_id, decision_time=now,
-                            matures_at=now + self.catalog.attribution_window, dsjson=record,
+                            matures_at=now + self.catalog.attribution_window, dsjson=line,
                             offer_cost=offer_cost, contact_cost=contact_cost, contacted=contacted),
             channel=action.channel if contacted else None,
             send_at=action.send_at if contacted else None,
@@ -192,8 +191,7 @@ class DecisionEngine:
         for pending in self.store.pop_matured(now):
             reward = net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
                                 pending.offer_cost, pending.contact_cost)
-            record = dict(pending.dsjson, _label_cost=-reward)
-            self.model.learn_dsjson(json.dumps(record))
+            self.model.learn_dsjson(pending.dsjson.with_cost(-reward))
             learned += 1
         if learned:
             self._count("learned", learned)

@@ -68,12 +68,12 @@ def feasible_actions(request: DecisionRequest, catalog: Catalog, now: dt.datetim
         else:
             channels.append(channel)
 
+    if request.inbound:
+        candidates = [(catalog.slot_at_hour(now_local.hour), now_local)]
+    else:
+        candidates = [(slot, send_time(slot, now_local)) for slot in catalog.send_slots]
     timings: list[tuple[Channel, SendSlot, dt.datetime]] = []
     for channel in channels:
-        if request.inbound:
-            candidates = [(catalog.slot_at_hour(now_local.hour), now_local)]
-        else:
-            candidates = [(slot, send_time(slot, now_local)) for slot in catalog.send_slots]
         for slot, at_local in candidates:
             if channel.is_quiet_at(at_local.hour * 60 + at_local.minute):
                 exclusions.append(Exclusion(f"channel:{channel.id}/slot:{slot.id}",

@@ -1,27 +1,26 @@
 """The one feature builder: request + engine history + actions -> VW JSON context.
 
-The same context is scored online (VW JSON parser) and written in the DSJSON decision log, so a
-model trained offline from the logs sees exactly the features the server scored.
+The same context text is scored online (VW's JSON parser) and written in the DSJSON decision
+log, so a model trained offline from the logs sees exactly the features the server scored.
 
 Namespaces (their first letter is what VW interactions refer to):
   U  customer features from the request (numeric as ``name: value``, categorical as
      ``name=value: 1`` so a name/value pair can never collide with another)
   H  the engine's own history of the customer: contacts per channel in the last 7 days,
-     hours since the last contact -- lets the model learn fatigue
-  O  offer (id, incentive cost), C channel, T send slot and hour; no_contact has offer and
-     channel "none" so that customer x offer interactions give it a value of its own.
+     hours since the last contact and since the last response -- lets the model learn fatigue
+  O  offer (id, incentive cost), C channel, T send slot; no_contact has offer and channel
+     "none", so customer x offer interactions give it a value of its own.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from engine.catalog import Catalog
 from engine.domain import Action, DecisionRequest
 from engine.state import ContactHistory
-
-Context = dict[str, Any]
 
 
 def customer_namespace(request: DecisionRequest) -> dict[str, float]:
@@ -38,6 +37,10 @@ def history_namespace(history: ContactHistory, channels: list[str]) -> dict[str,
         features["never_contacted"] = 1.0
     else:
         features["log_hours_since_contact"] = math.log1p(max(history.hours_since_contact, 0.0))
+    if history.hours_since_response is None:
+        features["never_responded"] = 1.0
+    else:
+        features["log_hours_since_response"] = math.log1p(max(history.hours_since_response, 0.0))
     return features
 
 
@@ -51,10 +54,26 @@ def action_features(action: Action, catalog: Catalog) -> dict[str, dict[str, Any
     }
 
 
-def build_context(request: DecisionRequest, history: ContactHistory, actions: tuple[Action, ...],
-                  catalog: Catalog) -> Context:
-    return {
-        "U": customer_namespace(request),
-        "H": history_namespace(history, list(catalog.channels)),
-        "_multi": [action_features(a, catalog) for a in actions],
-    }
+class FeatureBuilder:
+    """Builds context JSON text; per-action fragments are cached (they depend on the catalog
+    only), so a decision over a hundred actions encodes only the customer's part."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._channels = list(catalog.channels)
+        self._fragments: dict[tuple[str, str, str, bool], str] = {}
+
+    def _fragment(self, action: Action) -> str:
+        key = (action.offer_id, action.channel, action.send_slot, action.no_contact)
+        text = self._fragments.get(key)
+        if text is None:
+            text = self._fragments[key] = json.dumps(action_features(action, self.catalog),
+                                                     separators=(",", ":"))
+        return text
+
+    def context_json(self, request: DecisionRequest, history: ContactHistory,
+                     actions: tuple[Action, ...]) -> str:
+        shared = json.dumps(customer_namespace(request), separators=(",", ":"))
+        hist = json.dumps(history_namespace(history, self._channels), separators=(",", ":"))
+        multi = ",".join(self._fragment(a) for a in actions)
+        return f'{{"U":{shared},"H":{hist},"_multi":[{multi}]}}'

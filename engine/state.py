@@ -15,6 +15,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.decision_log import DsjsonLine
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
 
 HISTORY_WINDOW = dt.timedelta(days=7)
@@ -36,7 +37,7 @@ class PendingDecision:
     customer_id: str
     decision_time: dt.datetime
     matures_at: dt.datetime
-    dsjson: dict  # the decision's DSJSON record, cost filled in when it matures
+    dsjson: DsjsonLine  # the decision's DSJSON line; its cost is filled in when it matures
     offer_cost: float
     contact_cost: float
     contacted: bool
