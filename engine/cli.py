@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="start a server, drive it as a channel system, stop it")
     demo.add_argument("--log-dir", type=Path, default=None,
                       help="where the demo server logs (default: a temporary directory)")
-    demo.add_argument("--customers", type=int, default=400, help="customers in the campaign")
+    demo.add_argument("--customers", type=int, default=1000, help="customers in the campaign")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
 

@@ -61,6 +61,12 @@ def _customers(n: int, rng: np.random.Generator) -> list[dict]:
     return people
 
 
+def _fits(person: dict, offer_id: str) -> bool:
+    if person["promo"]:
+        return offer_id in ("discount_10", "discount_15")
+    return offer_id == "new_collection"
+
+
 def _respond(person: dict, decision, rng: np.random.Generator) -> list[tuple[str, float]]:
     """The scripted customers' hidden response rule."""
     a = decision.action
@@ -71,9 +77,7 @@ def _respond(person: dict, decision, rng: np.random.Generator) -> list[tuple[str
     p_open = (0.35 if good_hour else 0.08) if a.channel == "email" else 0.5
     if rng.random() >= p_open:
         return [("DELIVERED", 0.0)]
-    fits = (a.offer_id in ("discount_10", "discount_15")) if person["promo"] \
-        else a.offer_id == "new_collection"
-    p_buy = 0.35 if fits else 0.04
+    p_buy = 0.35 if _fits(person, a.offer_id) else 0.04
     events = [("DELIVERED", 0.0), ("OPENED", 0.0)]
     if rng.random() < p_buy:
         events.append(("CONVERTED", person["basket"]))
@@ -130,7 +134,9 @@ def _campaigns(nba: NBAClient, catalog: Catalog, people: list[dict],
                rng: np.random.Generator) -> None:
     print(f"Weekly outbound campaign over {len(people)} customers, {WEEKS} simulated weeks "
           "(NextBestActions stream, outcomes via ReportOutcome):")
-    print(f"  {'week':>4} {'contacts':>8} {'opens':>6} {'buys':>5} {'net value EUR':>13}  example decision")
+    print("  (right offer = a discount to a promo-minded customer, the new collection to the others)")
+    print(f"  {'week':>4} {'contacts':>8} {'right offer':>11} {'opens':>6} {'buys':>5} {'net value EUR':>13}"
+          "  example decision")
     for week in range(WEEKS):
         when = START + dt.timedelta(weeks=week)
         requests = [DecisionRequest(
@@ -138,12 +144,13 @@ def _campaigns(nba: NBAClient, catalog: Catalog, people: list[dict],
                                                        "motivation": "promo" if p["promo"] else "novelty"},
             numeric_features={"basket": p["basket"]}, consented_channels=tuple(p["channels"]),
             timezone="Europe/Paris", decision_time=when) for p in people]
-        contacts = opens = buys = 0
+        contacts = right = opens = buys = 0
         net = 0.0
         example = None
         for person, d in zip(people, nba.decide_many(requests, timeout=300)):
             events = _respond(person, d, rng)
             contacts += not d.action.no_contact
+            right += _fits(person, d.action.offer_id)
             for n, (kind, value) in enumerate(events):
                 nba.report_outcome(d.event_id, f"{kind}-{n}", kind, value,
                                    time=when + dt.timedelta(hours=2 + n))
@@ -152,7 +159,8 @@ def _campaigns(nba: NBAClient, catalog: Catalog, people: list[dict],
             net += _net(catalog, d, events)
             if example is None and not d.action.no_contact:
                 example = f"{person['id']}: {_describe(d.action)}"
-        print(f"  {week + 1:>4} {contacts:>8} {opens:>6} {buys:>5} {net:>13.1f}  {example or '-'}")
+        share = f"{100 * right / contacts:.0f} %" if contacts else "-"
+        print(f"  {week + 1:>4} {contacts:>8} {share:>11} {opens:>6} {buys:>5} {net:>13.1f}  {example or '-'}")
 
 
 def _net(catalog: Catalog, d, events) -> float:
