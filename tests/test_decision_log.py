@@ -5,6 +5,7 @@ import os
 import pytest
 import vowpal_wabbit_next as vw
 
+from engine.client import NBAClient
 from engine.decision_log import JsonlLog, log_files
 from engine.domain import Outcome, OutcomeType
 from engine.engine import DecisionEngine
@@ -101,18 +102,20 @@ def test_offline_join_matches_online_reward(tmp_path, catalog):
     assert any(cost < -10 for cost in offline.values())
 
 
-def test_vw_learns_from_a_joined_server_log(tmp_path, catalog):
-    """Train a fresh VW model from the log through VW's DSJSON reader; it learns what paid."""
-    e = DecisionEngine(catalog, log_dir=tmp_path, seed=4, honour_request_time=True)
-    for i in range(1500):
-        when = T0 + dt.timedelta(minutes=10 * i)
-        d = e.decide(request(f"c{i % 100}", when, consented_channels=("email",)))
-        if d.action.offer_id == "free_shipping":
-            e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 90.0, when))
-    e.close()
+def test_vw_learns_from_a_joined_server_log(server, tmp_path, catalog):
+    """Drive a real gRPC server, then train a fresh VW model from its log through VW's DSJSON
+    reader: the model learns what paid."""
+    with NBAClient(f"127.0.0.1:{server.port}") as client:
+        requests = [request(f"c{i % 100}", T0 + dt.timedelta(minutes=10 * i), consented_channels=("email",))
+                    for i in range(1500)]
+        for d, r in zip(client.decide_many(requests, timeout=120), requests):
+            if d.action.offer_id == "free_shipping":
+                client.report_outcome(d.event_id, "b", "CONVERTED", 90.0, time=r.decision_time)
+    server.stop(grace=5)
+    log_dir = server.engine.decision_log.directory
     joined = tmp_path / "joined.dsjson"
     with joined.open("w") as out:
-        for record in joined_decisions(tmp_path, catalog):
+        for record in joined_decisions(log_dir, catalog):
             out.write(json.dumps(record) + "\n")
     ws = vw.Workspace(catalog.model.vw_args())
     with open(joined) as handle, vw.DSJsonFormatReader(ws, handle) as reader:

@@ -152,3 +152,26 @@ def test_sigterm_lets_in_flight_calls_finish(tmp_path):
             proc.kill()
     logged = sum(len(f.read_text().splitlines()) for f in log_files(tmp_path, "decisions"))
     assert logged == 400
+
+
+def test_wall_clock_server_learns_without_further_calls(tmp_path):
+    """On the wall clock, attribution windows close with time; the server learns by itself."""
+    from engine.catalog import default_catalog_path, load_catalog
+
+    path = tmp_path / "fast.toml"
+    path.write_text(default_catalog_path().read_text().replace("window_hours = 168", "window_hours = 0.001"))
+    engine = DecisionEngine(load_catalog(path), log_dir=tmp_path / "logs", seed=1)
+    running = start_server(engine, port=0, mature_every=0.2)
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            d = c.next_best_action("c-1", consented_channels=["email"])
+            c.report_outcome(d.event_id, "buy", "CONVERTED", 50.0)
+            for _ in range(100):  # the window is 3.6 s
+                if c.policy().counters.learned == 1:
+                    break
+                threading.Event().wait(0.1)
+            info = c.policy()
+            assert info.counters.learned == 1 and info.counters.pending == 0
+            assert engine.model.updates == 1
+    finally:
+        running.stop(1)
