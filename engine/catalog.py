@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+from engine.config import ConfigError, ConfigReader
+
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
+INCENTIVE_PAID_ON = ("redemption", "conversion")
 NAMESPACE_LETTERS = "UHOCT"
 
 
-class CatalogError(ValueError):
+class CatalogError(ConfigError):
     """A catalog file is missing, unreadable or invalid."""
 
 
@@ -117,6 +116,8 @@ class RewardDefinition:
     clicked_value: float = 0.0
     delivered_value: float = 0.0
     default_reward: float = 0.0
+    # When the offer's cost is charged: on a REDEEMED outcome, or on any CONVERTED one.
+    incentive_paid_on: str = "redemption"
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
 
 
 def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: str = "") -> Catalog:
-    r = _Reader(source)
+    r = ConfigReader(source, CatalogError)
     r.only_keys(data, "", {"version", "default_timezone", "offers", "channels", "send_slots",
                            "reward", "attribution", "exploration", "model", "limits"})
     version = r.string(data, "version", required=True)
@@ -210,7 +211,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     rw = r.table(data, "reward", required=True)
     r.only_keys(rw, "reward", {"margin_rate", "unsubscribe_penalty", "complaint_penalty",
-                               "opened_value", "clicked_value", "delivered_value", "default_reward"})
+                               "opened_value", "clicked_value", "delivered_value", "default_reward",
+                               "incentive_paid_on"})
     reward = RewardDefinition(
         margin_rate=r.number(rw, "margin_rate", "reward.margin_rate", required=True, low=0, high=1),
         unsubscribe_penalty=r.number(rw, "unsubscribe_penalty", "reward.unsubscribe_penalty", default=0.0, low=0),
@@ -219,6 +221,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         clicked_value=r.number(rw, "clicked_value", "reward.clicked_value", default=0.0),
         delivered_value=r.number(rw, "delivered_value", "reward.delivered_value", default=0.0),
         default_reward=r.number(rw, "default_reward", "reward.default_reward", default=0.0),
+        incentive_paid_on=r.choice(rw, "incentive_paid_on", "reward.incentive_paid_on",
+                                   INCENTIVE_PAID_ON, default="redemption"),
     )
 
     at = r.table(data, "attribution")
@@ -264,7 +268,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     )
 
 
-def _parse_offer(r: _Reader, oid: str, spec: Any) -> Offer:
+def _parse_offer(r: ConfigReader, oid: str, spec: Any) -> Offer:
     key = f"offers.{oid}"
     r.identifier(oid, key)
     if not isinstance(spec, dict):
@@ -294,7 +298,7 @@ def _parse_offer(r: _Reader, oid: str, spec: Any) -> Offer:
     )
 
 
-def _parse_channel(r: _Reader, cid: str, spec: Any) -> Channel:
+def _parse_channel(r: ConfigReader, cid: str, spec: Any) -> Channel:
     key = f"channels.{cid}"
     r.identifier(cid, key)
     if not isinstance(spec, dict):
@@ -324,101 +328,3 @@ def _parse_channel(r: _Reader, cid: str, spec: Any) -> Channel:
         quiet_hours=tuple(quiet),
         inbound_only=inbound_only,
     )
-
-
-_MISSING = object()
-
-
-class _Reader:
-    """Typed access to a parsed TOML tree, raising CatalogError with file and key."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def error(self, key: str, expected: str, got: Any) -> CatalogError:
-        return CatalogError(f"{self.source}: key '{key}': expected {expected}, got {got!r}")
-
-    def only_keys(self, table: dict[str, Any], prefix: str, allowed: set[str]) -> None:
-        for name in table:
-            if name not in allowed:
-                full = f"{prefix}.{name}" if prefix else name
-                raise CatalogError(f"{self.source}: unknown key '{full}'; allowed: {sorted(allowed)}")
-
-    def _get(self, table: dict[str, Any], name: str, key: str, required: bool, default: Any) -> Any:
-        if name in table:
-            return table[name]
-        if required:
-            raise CatalogError(f"{self.source}: missing required key '{key}'")
-        return default
-
-    def table(self, table: dict[str, Any], name: str, key: str | None = None,
-              required: bool = False) -> dict[str, Any]:
-        value = self._get(table, name, key or name, required, {})
-        if not isinstance(value, dict):
-            raise self.error(key or name, "a table", value)
-        return value
-
-    def string(self, table: dict[str, Any], name: str, key: str | None = None,
-               required: bool = False, default: str = "") -> str:
-        value = self._get(table, name, key or name, required, default)
-        if not isinstance(value, str) or (required and not value):
-            raise self.error(key or name, "a non-empty string", value)
-        return value
-
-    def string_list(self, table: dict[str, Any], name: str, key: str, required: bool = False,
-                    default: list[str] | None = None) -> list[str]:
-        value = self._get(table, name, key, required, default or [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(key, "a list of non-empty strings", value)
-        return value
-
-    def number(self, table: dict[str, Any], name: str, key: str, required: bool = False,
-               default: float = 0.0, low: float | None = None, high: float | None = None) -> float:
-        value = self._get(table, name, key, required, default)
-        bounds = " ".join(filter(None, [f">= {low}" if low is not None else "",
-                                        f"<= {high}" if high is not None else ""]))
-        expected = f"a number {bounds}".strip()
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error(key, expected, value)
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self.error(key, expected, value)
-        return float(value)
-
-    def integer(self, table: dict[str, Any], name: str, key: str, default: int,
-                low: int, high: int) -> int:
-        value = self._get(table, name, key, False, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.error(key, f"an integer from {low} to {high}", value)
-        return value
-
-    def choice(self, table: dict[str, Any], name: str, key: str, allowed: tuple[str, ...],
-               default: str) -> str:
-        value = self._get(table, name, key, False, default)
-        if value not in allowed:
-            raise self.error(key, f"one of {list(allowed)}", value)
-        return value
-
-    def date(self, table: dict[str, Any], name: str, key: str) -> dt.date | None:
-        value = table.get(name)
-        if value is None:
-            return None
-        if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-            raise self.error(key, "a TOML date like 2026-12-31", value)
-        return value
-
-    def identifier(self, value: str, key: str) -> None:
-        if not ID_PATTERN.match(value):
-            raise self.error(key, "an id of 1-40 lowercase letters, digits or '_', starting with a letter",
-                             value)
-
-    def timezone(self, value: str, key: str) -> None:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise self.error(key, "an IANA time zone name like 'Europe/Paris'", value) from None
-
-    def clock_minute(self, value: Any, key: str) -> int:
-        match = re.fullmatch(r"(\d{2}):(\d{2})", value) if isinstance(value, str) else None
-        if not match or int(match[1]) > 24 or int(match[2]) > 59 or (int(match[1]) == 24 and int(match[2])):
-            raise self.error(key, "a local time 'HH:MM' from 00:00 to 24:00", value)
-        return int(match[1]) * 60 + int(match[2])

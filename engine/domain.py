@@ -14,6 +14,7 @@ class OutcomeType(enum.Enum):
     CONVERTED = "CONVERTED"
     UNSUBSCRIBED = "UNSUBSCRIBED"
     COMPLAINED = "COMPLAINED"
+    REDEEMED = "REDEEMED"
 
 
 class ExclusionReason(enum.Enum):

@@ -1,7 +1,8 @@
 """The one reward definition: net value of a decision from its outcomes.
 
     reward = margin_rate * sum(conversion values)
-             - offer cost (once, if anything converted: the incentive is redeemed)
+             - offer cost (once: when REDEEMED is reported, or on any CONVERTED when the
+               catalog says incentive_paid_on = "conversion")
              + opened/clicked/delivered values (once each)
              - unsubscribe_penalty (once) - complaint_penalty (once)
              - contact cost (always, for a contact)
@@ -27,7 +28,9 @@ def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeTyp
     else:
         revenue = sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED)
         value = definition.margin_rate * revenue
-        if OutcomeType.CONVERTED in kinds:
+        paid_on = (OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption"
+                   else OutcomeType.CONVERTED)
+        if paid_on in kinds:
             value -= offer_cost
         if OutcomeType.DELIVERED in kinds:
             value += definition.delivered_value

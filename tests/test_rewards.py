@@ -1,18 +1,36 @@
+import dataclasses
+
 import pytest
 
 from engine.domain import OutcomeType as T
 from engine.rewards import net_reward
 
 
-def test_conversion_pays_margin_minus_incentive_and_contact(catalog):
-    r = net_reward(catalog.reward, [(T.OPENED, 0), (T.CONVERTED, 100.0)], True, 10.0, 0.01)
+def test_conversion_pays_margin_minus_redeemed_incentive_and_contact(catalog):
+    r = net_reward(catalog.reward, [(T.OPENED, 0), (T.CONVERTED, 100.0), (T.REDEEMED, 0)], True, 10.0, 0.01)
     assert r == pytest.approx(0.35 * 100 - 10 - 0.01)
 
 
-def test_incentive_paid_once_and_penalties(catalog):
-    r = net_reward(catalog.reward, [(T.CONVERTED, 50.0), (T.CONVERTED, 50.0), (T.UNSUBSCRIBED, 0),
-                                    (T.UNSUBSCRIBED, 0), (T.COMPLAINED, 0)], True, 15.0, 0.07)
-    assert r == pytest.approx(0.35 * 100 - 15 - 20 - 30 - 0.07)
+def test_unredeemed_incentive_costs_nothing(catalog):
+    r = net_reward(catalog.reward, [(T.CONVERTED, 100.0)], True, 10.0, 0.01)
+    assert r == pytest.approx(0.35 * 100 - 0.01)
+
+
+def test_cannibalised_redemption_costs_without_revenue(catalog):
+    """A code used on a purchase the channel system does not attribute still costs."""
+    assert net_reward(catalog.reward, [(T.REDEEMED, 0)], True, 15.0, 0.0) == pytest.approx(-15.0)
+
+
+def test_paid_on_conversion_mode(catalog):
+    reward = dataclasses.replace(catalog.reward, incentive_paid_on="conversion")
+    assert net_reward(reward, [(T.CONVERTED, 100.0)], True, 10.0, 0.0) == pytest.approx(25.0)
+    assert net_reward(reward, [(T.OPENED, 0.0)], True, 10.0, 0.0) == pytest.approx(0.0)
+
+
+def test_incentive_paid_once_and_penalties_once(catalog):
+    r = net_reward(catalog.reward, [(T.CONVERTED, 50.0), (T.CONVERTED, 50.0), (T.REDEEMED, 0), (T.REDEEMED, 0),
+                                    (T.UNSUBSCRIBED, 0), (T.UNSUBSCRIBED, 0), (T.COMPLAINED, 0)], True, 15.0, 0.07)
+    assert r == pytest.approx(0.35 * 100 - 15 - 10 - 15 - 0.07)
 
 
 def test_nothing_reported_gives_default_minus_contact(catalog):

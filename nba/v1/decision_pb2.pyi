@@ -31,6 +31,7 @@ class OutcomeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONVERTED: _ClassVar[OutcomeType]
     UNSUBSCRIBED: _ClassVar[OutcomeType]
     COMPLAINED: _ClassVar[OutcomeType]
+    REDEEMED: _ClassVar[OutcomeType]
 EXCLUSION_REASON_UNSPECIFIED: ExclusionReason
 CONSENT: ExclusionReason
 ELIGIBILITY: ExclusionReason
@@ -47,6 +48,7 @@ CLICKED: OutcomeType
 CONVERTED: OutcomeType
 UNSUBSCRIBED: OutcomeType
 COMPLAINED: OutcomeType
+REDEEMED: OutcomeType
 
 class DecisionRequest(_message.Message):
     __slots__ = ("customer_id", "numeric_features", "categorical_features", "consented_channels", "candidate_offers", "allowed_channels", "timezone", "decision_time", "inbound")
