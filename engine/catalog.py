@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, ConfigReader
+from engine.config import ConfigError, ConfigReader, read_toml
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
@@ -173,14 +172,7 @@ def default_catalog_path() -> Path:
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Load and validate a catalog file (the shipped default when ``path`` is None)."""
     path = Path(path) if path is not None else default_catalog_path()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read catalog file: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    data, raw = read_toml(path, CatalogError)
     return parse_catalog(data, source=str(path), content_hash=hashlib.sha256(raw).hexdigest()[:12])
 
 

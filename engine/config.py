@@ -112,3 +112,19 @@ class ConfigReader:
         if not match or int(match[1]) > 24 or int(match[2]) > 59 or (int(match[1]) == 24 and int(match[2])):
             raise self.error(key, "a local time 'HH:MM' from 00:00 to 24:00", value)
         return int(match[1]) * 60 + int(match[2])
+
+
+def read_toml(path, error_class: type[ConfigError] = ConfigError) -> tuple[dict[str, Any], bytes]:
+    """Parse a TOML file; errors name the file."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error_class(f"{path}: cannot read file: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8")), raw
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error_class(f"{path}: not valid TOML: {exc}") from None

@@ -81,6 +81,8 @@ def _respond(person: dict, decision, rng: np.random.Generator) -> list[tuple[str
     events = [("DELIVERED", 0.0), ("OPENED", 0.0)]
     if rng.random() < p_buy:
         events.append(("CONVERTED", person["basket"]))
+        if a.offer_id != "new_collection":
+            events.append(("REDEEMED", 0.0))  # the code was used at the till
     return events
 
 

@@ -58,7 +58,7 @@ def test_missing_required_key(tmp_path):
 
 
 def test_unreadable_and_malformed(tmp_path):
-    with pytest.raises(CatalogError, match="cannot read catalog file"):
+    with pytest.raises(CatalogError, match="cannot read file"):
         load_catalog(tmp_path / "nope.toml")
     with pytest.raises(CatalogError, match="not valid TOML"):
         load_catalog(write(tmp_path, "offers = [unclosed"))

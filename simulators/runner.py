@@ -1,0 +1,357 @@
+"""The closed loop: opportunities -> policy decides -> customers respond -> policy learns.
+
+Each policy runs against its own copy of the same population (same seed), so they are compared
+on identical customers. At every opportunity each reachable customer gets one decision among
+the feasible actions -- computed by ``engine.feasibility``, the engine's own constraint code,
+once per group of customers who share what it depends on. Outcomes reach the policy in time
+order and only inside the attribution window (what a channel system could report); the
+simulator's own accounting uses the ground truth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from engine.domain import Action, DecisionRequest, OutcomeType
+from engine.feasibility import feasible_actions
+from engine.validation import zone
+from simulators.scenario import SEGMENTS, Scenario
+from simulators.world import HOURS_PER_DAY, OCCASIONAL, DORMANT, ResponseModel, World, generate, observable_request
+
+OUTCOME_TYPES = tuple(OutcomeType)
+TYPE_CODE = {t: i for i, t in enumerate(OUTCOME_TYPES)}
+N_SLOTS = 12
+
+
+def action_key(a: Action) -> tuple[str, str, str, bool]:
+    return (a.offer_id, a.channel, a.send_slot, a.no_contact)
+
+
+@dataclass
+class FeasibleGroup:
+    """Customers of a batch who share one feasible action set."""
+
+    members: np.ndarray          # positions in the batch
+    actions: tuple[Action, ...]
+    offer: np.ndarray            # offer index per action (-1: no contact)
+    channel: np.ndarray          # channel index per action (-1: no contact)
+    send_t: np.ndarray           # send time in hours since start (nan: no contact)
+    local_hour: np.ndarray       # local send hour (nan: no contact)
+    index: dict[tuple, int]      # action_key -> action index
+
+
+@dataclass
+class DecisionBatch:
+    """One opportunity: the customers to decide for, their feasible actions, and the world."""
+
+    when: dt.datetime
+    t: float
+    customers: np.ndarray        # population indices
+    groups: list[FeasibleGroup]
+    group_of: np.ndarray         # group number per batch position
+    world: World
+    response: ResponseModel
+
+    def requests(self) -> list[DecisionRequest]:
+        """What a channel system would send for each customer (observable data only)."""
+        return [observable_request(self.world, int(i), self.when, self.t) for i in self.customers]
+
+    def index_of(self, position: int, action: Action) -> int:
+        """The index, in its group, of an action chosen for the customer at ``position``."""
+        group = self.groups[self.group_of[position]]
+        key = action_key(action)
+        if key not in group.index:
+            raise ValueError(f"action {action.label} is not feasible for customer c{self.customers[position]}")
+        return group.index[key]
+
+
+@dataclass
+class Feedback:
+    """Outcomes a channel system can report, in time order: one row per outcome."""
+
+    position: np.ndarray   # batch position of the decision
+    kind: np.ndarray       # index into OUTCOME_TYPES
+    value: np.ndarray
+    t: np.ndarray          # hours since start
+    start: dt.datetime
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def time(self, k: int) -> dt.datetime:
+        return self.start + dt.timedelta(hours=float(self.t[k]))
+
+
+class Policy(Protocol):
+    """Anything that decides for a batch and learns from feedback can be simulated."""
+
+    name: str
+
+    def decide(self, batch: DecisionBatch) -> np.ndarray:
+        """The chosen action's index within each customer's group, one per batch position."""
+
+    def learn(self, feedback: Feedback) -> None:
+        """Outcomes of the last batch's decisions (called before the next batch)."""
+
+
+@dataclass
+class PolicyRun:
+    """Ground-truth results of one policy."""
+
+    name: str
+    totals: dict[str, float] = field(default_factory=dict)
+    daily_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    slot_contacts: np.ndarray = field(default_factory=lambda: np.zeros(N_SLOTS))
+    slot_opens: np.ndarray = field(default_factory=lambda: np.zeros(N_SLOTS))
+    seconds: float = 0.0
+
+
+METRICS = ("decisions", "contacts", "delivered", "opens", "clicks", "conversions", "revenue",
+           "incentive_spend", "redemptions", "contact_cost", "unsubscribes", "complaints",
+           "organic_revenue", "email_contacts", "email_opens", "email_optins_start", "email_optins_lost")
+
+
+class Simulation:
+    """Runs policies on a scenario. ``customers``/``days`` override the scenario's."""
+
+    def __init__(self, scenario: Scenario, customers: int | None = None, days: int | None = None,
+                 seed: int = 1):
+        self.scenario = scenario
+        self.customers = customers or scenario.customers
+        self.days = days or scenario.days
+        self.seed = seed
+        self.response = ResponseModel(scenario)
+        self.population = generate(scenario, self.customers, np.random.default_rng(seed))
+        catalog = scenario.catalog
+        self.offer_index = {o: k for k, o in enumerate(catalog.offers)}
+        self.channel_index = {c: k for k, c in enumerate(catalog.channels)}
+        self.outbound = np.array([not catalog.channels[c].inbound_only for c in catalog.channels])
+        self.eligibility_features = sorted({name for o in catalog.offers.values()
+                                            for rules in (o.eligibility.categorical, o.eligibility.numeric_min,
+                                                          o.eligibility.numeric_max) for name in rules})
+
+    @property
+    def horizon(self) -> float:
+        return self.days * HOURS_PER_DAY
+
+    def opportunities(self) -> list[float]:
+        step = self.scenario.every_days * HOURS_PER_DAY
+        return list(np.arange(0.0, self.horizon, step))
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def batch(self, world: World, t: float) -> DecisionBatch:
+        when = self.scenario.start + dt.timedelta(hours=t)
+        reachable = world.reachable() & self.outbound
+        customers = np.flatnonzero(reachable.any(axis=1))
+        keys: dict[tuple, list[int]] = {}
+        requests: dict[tuple, DecisionRequest] = {}
+        for pos, i in enumerate(customers):
+            request = None
+            extra: tuple = ()
+            if self.eligibility_features:
+                request = observable_request(world, int(i), when, t)
+                feats = {**request.numeric_features, **request.categorical_features}
+                extra = tuple(feats.get(name) for name in self.eligibility_features)
+            key = (reachable[i].tobytes(), int(world.tz[i]), extra)
+            if key not in keys:
+                keys[key] = []
+                requests[key] = request or observable_request(world, int(i), when, t)
+            keys[key].append(pos)
+        groups, group_of = [], np.zeros(len(customers), dtype=int)
+        for g, (key, members) in enumerate(keys.items()):
+            groups.append(self._group(np.array(members), requests[key], world.tz_names[key[1]], when))
+            group_of[members] = g
+        return DecisionBatch(when, t, customers, groups, group_of, world, self.response)
+
+    def _group(self, members: np.ndarray, request: DecisionRequest, tz: str, when: dt.datetime) -> FeasibleGroup:
+        actions = feasible_actions(request, self.scenario.catalog, when).actions
+        local = zone(tz)
+        offer = np.array([-1 if a.no_contact else self.offer_index[a.offer_id] for a in actions])
+        channel = np.array([-1 if a.no_contact else self.channel_index[a.channel] for a in actions])
+        send_t = np.array([np.nan if a.no_contact else (a.send_at - self.scenario.start).total_seconds() / 3600
+                           for a in actions])
+        local_hour = np.array([np.nan if a.no_contact else
+                               (lambda x: x.hour + x.minute / 60)(a.send_at.astimezone(local)) for a in actions])
+        return FeasibleGroup(members, actions, offer, channel, send_t, local_hour,
+                             {action_key(a): k for k, a in enumerate(actions)})
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, policy: Policy, progress: Callable[[int], None] | None = None) -> PolicyRun:
+        import time
+
+        started = time.perf_counter()
+        world = self.population.copy()
+        rng = np.random.default_rng([self.seed, 1])
+        totals = dict.fromkeys(METRICS, 0.0)
+        email = self.channel_index.get("email")
+        if email is not None:
+            totals["email_optins_start"] = float(world.consent[:, email].sum())
+        value_t, value_v = [], []
+        run = PolicyRun(policy.name)
+        step = self.scenario.every_days * HOURS_PER_DAY
+        for t in self.opportunities():
+            self._between_opportunities(world, rng, step)
+            batch = self.batch(world, t)
+            chosen = np.asarray(policy.decide(batch), dtype=int)
+            if len(chosen) != len(batch.customers):
+                raise ValueError(f"policy {policy.name!r} returned {len(chosen)} decisions "
+                                 f"for {len(batch.customers)} customers")
+            feedback = self._respond(world, batch, chosen, rng, t, min(t + step, self.horizon),
+                                     totals, value_t, value_v, run)
+            policy.learn(feedback)
+            if progress:
+                progress(len(batch.customers))
+        if email is not None:
+            lost = world.consent[:, email] & (world.unsubscribed[:, email] | world.disengaged[:, email])
+            totals["email_optins_lost"] = float(lost.sum())
+        days = (np.concatenate(value_t) // HOURS_PER_DAY).astype(int) if value_t else np.zeros(0, int)
+        weights = np.concatenate(value_v) if value_v else np.zeros(0)
+        daily = np.bincount(days, weights=weights, minlength=self.days)[: self.days]
+        run.daily_value = daily
+        run.totals = totals
+        run.seconds = time.perf_counter() - started
+        return run
+
+    def _between_opportunities(self, world: World, rng: np.random.Generator, step: float) -> None:
+        fat = self.scenario.response.fatigue
+        p_back = 1 - (1 - fat.reengage_per_week) ** (step / (7 * HOURS_PER_DAY))
+        world.disengaged &= rng.random(world.disengaged.shape) >= p_back
+
+    def _respond(self, world: World, batch: DecisionBatch, chosen: np.ndarray, rng: np.random.Generator,
+                 t: float, t_end: float, totals: dict, value_t: list, value_v: list, run: PolicyRun) -> Feedback:
+        resp, catalog = self.response, self.scenario.catalog
+        n = len(batch.customers)
+        offer, channel = np.full(n, -1), np.full(n, -1)
+        send_t, local_hour = np.full(n, np.nan), np.full(n, np.nan)
+        for g in batch.groups:
+            k = chosen[g.members]
+            if k.size and (k.min() < 0 or k.max() >= len(g.actions)):
+                raise ValueError(f"action index out of range for a group of {len(g.actions)} actions")
+            offer[g.members], channel[g.members] = g.offer[k], g.channel[k]
+            send_t[g.members], local_hour[g.members] = g.send_t[k], g.local_hour[k]
+        totals["decisions"] += n
+        window_end = t + resp.window_hours
+
+        rows_pos, rows_kind, rows_val, rows_t = [], [], [], []
+
+        def emit(pos, kind, value, when):
+            keep = (when < window_end) & (when < self.horizon)
+            rows_pos.append(pos[keep]); rows_kind.append(np.full(keep.sum(), TYPE_CODE[kind]))
+            rows_val.append(np.broadcast_to(value, pos.shape)[keep]); rows_t.append(when[keep])
+
+        def account(when, value):
+            keep = when < self.horizon
+            value_t.append(when[keep])
+            value_v.append(np.broadcast_to(np.asarray(value, dtype=float), when.shape)[keep])
+
+        c = np.flatnonzero(channel >= 0)
+        cust, off, ch, st, lh = batch.customers[c], offer[c], channel[c], send_t[c], local_hour[c]
+        p = resp.probabilities(world, cust, off, ch, lh, st)
+        u = rng.random((7, len(c)))
+        delivered = u[0] < p["delivered"]
+        opened = delivered & (u[1] < p["open"])
+        clicked = opened & (u[2] < p["click"])
+        bought = clicked & (u[3] < p["convert"])
+        unsub = delivered & (u[4] < p["unsubscribe"])
+        complaint = delivered & (u[5] < p["complaint"])
+        disengage = delivered & ~opened & (u[6] < p["disengage"])
+        t_open = st + rng.exponential(self.scenario.response.open_delay_hours, len(c))
+        t_click = t_open + rng.exponential(1 / 6, len(c))
+        t_buy = t_click + rng.exponential(self.scenario.response.purchase_delay_days * HOURS_PER_DAY, len(c))
+        t_unsub = np.where(opened, t_open, st + rng.exponential(24.0, len(c)))
+        revenue = world.basket[cust] * np.exp(0.2 * rng.standard_normal(len(c)) - 0.02)
+        cost = np.where(off >= 0, resp.offer_cost[np.maximum(off, 0)], 0.0)
+        redeemed = bought & (cost > 0)
+
+        in_h = lambda x: x < self.horizon  # noqa: E731 - ground truth counts what happens in the horizon
+        totals["contacts"] += len(c)
+        totals["delivered"] += delivered.sum()
+        totals["opens"] += (opened & in_h(t_open)).sum()
+        totals["clicks"] += (clicked & in_h(t_click)).sum()
+        totals["conversions"] += (bought & in_h(t_buy)).sum()
+        totals["revenue"] += revenue[bought & in_h(t_buy)].sum()
+        totals["unsubscribes"] += (unsub & in_h(t_unsub)).sum()
+        totals["complaints"] += (complaint & in_h(t_unsub)).sum()
+        totals["contact_cost"] += resp.contact_cost[ch].sum()
+        if "email" in self.channel_index:
+            is_email = ch == self.channel_index["email"]
+            totals["email_contacts"] += (is_email & delivered).sum()
+            totals["email_opens"] += (is_email & opened & in_h(t_open)).sum()
+        slot = (np.nan_to_num(lh) // 2).astype(int) % N_SLOTS
+        run.slot_contacts += np.bincount(slot[delivered], minlength=N_SLOTS)
+        run.slot_opens += np.bincount(slot[opened], minlength=N_SLOTS)
+
+        margin = catalog.reward.margin_rate
+        account(st, -resp.contact_cost[ch])
+        account(t_buy[bought], margin * revenue[bought])
+        account(t_buy[redeemed], -cost[redeemed])
+        account(t_unsub[unsub], -catalog.reward.unsubscribe_penalty)
+        account(t_unsub[complaint], -catalog.reward.complaint_penalty)
+        emit(c[delivered], OutcomeType.DELIVERED, 0.0, st[delivered])
+        emit(c[opened], OutcomeType.OPENED, 0.0, t_open[opened])
+        emit(c[clicked], OutcomeType.CLICKED, 0.0, t_click[clicked])
+        emit(c[bought], OutcomeType.CONVERTED, revenue[bought], t_buy[bought])
+        emit(c[redeemed], OutcomeType.REDEEMED, 0.0, t_buy[redeemed])
+        emit(c[unsub], OutcomeType.UNSUBSCRIBED, 0.0, t_unsub[unsub])
+        emit(c[complaint], OutcomeType.COMPLAINED, 0.0, t_unsub[complaint])
+
+        # Organic purchases over the period, by every customer; those of decided customers are
+        # what the CRM attributes to the decision. An opened, unused incentive gets used.
+        rate = world.organic_per_day * (t_end - t) / HOURS_PER_DAY
+        counts = rng.poisson(rate)
+        who = np.repeat(np.arange(world.n), counts)
+        when = t + rng.random(len(who)) * (t_end - t)
+        amount = world.basket[who] * np.exp(0.2 * rng.standard_normal(len(who)) - 0.02)
+        totals["organic_revenue"] += amount.sum()
+        pos_of = np.full(world.n, -1)
+        pos_of[batch.customers] = np.arange(n)
+        decided = pos_of[who] >= 0
+        emit(pos_of[who[decided]], OutcomeType.CONVERTED, amount[decided], when[decided])
+        # Cannibalisation: the first organic purchase after opening an unredeemed incentive uses it.
+        open_at = np.full(world.n, np.inf)
+        unredeemed = opened & ~redeemed & (cost > 0)
+        open_at[cust[unredeemed]] = t_open[unredeemed]
+        cost_of = np.zeros(world.n)
+        cost_of[cust[unredeemed]] = cost[unredeemed]
+        uses = (when > open_at[who]) & (when < window_end)
+        order = np.argsort(when[uses], kind="stable")
+        first_who, first = np.unique(who[uses][order], return_index=True)
+        use_t = when[uses][order][first]
+        use_cost = cost_of[first_who]
+        account(use_t, -use_cost)
+        emit(pos_of[first_who], OutcomeType.REDEEMED, 0.0, use_t)
+        totals["incentive_spend"] += cost[redeemed & in_h(t_buy)].sum() + use_cost[in_h(use_t)].sum()
+        totals["redemptions"] += (redeemed & in_h(t_buy)).sum() + in_h(use_t).sum()
+
+        # State: fatigue, opt-ins, observables, reactivation.
+        fat = self.scenario.response.fatigue
+        dc = cust[delivered]
+        world.fatigue[dc] = world.fatigue_at(dc, st[delivered], resp.half_life_hours) + resp.fatigue_weight[ch[delivered]]
+        world.fatigue_time[dc] = st[delivered]
+        world.unsubscribed[cust[unsub], ch[unsub]] = True
+        world.unsubscribed[cust[complaint], ch[complaint]] = True
+        world.disengaged[cust[disengage], ch[disengage]] = True
+        world.recent_opens *= np.exp2(-(t_end - t) / (45 * HOURS_PER_DAY))
+        np.add.at(world.recent_opens, cust[opened], 1.0)
+        buyers = np.concatenate([cust[bought], who])
+        buy_t = np.concatenate([t_buy[bought], when])
+        np.maximum.at(world.last_purchase, buyers, buy_t)
+        np.add.at(world.purchases_12m, buyers, 1.0)
+        if fat.reactivate_on_purchase:
+            back = cust[bought][world.segment[cust[bought]] == DORMANT]
+            world.segment[back] = OCCASIONAL
+            occasional = self.scenario.population.purchases_per_year[SEGMENTS[OCCASIONAL]] / 365
+            world.organic_per_day[back] = np.maximum(world.organic_per_day[back], occasional)
+
+        pos = np.concatenate(rows_pos).astype(int)
+        t_rows = np.concatenate(rows_t)
+        order = np.argsort(t_rows, kind="stable")
+        return Feedback(pos[order], np.concatenate(rows_kind)[order], np.concatenate(rows_val)[order],
+                        t_rows[order], self.scenario.start)
