@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.catalog import CatalogError, load_catalog
+from engine.catalog import load_catalog
+from engine.config import ConfigError
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -44,10 +45,48 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
+def cmd_channel_demo(args) -> int:
     from engine.demo import run_demo
 
     return run_demo(args)
+
+
+def cmd_simulate(args) -> int:
+    from simulators.simulate import simulate
+
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    result = simulate(args.scenario, customers=args.customers, days=args.days, policies=policies,
+                      seed=args.seed, out=args.out, engine_url=args.engine_url,
+                      mlflow=not args.no_mlflow, progress=not args.no_progress)
+    _print_simulation(result)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from simulators.simulate import simulate
+
+    print("Quick simulation of the default scenario: the engine against the marketer's rules, "
+          "random, no contact and the oracle.\n", flush=True)
+    result = simulate("default", customers=args.customers, days=args.days, seed=args.seed,
+                      out=args.out, mlflow=True, progress=True)
+    _print_simulation(result)
+    return 0
+
+
+def _print_simulation(result: dict) -> None:
+    from simulators.report import table
+
+    meta = result["meta"]
+    print(f"\nScenario {meta['scenario']}: {meta['customers']:,} customers, {meta['days']} days, "
+          f"seed {meta['seed']} (net value = incremental, EUR)\n")
+    print(table(result["results"]))
+    print(f"\nResults: {result['out'] / 'results.json'}")
+    for path in result["artifacts"][1:]:
+        print(f"Plot:    {path}")
+    print(f"Engine decision and outcome logs (DSJSON): {result['out'] / 'logs'}")
+    if result["mlflow_run_id"]:
+        print(f"MLflow run {result['mlflow_run_id']} in mlruns/ (see it with: "
+              ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,18 +104,43 @@ def main(argv: list[str] | None = None) -> int:
                        help="seconds in-flight calls get to finish on SIGTERM (default 10)")
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="start a server, drive it as a channel system, stop it")
-    demo.add_argument("--log-dir", type=Path, default=None,
-                      help="where the demo server logs (default: a temporary directory)")
-    demo.add_argument("--customers", type=int, default=1000, help="customers in the campaign")
-    demo.add_argument("--seed", type=int, default=7)
+    demo = sub.add_parser("demo", help="a quick simulation of the default scenario (the main job)")
+    demo.add_argument("--customers", type=int, default=10_000)
+    demo.add_argument("--days", type=int, default=42)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.set_defaults(func=cmd_demo)
+
+    cdemo = sub.add_parser("channel-demo", help="start a server, drive it as a channel system, stop it")
+    cdemo.add_argument("--log-dir", type=Path, default=None,
+                       help="where the demo server logs (default: a temporary directory)")
+    cdemo.add_argument("--customers", type=int, default=1000, help="customers in the campaign")
+    cdemo.add_argument("--seed", type=int, default=7)
+    cdemo.set_defaults(func=cmd_channel_demo)
+
+    sim = sub.add_parser("simulate", help="run policies against the customer simulator")
+    sim.add_argument("--scenario", default="default",
+                     help="scenario file, or a shipped one: default, cold_start, high_fatigue, ...")
+    sim.add_argument("--customers", type=int, default=None, help="customers (default: the scenario's)")
+    sim.add_argument("--days", type=int, default=None, help="simulated days (default: the scenario's)")
+    sim.add_argument("--policies", default="engine,rules,random,no_contact,oracle",
+                     help="comma-separated: engine, engine_grpc, rules, random, no_contact, oracle, "
+                          "or package.module:factory for your own")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory")
+    sim.add_argument("--engine-url", default=None,
+                     help="for engine_grpc: a running `nba serve --honour-decision-time` "
+                          "(default: start one)")
+    sim.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim.set_defaults(func=cmd_simulate)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except CatalogError as exc:
+    except (ConfigError, ValueError) as exc:
         print(f"nba: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

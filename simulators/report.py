@@ -1,0 +1,161 @@
+"""Results of a simulation: per-policy metrics, the printed table, results.json, plots, MLflow.
+
+Net value is *incremental*, what a control group measures: margin on the purchases that
+contacts caused, minus incentives redeemed (including by purchases that would have happened
+anyway), contact costs and unsubscribe/complaint penalties, by the catalog's reward definition.
+Organic purchases happen identically under every policy; ``no_contact`` is therefore worth 0 and
+``oracle_share`` is a policy's net value as a share of the oracle's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import RewardDefinition
+from simulators.runner import N_SLOTS, PolicyRun
+
+TABLE_COLUMNS = [
+    ("net_value", "net value", "{:,.0f}"),
+    ("revenue", "revenue", "{:,.0f}"),
+    ("incentive_spend", "incentives", "{:,.0f}"),
+    ("contacts", "contacts", "{:,.0f}"),
+    ("open_rate", "open %", "{:.1%}"),
+    ("conversion_rate", "conv/contact", "{:.2%}"),
+    ("spend_per_conversion", "spend/conv", "{:.2f}"),
+    ("unsubscribes", "unsubs", "{:,.0f}"),
+    ("oracle_share", "oracle share", "{:.1%}"),
+    ("regret", "regret", "{:,.0f}"),
+]
+
+
+def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]:
+    t = run.totals
+    net = (reward.margin_rate * t["revenue"] - t["incentive_spend"] - t["contact_cost"]
+           - reward.unsubscribe_penalty * t["unsubscribes"] - reward.complaint_penalty * t["complaints"])
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    return {
+        "decisions": t["decisions"], "net_value": net, "revenue": t["revenue"],
+        "incentive_spend": t["incentive_spend"], "contacts": t["contacts"], "delivered": t["delivered"],
+        "opens": t["opens"], "clicks": t["clicks"], "conversions": t["conversions"],
+        "redemptions": t["redemptions"], "contact_cost": t["contact_cost"],
+        "unsubscribes": t["unsubscribes"], "complaints": t["complaints"],
+        "open_rate": ratio(t["opens"], t["delivered"]),
+        "email_open_rate": ratio(t["email_opens"], t["email_contacts"]),
+        "conversion_rate": ratio(t["conversions"], t["contacts"]),
+        "spend_per_conversion": ratio(t["incentive_spend"], t["conversions"]),
+        "email_optins_lost_share": ratio(t["email_optins_lost"], t["email_optins_start"]),
+        "organic_revenue": t["organic_revenue"],
+        "seconds": run.seconds,
+        "decisions_per_minute": ratio(t["decisions"] * 60, run.seconds),
+    }
+
+
+def add_oracle_comparison(results: dict[str, dict[str, float]]) -> None:
+    """oracle_share = net value / oracle's net value (both incremental); regret = the gap."""
+    oracle = results.get("oracle", {}).get("net_value")
+    for metrics in results.values():
+        if oracle is None:
+            metrics["oracle_share"], metrics["regret"] = float("nan"), float("nan")
+        else:
+            metrics["oracle_share"] = metrics["net_value"] / oracle if oracle > 0 else float("nan")
+            metrics["regret"] = oracle - metrics["net_value"]
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    def cell(fmt: str, value: float) -> str:
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+    header = ["policy"] + [title for _, title, _ in TABLE_COLUMNS]
+    rows = [[name] + [cell(fmt, m.get(key)) for key, _, fmt in TABLE_COLUMNS] for name, m in results.items()]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]]) -> None:
+    clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in m.items()}
+             for name, m in results.items()}
+    path.write_text(json.dumps({**meta, "policies": clean}, indent=2))
+
+
+def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, float]]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, run in runs.items():
+        ax.plot(np.arange(1, len(run.daily_value) + 1), np.cumsum(run.daily_value), label=name)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(title="Cumulative incremental net value", xlabel="day", ylabel="EUR")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out / "cumulative_net_value.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels = [f"{2 * s:02d}-{2 * s + 2:02d}" for s in range(N_SLOTS)]
+    shown = [n for n in ("engine", "engine_grpc", "rules", "oracle") if n in runs] or list(runs)
+    width = 0.8 / max(len(shown), 1)
+    for k, name in enumerate(shown):
+        run = runs[name]
+        rate = np.divide(run.slot_opens, run.slot_contacts, out=np.full(N_SLOTS, np.nan),
+                         where=run.slot_contacts > 0)
+        ax.bar(np.arange(N_SLOTS) + k * width, rate * 100, width, label=f"{name} ({int(run.slot_contacts.sum()):,} sends)")
+    ax.set_xticks(np.arange(N_SLOTS) + 0.4 - width / 2, labels, rotation=45)
+    ax.set(title="Open rate by local send slot", xlabel="send slot (local time)", ylabel="open rate %")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out / "open_rate_by_slot.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = [n for n, m in results.items() if m["conversions"] > 0]
+    values = [results[n]["spend_per_conversion"] for n in names]
+    ax.bar(names, values, color="tab:orange")
+    for x, v in enumerate(values):
+        ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
+    ax.set(title="Incentive spend per conversion", ylabel="EUR per conversion")
+    fig.tight_layout()
+    written.append(out / "incentive_spend_per_conversion.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
+
+
+def default_tracking_uri(root: Path = Path("mlruns")) -> str:
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root.resolve()}/mlflow.db"
+
+
+def log_mlflow(params: dict, results: dict[str, dict[str, float]], artifacts: list[Path],
+               tracking_uri: str | None = None, experiment: str = "simulations") -> str:
+    """Record the simulation as an MLflow run; returns the run id."""
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=str((Path("mlruns") / "artifacts").resolve()))
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"{params['scenario']}-{params['customers']}x{params['days']}d") as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics({f"{name}.{k}": float(v) for name, m in results.items() for k, v in m.items()
+                            if isinstance(v, (int, float)) and math.isfinite(v)})
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
