@@ -73,6 +73,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from simulators.calibration import TARGETS, calibrate, report
+
+    figures = calibrate(args.scenario, customers=args.customers, seed=args.seed)
+    print(report(figures))
+    off = [k for k, (low, high, _) in TARGETS.items() if not low <= figures[k] <= high]
+    return 1 if off else 0
+
+
 def _print_simulation(result: dict) -> None:
     from simulators.report import table
 
@@ -134,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
+
+    cal = sub.add_parser("calibrate", help="check a scenario against the figures from the field")
+    cal.add_argument("--scenario", default="default")
+    cal.add_argument("--customers", type=int, default=20_000)
+    cal.add_argument("--seed", type=int, default=1)
+    cal.set_defaults(func=cmd_calibrate)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -48,6 +48,7 @@ class Population:
     observed_hour_noise: float
     affinity_sigma: float
     sensitivity_sigma: float
+    history_weeks: float = 13.0
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     r.only_keys(pop, "population", {
         "segments", "motivations", "timezones", "consent", "basket", "purchases_per_year",
         "hour_peaks", "hour_peak_weights", "hour_spread", "observed_hour_noise", "affinity_sigma",
-        "sensitivity_sigma"})
+        "sensitivity_sigma", "history_weeks"})
     timezones = _distribution(r, pop, "timezones", "population.timezones")
     for i, tz in enumerate(timezones):
         r.timezone(tz, f"population.timezones[{i}]")
@@ -185,6 +186,7 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
         affinity_sigma=r.number(pop, "affinity_sigma", "population.affinity_sigma", default=0.5, low=0, high=3),
         sensitivity_sigma=r.number(pop, "sensitivity_sigma", "population.sensitivity_sigma",
                                    default=0.3, low=0, high=3),
+        history_weeks=r.number(pop, "history_weeks", "population.history_weeks", default=13.0, low=0, high=520),
     )
 
     rs = r.table(data, "response", required=True)

@@ -105,11 +105,12 @@ def generate(scenario: Scenario, n: int, rng: np.random.Generator) -> World:
     # Observables: what a CRM would hold about each customer.
     alpha = np.array([6.0, 1.0, 3.0])[motivation]   # promo ~0.6, novelty ~0.1, indifferent ~0.3
     promo_share = rng.beta(alpha, 10.0 - alpha)
-    purchases_12m = rng.poisson(organic * 365).astype(float)
+    history_days = 7 * pop.history_weeks
+    purchases_12m = rng.poisson(organic * min(history_days, 365)).astype(float)
     last_purchase = -np.minimum(rng.exponential(1.0 / np.maximum(organic, 1e-4)), 730) * HOURS_PER_DAY
     email = channels.index("email") if "email" in channels else 0
     typical_open = scenario.response.channels[channels[email]].open * affinity[:, email] * 0.8
-    recent_opens = rng.poisson(13 * typical_open * consent[:, email]).astype(float)
+    recent_opens = rng.poisson(min(pop.history_weeks, 13) * typical_open * consent[:, email]).astype(float)
     return World(
         segment=segment, motivation=motivation, tz=tz, consent=consent, affinity=affinity,
         pref_hour=pref_hour, basket=basket, sensitivity=sensitivity, organic_per_day=organic,
