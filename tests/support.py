@@ -15,3 +15,24 @@ def request(customer_id: str = "c-1", when: dt.datetime = T0, **kwargs) -> Decis
                     consented_channels=("email", "sms", "push"), timezone="Europe/Paris")
     defaults.update(kwargs)
     return DecisionRequest(customer_id=customer_id, decision_time=when, **defaults)
+
+
+class AlwaysNewCollectionByEmail:
+    """A user-written policy: the new collection by email at 18:00 to everyone who can get it."""
+
+    name = "my_policy"
+
+    def decide(self, batch):
+        import numpy as np
+
+        chosen = np.zeros(len(batch.customers), dtype=int)
+        for g in batch.groups:
+            chosen[g.members] = g.index.get(("new_collection", "email", "18-20", False), len(g.actions) - 1)
+        return chosen
+
+    def learn(self, feedback):
+        self.seen = getattr(self, "seen", 0) + len(feedback)
+
+
+def make_policy(scenario, seed):
+    return AlwaysNewCollectionByEmail()

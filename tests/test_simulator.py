@@ -1,0 +1,177 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.engine import DecisionEngine
+from simulators.calibration import TARGETS, calibrate
+from simulators.policies import EnginePolicy, MarketerRules, NoContact, Oracle, RandomPolicy
+from simulators.report import policy_metrics
+from simulators.runner import Simulation
+from simulators.scenario import ScenarioError, load_scenario, scenarios_dir
+from simulators.simulate import simulate
+from support import AlwaysNewCollectionByEmail
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return load_scenario("default")
+
+
+@pytest.fixture(scope="module")
+def small(scenario):
+    return Simulation(scenario, customers=3000, days=21, seed=3)
+
+
+def net(sim, run):
+    return policy_metrics(run, sim.scenario.catalog.reward)["net_value"]
+
+
+def test_default_scenario_is_calibrated_to_the_field_figures():
+    figures = calibrate("default", customers=8000, seed=2)
+    for key, (low, high, fact) in TARGETS.items():
+        assert low <= figures[key] <= high, f"{key}={figures[key]:.3f} outside {low}-{high} ({fact})"
+
+
+@pytest.mark.parametrize("name", ["default", "cold_start", "high_fatigue"])
+def test_shipped_scenarios_load(name):
+    sc = load_scenario(name)
+    assert sc.name == name and sc.customers > 0 and set(sc.response.channels) == set(sc.catalog.channels)
+
+
+def test_same_seed_same_results(scenario):
+    a = Simulation(scenario, customers=1500, days=14, seed=9)
+    b = Simulation(scenario, customers=1500, days=14, seed=9)
+    assert a.run(RandomPolicy(4)).totals == b.run(RandomPolicy(4)).totals
+    ea = a.run(EnginePolicy.in_process(DecisionEngine(scenario.catalog, seed=5, honour_request_time=True)))
+    eb = b.run(EnginePolicy.in_process(DecisionEngine(scenario.catalog, seed=5, honour_request_time=True)))
+    assert ea.totals == eb.totals
+
+
+def test_no_contact_is_worth_nothing_and_contacts_nobody(small):
+    run = small.run(NoContact())
+    assert run.totals["contacts"] == 0 and net(small, run) == 0
+    assert run.totals["organic_revenue"] > 0  # customers still buy on their own
+
+
+def test_oracle_picks_the_best_expected_action(small):
+    world = small.population.copy()
+    batch = small.batch(world, 0.0)
+    chosen = Oracle().decide(batch)
+    for g in batch.groups[:5]:
+        cust = batch.customers[g.members]
+        contact = g.offer >= 0
+        values = np.zeros((len(cust), len(g.actions)))
+        values[:, contact] = batch.response.expected_value(
+            world, cust[:, None], g.offer[contact][None], g.channel[contact][None],
+            g.local_hour[contact][None], g.send_t[contact][None])
+        best = values.max(axis=1)
+        assert np.allclose(values[np.arange(len(cust)), chosen[g.members]], best)
+
+
+def test_oracle_beats_the_baselines(small):
+    oracle = net(small, small.run(Oracle()))
+    assert oracle > 0
+    assert oracle > net(small, small.run(MarketerRules()))
+    assert oracle > net(small, small.run(RandomPolicy(1)))
+
+
+def test_rules_send_weekly_email_at_ten_local(small):
+    world = small.population.copy()
+    batch = small.batch(world, 0.0)
+    chosen = MarketerRules().decide(batch)
+    for g in batch.groups:
+        for k in set(chosen[g.members]):
+            a = g.actions[k]
+            assert a.no_contact or (a.send_slot == "10-12" and a.offer_id in ("discount_10", "discount_15"))
+            assert a.no_contact or int(g.local_hour[k]) == 10
+
+
+def test_pressure_wears_customers_out(scenario):
+    """Weekly blasts: the email open rate falls and opt-ins are lost as fatigue builds."""
+    one_week = Simulation(scenario, customers=4000, days=7, seed=1).run(MarketerRules()).totals
+    nine_weeks = Simulation(scenario, customers=4000, days=63, seed=1).run(MarketerRules()).totals
+    assert one_week["email_opens"] / one_week["email_contacts"] > \
+        1.1 * nine_weeks["email_opens"] / nine_weeks["email_contacts"]
+    assert nine_weeks["email_optins_lost"] > 0.3 * nine_weeks["email_optins_start"]
+
+
+def test_grpc_engine_agrees_with_in_process(scenario, tmp_path):
+    """The engine driven over gRPC gives the same results as in process (same seed)."""
+    from engine.client import NBAClient
+    from engine.server import start_server
+
+    sim = Simulation(scenario, customers=800, days=14, seed=4)
+    local = sim.run(EnginePolicy.in_process(DecisionEngine(scenario.catalog, seed=8, honour_request_time=True)))
+    served = DecisionEngine(scenario.catalog, seed=8, honour_request_time=True)
+    running = start_server(served, port=0)
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as client:
+            remote = sim.run(EnginePolicy.over_grpc(client))
+    finally:
+        running.stop(2)
+    assert remote.totals["decisions"] > 1000
+    for key, value in local.totals.items():
+        assert remote.totals[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_user_policy_plugs_in(small):
+    policy = AlwaysNewCollectionByEmail()
+    run = small.run(policy)
+    assert run.totals["contacts"] > 0 and policy.seen > 0
+    assert run.slot_contacts[9] == run.totals["delivered"]  # all sent in the 18-20 slot
+
+
+def test_scenario_errors_name_file_and_key(tmp_path):
+    text = (scenarios_dir() / "default.toml").read_text()
+    cases = [
+        ("segments = { new = 0.15, loyal = 0.15, occasional = 0.45, dormant = 0.25 }",
+         "segments = { new = 0.5, loyal = 0.15, occasional = 0.45, dormant = 0.25 }",
+         "key 'population.segments': expected shares that add up to 1"),
+        ("send_time_effect = 0.15", "send_time_effect = 1.5", "key 'response.send_time_effect'"),
+        ("[response.channels.web]", "[response.channels.fax]", "key 'response.channels.web'"),
+        ('"Europe/Paris" = 0.92', '"Europe/Pariss" = 0.92', "an IANA time zone"),
+        ("days = 63", "days = 0", "key 'days': expected an integer from 1"),
+        ("discount_15 = 3.0", "discount_99 = 3.0", "unknown key 'response.offer_effect.promo.discount_99'"),
+    ]
+    for old, new, expected in cases:
+        assert old in text
+        path = tmp_path / "s.toml"
+        path.write_text(text.replace(old, new, 1))
+        with pytest.raises(ScenarioError) as err:
+            load_scenario(path)
+        assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
+    with pytest.raises(ScenarioError, match="shipped: \\['cold_start', 'default', 'high_fatigue'"):
+        load_scenario("nope")
+
+
+def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    result = simulate("default", customers=600, days=14, seed=2, out=out, progress=False,
+                      policies=("engine", "rules", "no_contact", "oracle", "support:make_policy"))
+    data = json.loads((out / "results.json").read_text())
+    assert data["customers"] == 600 and data["days"] == 14
+    for name in ("engine", "rules", "no_contact", "oracle", "my_policy"):
+        for metric in ("decisions", "net_value", "revenue", "incentive_spend", "contacts", "opens",
+                       "conversions", "unsubscribes", "oracle_share"):
+            assert metric in data["policies"][name], (name, metric)
+    assert data["policies"]["oracle"]["oracle_share"] == 1.0
+    for png in ("cumulative_net_value.png", "open_rate_by_slot.png", "incentive_spend_per_conversion.png"):
+        assert (out / png).stat().st_size > 5000
+    assert any((out / "logs").glob("decisions-*.jsonl")) and any((out / "logs").glob("outcomes-*.jsonl"))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    run = mlflow.get_run(result["mlflow_run_id"])
+    assert run.data.params["scenario"] == "default"
+    assert "engine.net_value" in run.data.metrics
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"results.json", "open_rate_by_slot.png"} <= artifacts
+
+
+def test_unknown_policy_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown policy 'oracel'"):
+        simulate("default", customers=10, days=7, policies=("oracel",), out=tmp_path, mlflow=False,
+                 progress=False)
