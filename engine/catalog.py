@@ -21,6 +21,7 @@ from engine.config import ConfigError, ConfigReader, read_toml
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
 INCENTIVE_PAID_ON = ("redemption", "conversion")
+PURCHASE_ATTRIBUTION = ("window", "click")
 NAMESPACE_LETTERS = "UHOCT"
 
 
@@ -117,6 +118,9 @@ class RewardDefinition:
     default_reward: float = 0.0
     # When the offer's cost is charged: on a REDEEMED outcome, or on any CONVERTED one.
     incentive_paid_on: str = "redemption"
+    # Which purchases count: every one in the attribution window, or only those of decisions
+    # whose message was clicked (click-through attribution).
+    purchase_attribution: str = "window"
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class ExplorationSettings:
     softmax_lambda: float = 1.0
     squarecb_gamma: float = 50.0
     top_k: int = 5
+    # Least probability of no_contact: keeps measuring what doing nothing is worth.
+    no_contact_floor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     rw = r.table(data, "reward", required=True)
     r.only_keys(rw, "reward", {"margin_rate", "unsubscribe_penalty", "complaint_penalty",
                                "opened_value", "clicked_value", "delivered_value", "default_reward",
-                               "incentive_paid_on"})
+                               "incentive_paid_on", "purchase_attribution"})
     reward = RewardDefinition(
         margin_rate=r.number(rw, "margin_rate", "reward.margin_rate", required=True, low=0, high=1),
         unsubscribe_penalty=r.number(rw, "unsubscribe_penalty", "reward.unsubscribe_penalty", default=0.0, low=0),
@@ -215,6 +221,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         default_reward=r.number(rw, "default_reward", "reward.default_reward", default=0.0),
         incentive_paid_on=r.choice(rw, "incentive_paid_on", "reward.incentive_paid_on",
                                    INCENTIVE_PAID_ON, default="redemption"),
+        purchase_attribution=r.choice(rw, "purchase_attribution", "reward.purchase_attribution",
+                                      PURCHASE_ATTRIBUTION, default="window"),
     )
 
     at = r.table(data, "attribution")
@@ -222,7 +230,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     window_hours = r.number(at, "window_hours", "attribution.window_hours", default=168.0, low=0.001)
 
     ex = r.table(data, "exploration")
-    r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k"})
+    r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
+                                    "no_contact_floor"})
     exploration = ExplorationSettings(
         algorithm=r.choice(ex, "algorithm", "exploration.algorithm", EXPLORATION_ALGORITHMS,
                            default="epsilon_greedy"),
@@ -230,6 +239,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         softmax_lambda=r.number(ex, "softmax_lambda", "exploration.softmax_lambda", default=1.0, low=0),
         squarecb_gamma=r.number(ex, "squarecb_gamma", "exploration.squarecb_gamma", default=50.0, low=0),
         top_k=r.integer(ex, "top_k", "exploration.top_k", default=5, low=1, high=1000),
+        no_contact_floor=r.number(ex, "no_contact_floor", "exploration.no_contact_floor", default=0.0,
+                                  low=0, high=1),
     )
 
     md = r.table(data, "model")

@@ -1,8 +1,9 @@
 """Exploration over the feasible actions: probabilities from estimated values (higher = better).
 
 Every function returns the exact probability of each action, which is what gets logged.
-Actions tied for the best value share the greedy mass equally (a cold model, where every value
-is 0, then explores uniformly instead of always sending the first action).
+Actions tied for the best value share the greedy mass equally -- unless no_contact (always the
+last action) is one of them: when in doubt, the engine does not contact. A cold model, where
+every value is 0, therefore contacts only when it explores.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ TIE_TOLERANCE = 1e-9
 
 
 def greedy_mask(values: np.ndarray) -> np.ndarray:
-    """The actions whose value is the best (within a tolerance for float noise)."""
-    return values >= values.max() - TIE_TOLERANCE
+    """The greedy actions: those of the best value (within float noise), or no_contact alone
+    when it is among them."""
+    best = values >= values.max() - TIE_TOLERANCE
+    if best[-1]:
+        best[:] = False
+        best[-1] = True
+    return best
 
 
 def epsilon_greedy(values: np.ndarray, epsilon: float) -> np.ndarray:
@@ -49,13 +55,21 @@ def squarecb(values: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def probabilities(values: np.ndarray, settings: ExplorationSettings) -> np.ndarray:
+    """Exploration probabilities; the last action is no_contact, which gets at least
+    ``no_contact_floor``: p = (1 - f) * p_algorithm + f * [no_contact]."""
     if settings.algorithm == "epsilon_greedy":
-        return epsilon_greedy(values, settings.epsilon)
-    if settings.algorithm == "softmax":
-        return softmax(values, settings.softmax_lambda)
-    if settings.algorithm == "squarecb":
-        return squarecb(values, settings.squarecb_gamma)
-    raise ValueError(f"unknown exploration algorithm {settings.algorithm!r}")
+        p = epsilon_greedy(values, settings.epsilon)
+    elif settings.algorithm == "softmax":
+        p = softmax(values, settings.softmax_lambda)
+    elif settings.algorithm == "squarecb":
+        p = squarecb(values, settings.squarecb_gamma)
+    else:
+        raise ValueError(f"unknown exploration algorithm {settings.algorithm!r}")
+    floor = settings.no_contact_floor
+    if floor > 0 and len(p) > 1:
+        p = (1.0 - floor) * p
+        p[-1] += floor
+    return p
 
 
 def draw(p: np.ndarray, rng: np.random.Generator) -> int:

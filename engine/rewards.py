@@ -1,6 +1,7 @@
 """The one reward definition: net value of a decision from its outcomes.
 
-    reward = margin_rate * sum(conversion values)
+    reward = margin_rate * sum(conversion values)   (only after a CLICKED outcome when the
+                                                     catalog's purchase_attribution is "click")
              - offer cost (once: when REDEEMED is reported, or on any CONVERTED when the
                catalog says incentive_paid_on = "conversion")
              + opened/clicked/delivered values (once each)
@@ -26,7 +27,9 @@ def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeTyp
     if not outcomes:
         value = definition.default_reward
     else:
-        revenue = sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED)
+        counts_purchases = (definition.purchase_attribution == "window"
+                            or OutcomeType.CLICKED in kinds)
+        revenue = sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED) if counts_purchases else 0.0
         value = definition.margin_rate * revenue
         paid_on = (OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption"
                    else OutcomeType.CONVERTED)

@@ -3,7 +3,7 @@ import pytest
 
 from engine.exploration import draw, epsilon_greedy, softmax, squarecb
 
-VALUES = np.array([1.0, 3.0, 2.0, 3.0, -1.0])
+VALUES = np.array([1.0, 3.0, 2.0, 3.0, -1.0])  # the last one plays no_contact
 
 
 def test_epsilon_greedy_shares_mass_between_ties():
@@ -13,9 +13,15 @@ def test_epsilon_greedy_shares_mass_between_ties():
     assert p[0] == pytest.approx(0.02)
 
 
-def test_cold_model_explores_uniformly():
+def test_cold_model_contacts_only_when_exploring():
+    """Every value 0: no_contact (last) takes the greedy mass; contacts get epsilon / K each."""
     p = epsilon_greedy(np.zeros(7), 0.1)
-    assert np.allclose(p, 1 / 7)
+    assert np.allclose(p[:-1], 0.1 / 7) and p[-1] == pytest.approx(1 - 0.1 + 0.1 / 7)
+
+
+def test_tie_with_no_contact_goes_to_no_contact_in_squarecb():
+    p = squarecb(np.array([1.0, 2.0, 2.0]), 10.0)
+    assert p[2] > p[1] and p.sum() == pytest.approx(1.0)
 
 
 def test_softmax_orders_by_value():

@@ -40,3 +40,14 @@ def test_nothing_reported_gives_default_minus_contact(catalog):
 
 def test_organic_purchase_without_contact(catalog):
     assert net_reward(catalog.reward, [(T.CONVERTED, 80.0)], False, 0.0, 0.0) == pytest.approx(28.0)
+
+
+def test_click_attribution_counts_purchases_only_after_a_click(catalog):
+    reward = dataclasses.replace(catalog.reward, purchase_attribution="click")
+    assert net_reward(reward, [(T.OPENED, 0), (T.CONVERTED, 100.0)], True, 10.0, 0.01) == pytest.approx(-0.01)
+    assert net_reward(reward, [(T.CLICKED, 0), (T.CONVERTED, 100.0), (T.REDEEMED, 0)], True, 10.0, 0.01) == \
+        pytest.approx(35 - 10 - 0.01)
+    # Costs still count without a click: a cannibalised redemption, an unsubscribe.
+    assert net_reward(reward, [(T.CONVERTED, 80.0), (T.REDEEMED, 0), (T.UNSUBSCRIBED, 0)], True, 10.0, 0.0) == \
+        pytest.approx(-10 - 10)
+    assert net_reward(reward, [(T.CONVERTED, 80.0)], False, 0.0, 0.0) == 0.0
