@@ -132,6 +132,9 @@ class ExplorationSettings:
     top_k: int = 5
     # Least probability of no_contact: keeps measuring what doing nothing is worth.
     no_contact_floor: float = 0.0
+    # Choose on value - pessimism * spread across the model's bootstrap replicas: an action is
+    # only preferred when the model is sure of it (guards the max over ~100 noisy estimates).
+    pessimism: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class ModelSettings:
     learning_rate: float = 0.5
     interactions: tuple[str, ...] = ("UO", "UC", "UT", "HC", "HO")
     bits: int = 18
+    # Bootstrap replicas of the value model (1 = none): their spread measures how sure the
+    # model is of each action's value (see ExplorationSettings.pessimism).
+    replicas: int = 1
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -231,7 +237,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     ex = r.table(data, "exploration")
     r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
-                                    "no_contact_floor"})
+                                    "no_contact_floor", "pessimism"})
     exploration = ExplorationSettings(
         algorithm=r.choice(ex, "algorithm", "exploration.algorithm", EXPLORATION_ALGORITHMS,
                            default="epsilon_greedy"),
@@ -241,10 +247,11 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         top_k=r.integer(ex, "top_k", "exploration.top_k", default=5, low=1, high=1000),
         no_contact_floor=r.number(ex, "no_contact_floor", "exploration.no_contact_floor", default=0.0,
                                   low=0, high=1),
+        pessimism=r.number(ex, "pessimism", "exploration.pessimism", default=0.0, low=0, high=100),
     )
 
     md = r.table(data, "model")
-    r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits"})
+    r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -257,6 +264,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         learning_rate=r.number(md, "learning_rate", "model.learning_rate", default=0.5, low=1e-6, high=100),
         interactions=interactions,
         bits=r.integer(md, "bits", "model.bits", default=18, low=10, high=30),
+        replicas=r.integer(md, "replicas", "model.replicas", default=1, low=1, high=32),
     )
 
     lim = r.table(data, "limits")

@@ -65,7 +65,7 @@ class DecisionEngine:
                  log_max_bytes: int = DEFAULT_MAX_BYTES):
         self.catalog = catalog
         self.store = store if store is not None else InMemoryStateStore()
-        self.model = model if model is not None else ValueModel(catalog.model)
+        self.model = model if model is not None else ValueModel(catalog.model, seed=seed or 0)
         self.honour_request_time = honour_request_time
         self.features = FeatureBuilder(catalog)
         self._rng = np.random.default_rng(seed)
@@ -107,8 +107,13 @@ class DecisionEngine:
         feasible = feasible_actions(request, self.catalog, now)
         history = self.store.contact_history(request.customer_id, now)
         context = self.features.context_json(request, history, feasible.actions)
-        values = self.model.values(context, len(feasible.actions))
-        p = exploration.probabilities(values, self.catalog.exploration)
+        settings = self.catalog.exploration
+        if settings.pessimism > 0:
+            values, spread = self.model.estimate(context, len(feasible.actions))
+            scores = values - settings.pessimism * spread
+        else:
+            values = scores = self.model.values(context, len(feasible.actions))
+        p = exploration.probabilities(scores, settings)
         with self._lock:
             chosen = exploration.draw(p, self._rng)
             event_id = self._new_event_id()
@@ -144,7 +149,7 @@ class DecisionEngine:
 
         top = np.argsort(-values, kind="stable")[: self.catalog.exploration.top_k]
         ranking = tuple(ScoredAction(feasible.actions[i], float(values[i]), float(p[i])) for i in top)
-        explored = not bool(exploration.greedy_mask(values)[chosen])
+        explored = not bool(exploration.greedy_mask(scores)[chosen])
         with self._lock:
             self._counters["decisions"] += 1
             self._counters["explored"] += explored

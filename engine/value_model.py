@@ -1,8 +1,13 @@
-"""The value model: one Vowpal Wabbit contextual-bandit workspace (``--cb_adf``), reused.
+"""The value model: Vowpal Wabbit contextual-bandit regression (``--cb_adf``), reused.
 
 VW predicts a *cost* per action; the engine works with *values*, value = -cost. Contexts are
 parsed with VW's own JSON parser (scoring) and DSJSON parser (learning), so online scoring and
 offline training read identical features. A workspace is not thread-safe: calls are locked.
+
+With ``replicas`` > 1 the model also keeps bootstrap replicas (online bagging: each example is
+learned Poisson(1) times by each replica; Oza & Russell, "Online Bagging and Boosting", 2001).
+Their spread across actions says how sure the model is of each value. The first workspace
+learns every example once and is the one served and saved.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from engine.catalog import ModelSettings
 
 class ValueModel:
     def __init__(self, settings: ModelSettings, model_data: bytes | None = None,
-                 version: str = "cold-start"):
+                 version: str = "cold-start", seed: int = 0):
         self.settings = settings
         self.args = settings.vw_args()
-        self._ws = vw.Workspace(self.args, model_data=model_data)
-        self._dsjson = vw.DSJsonFormatParser(self._ws)
+        self._ws = [vw.Workspace(self.args, model_data=model_data)
+                    for _ in range(settings.replicas)]
+        self._dsjson = [vw.DSJsonFormatParser(ws) for ws in self._ws]
+        self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self.version = version
         self.updates = 0
@@ -32,25 +39,38 @@ class ValueModel:
         path = Path(path)
         return cls(settings, model_data=path.read_bytes(), version=f"file:{path.name}")
 
+    def _predict(self, ws: vw.Workspace, context_json: str, n_actions: int) -> np.ndarray:
+        # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers
+        # build and type-check one Python object per action, which costs more than the
+        # prediction itself for a hundred actions. Same parser, same features.
+        examples = vw._core._parse_line_json(ws._workspace, context_json)
+        values = np.empty(n_actions)
+        for index, cost in ws._workspace.predict_multi_ex_one(examples):
+            values[index] = -cost
+        return values
+
     def values(self, context_json: str, n_actions: int) -> np.ndarray:
         """Estimated value of each of the ``n_actions`` actions of a VW JSON context, in order."""
         with self._lock:
-            # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers
-            # build and type-check one Python object per action, which costs more than the
-            # prediction itself for a hundred actions. Same parser, same features.
-            examples = vw._core._parse_line_json(self._ws._workspace, context_json)
-            scores = self._ws._workspace.predict_multi_ex_one(examples)
-        values = np.empty(n_actions)
-        for index, cost in scores:
-            values[index] = -cost
-        return values
+            return self._predict(self._ws[0], context_json, n_actions)
+
+    def estimate(self, context_json: str, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values, spread): the served model's values and the standard deviation across the
+        bootstrap replicas (zeros without replicas)."""
+        with self._lock:
+            all_values = np.stack([self._predict(ws, context_json, n_actions) for ws in self._ws])
+        spread = all_values.std(axis=0, ddof=1) if len(self._ws) > 1 else np.zeros(n_actions)
+        return all_values[0], spread
 
     def learn_dsjson(self, line: str) -> None:
         """Learn from one DSJSON decision line carrying its (joined) cost."""
         with self._lock:
-            self._ws.learn_one(self._dsjson.parse_json(line))
+            self._ws[0].learn_one(self._dsjson[0].parse_json(line))
+            for ws, parser in zip(self._ws[1:], self._dsjson[1:]):
+                for _ in range(self._rng.poisson(1.0)):
+                    ws.learn_one(parser.parse_json(line))
             self.updates += 1
 
     def serialize(self) -> bytes:
         with self._lock:
-            return self._ws.serialize()
+            return self._ws[0].serialize()

@@ -2,6 +2,7 @@ import dataclasses
 import datetime as dt
 import json
 
+import numpy as np
 import pytest
 
 from engine.decision_log import log_files
@@ -9,6 +10,7 @@ from engine.domain import (
     AttributionClosed, Outcome, OutcomeType, RequestError, UnknownEvent,
 )
 from engine.engine import DecisionEngine
+from engine.feasibility import feasible_actions
 from support import T0, request
 
 
@@ -140,3 +142,39 @@ def test_bad_outcome_names_field(engine, outcome, field):
     with pytest.raises(RequestError) as err:
         engine.report_outcome(outcome)
     assert err.value.field == field
+
+
+def test_bootstrap_replicas_measure_uncertainty(catalog):
+    """Replicas disagree about actions seen rarely; the served model is the first workspace."""
+    import dataclasses
+
+    from engine.value_model import ValueModel
+
+    settings = dataclasses.replace(catalog.model, replicas=4)
+    e = DecisionEngine(dataclasses.replace(catalog, model=settings), seed=3, honour_request_time=True)
+    assert isinstance(e.model, ValueModel) and len(e.model._ws) == 4
+    when = T0
+    for i in range(300):
+        when += dt.timedelta(hours=1)
+        d = e.decide(request(f"c{i % 30}", when, consented_channels=("email",)))
+        if not d.action.no_contact:
+            e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 60.0 + i % 7, when))
+    e.mature(when + catalog.attribution_window)
+    probe = request("probe", when)
+    actions = feasible_actions(probe, e.catalog, when).actions
+    context = e.features.context_json(probe, e.store.contact_history("probe", when), actions)
+    n = len(actions)
+    values, spread = e.model.estimate(context, n)
+    assert np.allclose(values, e.model.values(context, n))
+    assert spread.max() > 0
+
+
+def test_pessimism_prefers_what_the_model_is_sure_of():
+    from engine.catalog import ExplorationSettings
+    from engine.exploration import probabilities
+
+    values = np.array([1.0, 1.2, 0.0])   # the second is better on average ...
+    spread = np.array([0.1, 1.0, 0.0])   # ... but the model is unsure of it
+    settings = ExplorationSettings(epsilon=0.0, pessimism=1.0)
+    p = probabilities(values - settings.pessimism * spread, settings)
+    assert p.argmax() == 0
