@@ -32,6 +32,7 @@ proto: install
 
 bench: install
 	$(PY) bench/latency.py
+	$(PY) bench/simulator.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
