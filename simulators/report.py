@@ -92,16 +92,20 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
     import matplotlib.pyplot as plt
 
     written = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        written.append(out / name)
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, run in runs.items():
         ax.plot(np.arange(1, len(run.daily_value) + 1), np.cumsum(run.daily_value), label=name)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title="Cumulative incremental net value", xlabel="day", ylabel="EUR")
     ax.legend()
-    fig.tight_layout()
-    written.append(out / "cumulative_net_value.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    save(fig, "cumulative_net_value.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = [f"{2 * s:02d}-{2 * s + 2:02d}" for s in range(N_SLOTS)]
@@ -115,10 +119,7 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
     ax.set_xticks(np.arange(N_SLOTS) + 0.4 - width / 2, labels, rotation=45)
     ax.set(title="Open rate by local send slot", xlabel="send slot (local time)", ylabel="open rate %")
     ax.legend()
-    fig.tight_layout()
-    written.append(out / "open_rate_by_slot.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    save(fig, "open_rate_by_slot.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = [n for n, m in results.items() if m["conversions"] > 0]
@@ -127,10 +128,7 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
     for x, v in enumerate(values):
         ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
     ax.set(title="Incentive spend per conversion", ylabel="EUR per conversion")
-    fig.tight_layout()
-    written.append(out / "incentive_spend_per_conversion.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    save(fig, "incentive_spend_per_conversion.png")
     return written
 
 
