@@ -61,14 +61,13 @@ class FeatureBuilder:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self._channels = list(catalog.channels)
-        self._fragments: dict[tuple[str, str, str, bool], str] = {}
+        self._fragments: dict[str, str] = {}  # Action.label -> JSON
 
     def _fragment(self, action: Action) -> str:
-        key = (action.offer_id, action.channel, action.send_slot, action.no_contact)
-        text = self._fragments.get(key)
+        text = self._fragments.get(action.label)
         if text is None:
-            text = self._fragments[key] = json.dumps(action_features(action, self.catalog),
-                                                     separators=(",", ":"))
+            text = self._fragments[action.label] = json.dumps(action_features(action, self.catalog),
+                                                              separators=(",", ":"))
         return text
 
     def context_json(self, request: DecisionRequest, history: ContactHistory,

@@ -64,8 +64,8 @@ class MarketerRules:
         for g in batch.groups:
             fallback = len(g.actions) - 1
             for channel in ("email", "sms"):
-                k10 = g.index.get(("discount_10", channel, self.slot, False))
-                k15 = g.index.get(("discount_15", channel, self.slot, False))
+                k10 = g.index.get(f"discount_10/{channel}/{self.slot}")
+                k15 = g.index.get(f"discount_15/{channel}/{self.slot}")
                 if k10 is not None and k15 is not None:
                     chosen[g.members] = np.where(promo[g.members], k15, k10)
                     break

@@ -28,10 +28,6 @@ TYPE_CODE = {t: i for i, t in enumerate(OUTCOME_TYPES)}
 N_SLOTS = 12
 
 
-def action_key(a: Action) -> tuple[str, str, str, bool]:
-    return (a.offer_id, a.channel, a.send_slot, a.no_contact)
-
-
 @dataclass
 class FeasibleGroup:
     """Customers of a batch who share one feasible action set."""
@@ -42,7 +38,7 @@ class FeasibleGroup:
     channel: np.ndarray          # channel index per action (-1: no contact)
     send_t: np.ndarray           # send time in hours since start (nan: no contact)
     local_hour: np.ndarray       # local send hour (nan: no contact)
-    index: dict[tuple, int]      # action_key -> action index
+    index: dict[str, int]        # Action.label -> action index
 
 
 @dataclass
@@ -64,10 +60,9 @@ class DecisionBatch:
     def index_of(self, position: int, action: Action) -> int:
         """The index, in its group, of an action chosen for the customer at ``position``."""
         group = self.groups[self.group_of[position]]
-        key = action_key(action)
-        if key not in group.index:
+        if action.label not in group.index:
             raise ValueError(f"action {action.label} is not feasible for customer c{self.customers[position]}")
-        return group.index[key]
+        return group.index[action.label]
 
 
 @dataclass
@@ -179,7 +174,7 @@ class Simulation:
         local_hour = np.array([np.nan if a.no_contact else
                                (lambda x: x.hour + x.minute / 60)(a.send_at.astimezone(local)) for a in actions])
         return FeasibleGroup(members, actions, offer, channel, send_t, local_hour,
-                             {action_key(a): k for k, a in enumerate(actions)})
+                             {a.label: k for k, a in enumerate(actions)})
 
     # -- the loop -----------------------------------------------------------------------------
 

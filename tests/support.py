@@ -27,7 +27,7 @@ class AlwaysNewCollectionByEmail:
 
         chosen = np.zeros(len(batch.customers), dtype=int)
         for g in batch.groups:
-            chosen[g.members] = g.index.get(("new_collection", "email", "18-20", False), len(g.actions) - 1)
+            chosen[g.members] = g.index.get("new_collection/email/18-20", len(g.actions) - 1)
         return chosen
 
     def learn(self, feedback):
