@@ -52,10 +52,13 @@ class DecisionBatch:
     group_of: np.ndarray         # group number per batch position
     world: World
     response: ResponseModel
+    built: list[DecisionRequest] | None = None  # requests already built while grouping
 
     def requests(self) -> list[DecisionRequest]:
         """What a channel system would send for each customer (observable data only)."""
-        return [observable_request(self.world, int(i), self.when, self.t) for i in self.customers]
+        if self.built is None:
+            self.built = [observable_request(self.world, int(i), self.when, self.t) for i in self.customers]
+        return self.built
 
     def index_of(self, position: int, action: Action) -> int:
         """The index, in its group, of an action chosen for the customer at ``position``."""
@@ -146,11 +149,15 @@ class Simulation:
         customers = np.flatnonzero(reachable.any(axis=1))
         keys: dict[tuple, list[int]] = {}
         requests: dict[tuple, DecisionRequest] = {}
+        # Eligibility rules read request features, so every request is built (and kept for the
+        # policies); without rules one request per group is enough.
+        built = [] if self.eligibility_features else None
         for pos, i in enumerate(customers):
             request = None
             extra: tuple = ()
-            if self.eligibility_features:
+            if built is not None:
                 request = observable_request(world, int(i), when, t)
+                built.append(request)
                 feats = {**request.numeric_features, **request.categorical_features}
                 extra = tuple(feats.get(name) for name in self.eligibility_features)
             key = (reachable[i].tobytes(), int(world.tz[i]), extra)
@@ -162,7 +169,7 @@ class Simulation:
         for g, (key, members) in enumerate(keys.items()):
             groups.append(self._group(np.array(members), requests[key], world.tz_names[key[1]], when))
             group_of[members] = g
-        return DecisionBatch(when, t, customers, groups, group_of, world, self.response)
+        return DecisionBatch(when, t, customers, groups, group_of, world, self.response, built)
 
     def _group(self, members: np.ndarray, request: DecisionRequest, tz: str, when: dt.datetime) -> FeasibleGroup:
         actions = feasible_actions(request, self.scenario.catalog, when).actions
