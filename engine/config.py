@@ -15,7 +15,7 @@ ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class ConfigError(ValueError):
-    """A configuration file is missing, unreadable or invalid."""
+    """Configuration -- a file, or a command's options -- is missing, unreadable or invalid."""
 
 
 class ConfigReader:

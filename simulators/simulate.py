@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from engine.config import ConfigError
 from simulators import report
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, Oracle, RandomPolicy
 from simulators.runner import Simulation
@@ -16,6 +17,14 @@ from simulators.scenario import Scenario, load_scenario
 
 BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle")
 DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
+
+
+class UnknownPolicy(ConfigError):
+    """A policy name that is neither built in nor ``package.module:factory``."""
+
+    def __init__(self, name: str, why: str = ""):
+        super().__init__(f"--policies: {why or f'unknown policy {name!r}'}; built-in: {', '.join(BUILTIN)}, "
+                         "or package.module:factory")
 
 
 @contextlib.contextmanager
@@ -45,11 +54,10 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         try:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(f"--policies: cannot load {name!r}: {exc}") from None
+            raise UnknownPolicy(name, f"cannot load {name!r}: {exc}") from None
         yield factory(scenario=scenario, seed=seed)
     else:
-        raise ValueError(f"--policies: unknown policy {name!r}; built-in: {', '.join(BUILTIN)}, "
-                         "or package.module:factory")
+        raise UnknownPolicy(name)
 
 
 def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | None):
@@ -78,22 +86,21 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
              engine_url: str | None = None, mlflow: bool = True, progress: bool = True,
              plots: bool = True) -> dict:
     sc = load_scenario(scenario)
-    for name in policies:
+    for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
-            raise ValueError(f"--policies: unknown policy {name!r}; built-in: {', '.join(BUILTIN)}, "
-                             "or package.module:factory")
+            raise UnknownPolicy(name)
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(sc, customers=customers, days=days, seed=seed)
     runs = {}
-    expected = len(sim.opportunities()) * sim.customers * len(policies)
-    with tqdm(total=expected, unit="decision", unit_scale=True, disable=not progress,
+    per_policy = len(sim.opportunities()) * sim.customers
+    with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
-        for name in policies:
+        for done, name in enumerate(policies, start=1):
             with make_policy(name, sc, seed, out, engine_url) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 runs[policy.name] = sim.run(policy, progress=bar.update)
             # Unreachable customers are not decided for: move the bar to its true end for this policy.
-            bar.n = min(bar.total, sum(len(sim.opportunities()) * sim.customers for _ in runs))
+            bar.n = per_policy * done
             bar.refresh()
     results = {name: report.policy_metrics(run, sc.catalog.reward) for name, run in runs.items()}
     report.add_oracle_comparison(results)
