@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,7 +21,7 @@ class ConfigError(ValueError):
 
 
 class ConfigReader:
-    """Typed access to a parsed TOML tree, raising CatalogError with file and key."""
+    """Typed access to a parsed TOML tree, raising ``error_class`` with file and key."""
 
     def __init__(self, source: str, error_class: type[ConfigError] = ConfigError):
         self.source = source
@@ -114,11 +116,8 @@ class ConfigReader:
         return int(match[1]) * 60 + int(match[2])
 
 
-def read_toml(path, error_class: type[ConfigError] = ConfigError) -> tuple[dict[str, Any], bytes]:
-    """Parse a TOML file; errors name the file."""
-    import tomllib
-    from pathlib import Path
-
+def read_toml(path: str | Path, error_class: type[ConfigError] = ConfigError) -> tuple[dict[str, Any], bytes]:
+    """Parse a TOML file; errors name the file. Returns the data and the raw bytes."""
     path = Path(path)
     try:
         raw = path.read_bytes()
