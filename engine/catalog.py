@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError, ConfigReader, read_toml
+from engine.constraints import Budget, Cap, Constraints, ControlGroup, Pressure
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
@@ -168,6 +169,9 @@ class Catalog:
     model: ModelSettings
     max_features: int
     source: str = "<memory>"
+    constraints: Constraints = field(default_factory=Constraints)
+    # Offer sent on an inbound request while the state store is unreachable (None: no contact).
+    outage_inbound_offer: str | None = None
 
     def slot_at_hour(self, local_hour: int) -> SendSlot:
         return self.send_slots[local_hour // self.send_slots[0].hours]
@@ -191,7 +195,8 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
 def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: str = "") -> Catalog:
     r = ConfigReader(source, CatalogError)
     r.only_keys(data, "", {"version", "default_timezone", "offers", "channels", "send_slots",
-                           "reward", "attribution", "exploration", "model", "limits"})
+                           "reward", "attribution", "exploration", "model", "limits",
+                           "pressure", "budgets", "control", "outage"})
     version = r.string(data, "version", required=True)
     tz = r.string(data, "default_timezone", default="UTC")
     r.timezone(tz, "default_timezone")
@@ -271,11 +276,113 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     r.only_keys(lim, "limits", {"max_features"})
     max_features = r.integer(lim, "max_features", "limits.max_features", default=256, low=1, high=100_000)
 
+    constraints = Constraints(
+        pressure=_parse_pressure(r, r.table(data, "pressure"), channels),
+        budgets=_parse_budgets(r, r.table(data, "budgets"), offers),
+        control=_parse_control(r, r.table(data, "control"), offers, channels, slots),
+    )
+    outage = r.table(data, "outage")
+    r.only_keys(outage, "outage", {"inbound_offer"})
+    inbound_offer = outage.get("inbound_offer")
+    if inbound_offer is not None and (inbound_offer not in offers or offers[inbound_offer].cost > 0):
+        free = [o for o in offers if offers[o].cost == 0]
+        raise r.error("outage.inbound_offer", f"an offer without cost, one of {free}", inbound_offer)
+
     full_version = f"{version}+{content_hash}" if content_hash else version
     return Catalog(
         version=full_version, default_timezone=tz, offers=offers, channels=channels,
         send_slots=slots, reward=reward, attribution_window=dt.timedelta(hours=window_hours),
         exploration=exploration, model=model, max_features=max_features, source=source,
+        constraints=constraints, outage_inbound_offer=inbound_offer,
+    )
+
+
+def _parse_pressure(r: ConfigReader, spec: dict[str, Any], channels: dict[str, Channel]) -> Pressure:
+    r.only_keys(spec, "pressure", {"min_gap_hours", "caps"})
+    outbound = tuple(c for c in channels if not channels[c].inbound_only)
+    caps_raw = spec.get("caps", [])
+    if not isinstance(caps_raw, list):
+        raise r.error("pressure.caps", "a list of tables {id, channels, max, window_days}", caps_raw)
+    caps, seen = [], set()
+    for i, cap in enumerate(caps_raw):
+        key = f"pressure.caps[{i}]"
+        if not isinstance(cap, dict):
+            raise r.error(key, "a table {id, channels, max, window_days}", cap)
+        r.only_keys(cap, key, {"id", "channels", "max", "window_days"})
+        cap_id = r.string(cap, "id", f"{key}.id", required=True)
+        r.identifier(cap_id, f"{key}.id")
+        if cap_id in seen:
+            raise r.error(f"{key}.id", "an id no other cap has", cap_id)
+        seen.add(cap_id)
+        names = tuple(r.string_list(cap, "channels", f"{key}.channels"))
+        for name in names:
+            if name not in outbound:
+                raise r.error(f"{key}.channels", f"outbound channels from {list(outbound)}", name)
+        if "max" not in cap:
+            raise r.error_class(f"{r.source}: missing required key '{key}.max'")
+        caps.append(Cap(
+            id=cap_id, channels=names or outbound,
+            max_contacts=r.integer(cap, "max", f"{key}.max", default=-1, low=0, high=10_000),
+            window=dt.timedelta(days=r.number(cap, "window_days", f"{key}.window_days", required=True,
+                                              low=1 / 24, high=366)),
+        ))
+    gap = r.number(spec, "min_gap_hours", "pressure.min_gap_hours", default=0.0, low=0, high=24 * 366)
+    return Pressure(tuple(caps), dt.timedelta(hours=gap))
+
+
+def _parse_budgets(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offer]) -> tuple[Budget, ...]:
+    budgets, owner = [], {}
+    for bid, b in spec.items():
+        key = f"budgets.{bid}"
+        r.identifier(bid, key)
+        if not isinstance(b, dict):
+            raise r.error(key, "a table", b)
+        r.only_keys(b, key, {"amount", "period_days", "start", "offers", "pacing", "pacing_step",
+                             "pacing_lead_hours"})
+        start = b.get("start", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        if not isinstance(start, dt.datetime) or start.tzinfo is None:
+            raise r.error(f"{key}.start", "a TOML date-time with offset, like 2026-01-01T00:00:00Z", start)
+        costly = [o for o in offers if offers[o].cost > 0]
+        names = tuple(r.string_list(b, "offers", f"{key}.offers", default=costly))
+        for name in names:
+            if name not in offers:
+                raise r.error(f"{key}.offers", f"offer ids from {list(offers)}", name)
+            if name in owner:
+                raise r.error(f"{key}.offers", f"offers in no other budget ({name} is in {owner[name]})", name)
+            owner[name] = bid
+        pacing = b.get("pacing", True)
+        if not isinstance(pacing, bool):
+            raise r.error(f"{key}.pacing", "true or false", pacing)
+        budgets.append(Budget(
+            id=bid,
+            amount=r.number(b, "amount", f"{key}.amount", required=True, low=0, high=1e12),
+            period=dt.timedelta(days=r.number(b, "period_days", f"{key}.period_days", required=True,
+                                              low=1 / 24, high=3660)),
+            start=start.astimezone(dt.timezone.utc), offers=names, pacing=pacing,
+            pacing_step=r.number(b, "pacing_step", f"{key}.pacing_step", default=0.5, low=0, high=1000),
+            pacing_lead=dt.timedelta(hours=r.number(b, "pacing_lead_hours", f"{key}.pacing_lead_hours",
+                                                    default=24.0, low=0, high=24 * 3660)),
+        ))
+    return tuple(budgets)
+
+
+def _parse_control(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offer],
+                   channels: dict[str, Channel], slots: tuple[SendSlot, ...]) -> ControlGroup:
+    r.only_keys(spec, "control", {"fraction", "salt", "action"})
+    action_raw = r.table(spec, "action", "control.action")
+    action = None
+    if action_raw:
+        r.only_keys(action_raw, "control.action", {"offer", "channel", "send_slot"})
+        offer = r.choice(action_raw, "offer", "control.action.offer", tuple(offers), default="")
+        channel = r.choice(action_raw, "channel", "control.action.channel",
+                           tuple(c for c in channels if not channels[c].inbound_only), default="")
+        slot = r.choice(action_raw, "send_slot", "control.action.send_slot", tuple(s.id for s in slots),
+                        default="")
+        action = (offer, channel, slot)
+    return ControlGroup(
+        fraction=r.number(spec, "fraction", "control.fraction", default=0.0, low=0, high=1),
+        salt=r.string(spec, "salt", "control.salt", default="nba-control"),
+        action=action,
     )
 
 

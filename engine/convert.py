@@ -7,7 +7,7 @@ import datetime as dt
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine import domain
-from engine.engine import PolicySnapshot
+from engine.engine import BudgetState, PolicySnapshot
 from nba.v1 import decision_pb2 as pb
 
 UTC = dt.timezone.utc
@@ -68,7 +68,7 @@ def decision_to_proto(d: domain.Decision) -> pb.Decision:
         exclusions=[pb.Exclusion(target=e.target, reason=pb.ExclusionReason.Value(e.reason.value),
                                  detail=e.detail) for e in d.exclusions],
         customer_id=d.customer_id, decision_time=_ts(d.decision_time),
-        feasible_actions=d.feasible_actions,
+        feasible_actions=d.feasible_actions, control=d.control, fallback=d.fallback,
     )
 
 
@@ -83,6 +83,7 @@ def decision_from_proto(m: pb.Decision) -> domain.Decision:
                                           domain.ExclusionReason(pb.ExclusionReason.Name(e.reason)),
                                           e.detail) for e in m.exclusions),
         decision_time=_dt(m, "decision_time"), feasible_actions=m.feasible_actions,
+        control=m.control, fallback=m.fallback,
     )
 
 
@@ -114,4 +115,19 @@ def policy_to_proto(p: PolicySnapshot) -> pb.PolicyInfo:
                                            squarecb_gamma=ex.squarecb_gamma),
         counters=pb.PolicyCounters(**p.counters), model_args=p.model_args,
         attribution_window_seconds=p.attribution_window_seconds,
+        caps=[pb.PressureCap(id=c.id, channels=c.channels, max_contacts=c.max_contacts,
+                             window_seconds=int(c.window.total_seconds())) for c in p.pressure.caps],
+        min_gap_seconds=int(p.pressure.min_gap.total_seconds()),
+        budgets=[_budget_to_proto(b) for b in p.budgets],
+        control_fraction=p.control_fraction,
     )
+
+
+def _budget_to_proto(state: BudgetState) -> pb.BudgetState:
+    b, u = state.budget, state.usage
+    spend = dict(paid=u.paid_cents / 100, committed=u.committed_cents / 100,
+                 remaining=u.remaining_cents / 100) if u is not None else {}
+    return pb.BudgetState(id=b.id, period_start=_ts(state.period_start),
+                          period_seconds=int(b.period.total_seconds()), amount=b.amount,
+                          shadow_price=state.shadow_price, plan=state.plan, offers=b.offers,
+                          available=u is not None, **spend)

@@ -89,6 +89,8 @@ class Decision:
     exclusions: tuple[Exclusion, ...]
     decision_time: dt.datetime
     feasible_actions: int
+    control: bool = False   # the customer is in the control group: control treatment
+    fallback: bool = False  # safe mode: the state store was unreachable
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,21 @@ from engine import exploration
 from engine.catalog import Catalog
 from engine.decision_log import DEFAULT_MAX_BYTES, DsjsonLine, JsonlLog, iso
 from engine.domain import (
-    Decision, DecisionRequest, Outcome, OutcomeAck, RequestError, ScoredAction, utc,
+    Action, Decision, DecisionRequest, Outcome, OutcomeAck, RequestError, ScoredAction, utc,
 )
-from engine.feasibility import feasible_actions
+from engine.constraints import Budget, BudgetKey, BudgetUsage, Commitment, Pacer, Pressure, to_cents
+from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
 from engine.rewards import net_reward
-from engine.state import InMemoryStateStore, PendingDecision, StateStore
+from engine.state import InMemoryStateStore, PendingDecision, Snapshot, StateStore, StoreUnavailable
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
 
 COUNTERS = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned",
-            "rejected")
+            "rejected", "control", "fallback", "reserve_conflicts", "store_errors")
+# Tries at reserving a decision before giving up on contacting (each re-reads the state).
+RESERVE_ATTEMPTS = 3
+MATURE_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,20 @@ class PolicySnapshot:
     exploration: object
     counters: dict[str, int]
     attribution_window_seconds: int
+    pressure: Pressure
+    budgets: tuple[BudgetState, ...]
+    control_fraction: float
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A budget's current period as GetPolicy shows it (usage None: store unreachable)."""
+
+    budget: Budget
+    period_start: dt.datetime
+    usage: BudgetUsage | None
+    shadow_price: float
+    plan: float
 
 
 class DecisionEngine:
@@ -73,6 +91,7 @@ class DecisionEngine:
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._clock: dt.datetime | None = None
+        self.pacer = Pacer(catalog.constraints.budgets)
         self.decision_log = JsonlLog(log_dir, "decisions", log_max_bytes) if log_dir else None
         self.outcome_log = JsonlLog(log_dir, "outcomes", log_max_bytes) if log_dir else None
 
@@ -103,27 +122,64 @@ class DecisionEngine:
         now = self.now(request.decision_time)
         if self.honour_request_time:
             self.mature(now)
-
         feasible = feasible_actions(request, self.catalog, now)
-        history = self.store.contact_history(request.customer_id, now)
-        context = self.features.context_json(request, history, feasible.actions)
-        settings = self.catalog.exploration
-        if settings.pessimism > 0:
-            values, spread = self.model.estimate(context, len(feasible.actions))
-            scores = values - settings.pessimism * spread
+        control = self.catalog.constraints.control.contains(request.customer_id)
+        try:
+            for _ in range(RESERVE_ATTEMPTS):
+                decision = self._decide_once(request, now, feasible, control)
+                if decision is not None:
+                    return decision
+                self._count("reserve_conflicts")
+            # Every attempt lost a race for this customer's caps or the budget: no contact.
+            return self._decide_once(request, now, feasible, control, give_up=True)
+        except StoreUnavailable:
+            return self._safe_mode(request, now, feasible)
+
+    def _decide_once(self, request: DecisionRequest, now: dt.datetime, feasible: FeasibleSet,
+                     control: bool, give_up: bool = False) -> Decision | None:
+        """One try: snapshot, constrain, score, draw, reserve. None when the reservation was
+        refused (another decision got there first)."""
+        constraints = self.catalog.constraints
+        keys = [BudgetKey(b.id, b.period_index(now), b.amount_cents) for b in constraints.budgets]
+        snap = self.store.snapshot(request.customer_id, now, constraints.pressure.horizon, keys)
+        if give_up:
+            actions, exclusions = (Action.none(),), feasible.exclusions
         else:
-            values = scores = self.model.values(context, len(feasible.actions))
-        p = exploration.probabilities(scores, settings)
+            actions, exclusions = apply_constraints(feasible, snap, self.catalog, request.inbound)
+        history = snap.customer.history(now)
+        context = self.features.context_json(request, history, actions)
+        if control:
+            values = self.model.values(context, len(actions))
+            chosen = control_choice(actions, constraints.control)
+            p = np.zeros(len(actions))
+            p[chosen] = 1.0
+            scores = values
+        else:
+            settings = self.catalog.exploration
+            if settings.pessimism > 0:
+                values, spread = self.model.estimate(context, len(actions))
+                scores = values - settings.pessimism * spread
+            else:
+                values = scores = self.model.values(context, len(actions))
+            scores = scores - self._shadow_costs(actions, snap, now)
+            p = exploration.probabilities(scores, settings)
         with self._lock:
-            chosen = exploration.draw(p, self._rng)
+            if not control:
+                chosen = exploration.draw(p, self._rng)
             event_id = self._new_event_id()
-        action = feasible.actions[chosen]
+        action = actions[chosen]
 
         contacted = not action.no_contact
         offer_cost = self.catalog.offers[action.offer_id].cost if contacted else 0.0
         contact_cost = self.catalog.channels[action.channel].contact_cost if contacted else 0.0
         # Until outcomes arrive, the decision's cost is what it costs if nothing happens.
         default_cost = -net_reward(self.catalog.reward, (), contacted, offer_cost, contact_cost)
+        budget = constraints.budget_of(action.offer_id) if contacted else None
+        commitment = None
+        if budget is not None and offer_cost > 0:
+            key = next(k for k in keys if k.budget_id == budget.id)
+            commitment = Commitment(key, to_cents(offer_cost))
+        outbound = contacted and not self.catalog.channels[action.channel].inbound_only
         meta = {
             "customer_id": request.customer_id,
             "decision_time": iso(now),
@@ -132,33 +188,74 @@ class DecisionEngine:
                        "send_slot": action.send_slot,
                        "send_at": iso(action.send_at) if action.send_at else None,
                        "no_contact": action.no_contact},
-            "actions": [a.label for a in feasible.actions],
+            "actions": [a.label for a in actions],
             "offer_cost": offer_cost,
             "contact_cost": contact_cost,
+            "control": control,
         }
+        if commitment is not None:
+            meta["budget"] = commitment.key.name
         line = DsjsonLine.build(event_id, now, context, p, chosen, self.model.version, meta)
+        pending = PendingDecision(
+            event_id=event_id, customer_id=request.customer_id, decision_time=now,
+            matures_at=now + self.catalog.attribution_window, dsjson=line,
+            offer_cost=offer_cost, contact_cost=contact_cost, contacted=contacted,
+            channel=action.channel if outbound else None,
+            send_at=action.send_at if outbound else None, commitment=commitment)
+        if self.store.reserve(pending, constraints.pressure) is not None:
+            return None
         if self.decision_log is not None:
             self.decision_log.append(line.with_cost(default_cost))
-        self.store.record_decision(
-            PendingDecision(event_id=event_id, customer_id=request.customer_id, decision_time=now,
-                            matures_at=now + self.catalog.attribution_window, dsjson=line,
-                            offer_cost=offer_cost, contact_cost=contact_cost, contacted=contacted),
-            channel=action.channel if contacted else None,
-            send_at=action.send_at if contacted else None,
-        )
 
         top = np.argsort(-values, kind="stable")[: self.catalog.exploration.top_k]
-        ranking = tuple(ScoredAction(feasible.actions[i], float(values[i]), float(p[i])) for i in top)
-        explored = not bool(exploration.greedy_mask(scores)[chosen])
+        ranking = tuple(ScoredAction(actions[i], float(values[i]), float(p[i])) for i in top)
+        explored = not control and not bool(exploration.greedy_mask(scores)[chosen])
         with self._lock:
             self._counters["decisions"] += 1
             self._counters["explored"] += explored
             self._counters["no_contact"] += action.no_contact
+            self._counters["control"] += control
         return Decision(
             event_id=event_id, customer_id=request.customer_id, action=action,
             probability=float(p[chosen]), expected_value=float(values[chosen]), explored=explored,
-            model_version=self.model.version, ranking=ranking, exclusions=feasible.exclusions,
-            decision_time=now, feasible_actions=len(feasible.actions),
+            model_version=self.model.version, ranking=ranking, exclusions=exclusions,
+            decision_time=now, feasible_actions=len(actions), control=control,
+        )
+
+    def _shadow_costs(self, actions: tuple[Action, ...], snap: Snapshot, now: dt.datetime) -> np.ndarray:
+        """lambda x cost per action, after stepping each budget's shadow price (pacing)."""
+        costs = np.zeros(len(actions))
+        if not snap.budgets:
+            return costs
+        with self._lock:
+            lam = {bid: self.pacer.update(usage, now) for bid, usage in snap.budgets.items()}
+        for i, action in enumerate(actions):
+            if not action.no_contact:
+                budget = self.catalog.constraints.budget_of(action.offer_id)
+                if budget is not None:
+                    costs[i] = lam[budget.id] * self.catalog.offers[action.offer_id].cost
+        return costs
+
+    def _safe_mode(self, request: DecisionRequest, now: dt.datetime, feasible: FeasibleSet) -> Decision:
+        """The state store is unreachable: a decision that can break no cap and spend no budget
+        -- no contact, or on an inbound request the catalog's free inbound offer. Logged,
+        flagged and counted; nothing is learned from it."""
+        action = Action.none()
+        offer = self.catalog.outage_inbound_offer
+        if request.inbound and offer:
+            action = next((a for a in feasible.actions if a.offer_id == offer), action)
+        with self._lock:
+            event_id = self._new_event_id()
+            self._counters["fallback"] += 1
+            self._counters["decisions"] += 1
+            self._counters["no_contact"] += action.no_contact
+        if self.decision_log is not None:
+            self.decision_log.append({"EventId": event_id, "Timestamp": iso(now), "fallback": True,
+                                      "customer_id": request.customer_id, "action": action.label})
+        return Decision(
+            event_id=event_id, customer_id=request.customer_id, action=action, probability=1.0,
+            expected_value=0.0, explored=False, model_version=self.model.version, ranking=(),
+            exclusions=feasible.exclusions, decision_time=now, feasible_actions=1, fallback=True,
         )
 
     def _new_event_id(self) -> str:
@@ -193,11 +290,19 @@ class DecisionEngine:
         """Learn from every decision whose attribution window has closed by ``now``."""
         now = now if now is not None else self.now()
         learned = 0
-        for pending in self.store.pop_matured(now):
-            reward = net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
-                                pending.offer_cost, pending.contact_cost)
-            self.model.learn_dsjson(pending.dsjson.with_cost(-reward))
-            learned += 1
+        while True:
+            try:
+                batch = self.store.pop_matured(now, MATURE_BATCH)
+            except StoreUnavailable:
+                self._count("store_errors")
+                break
+            for pending in batch:
+                reward = net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
+                                    pending.offer_cost, pending.contact_cost)
+                self.model.learn_dsjson(pending.dsjson.with_cost(-reward))
+            learned += len(batch)
+            if len(batch) < MATURE_BATCH:
+                break
         if learned:
             self._count("learned", learned)
         return learned
@@ -211,12 +316,24 @@ class DecisionEngine:
     def policy(self) -> PolicySnapshot:
         with self._lock:
             counters = {name: self._counters[name] for name in COUNTERS}
-        counters["pending"] = self.store.pending_count()
+            lam = dict(self.pacer.lam)
+        now = self.now()
+        budgets = self.catalog.constraints.budgets
+        keys = [BudgetKey(b.id, b.period_index(now), b.amount_cents) for b in budgets]
+        try:
+            counters["pending"] = self.store.pending_count()
+            usage = self.store.budget_usage(keys)
+        except StoreUnavailable:
+            counters["pending"], usage = -1, [None] * len(keys)
+        states = tuple(BudgetState(b, b.period_start(k.period), u, lam[b.id], b.plan(now))
+                       for b, k, u in zip(budgets, keys, usage))
         return PolicySnapshot(
             model_version=self.model.version, model_args=" ".join(self.model.args),
             catalog_version=self.catalog.version, exploration=self.catalog.exploration,
             counters=counters,
             attribution_window_seconds=int(self.catalog.attribution_window.total_seconds()),
+            pressure=self.catalog.constraints.pressure, budgets=states,
+            control_fraction=self.catalog.constraints.control.fraction,
         )
 
     def close(self) -> None:

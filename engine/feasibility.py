@@ -1,7 +1,9 @@
 """Feasible actions: what may be done for this customer now, and why the rest may not.
 
 Order of the checks: caller narrowing, offer validity and eligibility, channel consent, then
-per (channel, send slot) quiet hours. ``no_contact`` is always feasible and always comes last.
+per (channel, send slot) quiet hours (``feasible_actions``: needs no state); then marketing
+pressure and budgets against the state store's snapshot (``apply_constraints``).
+``no_contact`` is always feasible and always comes last.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 from engine.catalog import Catalog, Channel, SendSlot
+from engine.constraints import ControlGroup, to_cents
 from engine.domain import Action, DecisionRequest, Exclusion, ExclusionReason
+from engine.state import Snapshot
 from engine.validation import zone
 
 
@@ -88,3 +92,67 @@ def feasible_actions(request: DecisionRequest, catalog: Catalog, now: dt.datetim
     ]
     actions.append(Action.none())
     return FeasibleSet(tuple(actions), tuple(exclusions))
+
+
+def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog,
+                      inbound: bool) -> tuple[tuple[Action, ...], tuple[Exclusion, ...]]:
+    """Drop the actions a budget cannot cover or a pressure rule forbids, naming why.
+
+    Pressure applies to outbound contacts (an inbound placement is not a message sent), checked
+    at each action's own send time; a channel whose every slot is blocked is reported once.
+    """
+    constraints = catalog.constraints
+    exclusions = list(feasible.exclusions)
+    short: set[str] = set()
+    for budget in constraints.budgets:
+        usage = snap.budgets.get(budget.id)
+        if usage is None:
+            continue
+        for offer_id in budget.offers:
+            cost = to_cents(catalog.offers[offer_id].cost)
+            if cost > usage.remaining_cents:
+                short.add(offer_id)
+                exclusions.append(Exclusion(
+                    f"offer:{offer_id}", ExclusionReason.BUDGET,
+                    f"budget {budget.id}: {usage.remaining_cents / 100:.2f} EUR left, the offer costs {cost / 100:.2f}"))
+    pressure = constraints.pressure
+    blocked: dict[tuple[str, dt.datetime], str | None] = {}
+    kept = []
+    for action in feasible.actions:
+        if action.no_contact:
+            kept.append(action)
+            continue
+        if action.offer_id in short:
+            continue
+        if not inbound and not catalog.channels[action.channel].inbound_only:
+            where = (action.channel, action.send_at)
+            if where not in blocked:
+                blocked[where] = pressure.violation(snap.customer.contacts, action.channel, action.send_at)
+            if blocked[where]:
+                continue
+        kept.append(action)
+    by_channel: dict[str, list[tuple[str, str]]] = {}
+    slots_of: dict[str, int] = {}
+    for (channel, at), why in blocked.items():
+        slots_of[channel] = slots_of.get(channel, 0) + 1
+        if why:
+            by_channel.setdefault(channel, []).append((at, why))
+    for channel, rows in by_channel.items():
+        if len(rows) == slots_of[channel] and len({why for _, why in rows}) == 1:
+            exclusions.append(Exclusion(f"channel:{channel}", ExclusionReason.PRESSURE, rows[0][1]))
+            continue
+        slot_at = {a.send_at: a.send_slot for a in feasible.actions if a.channel == channel}
+        for at, why in rows:
+            exclusions.append(Exclusion(f"channel:{channel}/slot:{slot_at[at]}", ExclusionReason.PRESSURE, why))
+    return tuple(kept), tuple(exclusions)
+
+
+def control_choice(actions: tuple[Action, ...], control: ControlGroup) -> int:
+    """Index of the control treatment among ``actions``: its fixed action when feasible (the
+    earliest send time of that slot), else no contact (always last)."""
+    if control.action is not None:
+        offer, channel, slot = control.action
+        for i, a in enumerate(actions):
+            if (a.offer_id, a.channel, a.send_slot) == (offer, channel, slot):
+                return i
+    return len(actions) - 1

@@ -1,25 +1,45 @@
-"""State the engine keeps between calls: contact history per customer and the reward join.
+"""State the engine keeps between calls: contacts, budgets, and the reward join.
 
-``StateStore`` is the interface; ``InMemoryStateStore`` is the embedded default for one process.
-A shared backend (Redis) implements the same interface with per-customer keys; every method
-that changes state does its checks and writes atomically, so the interface never asks a caller
-to read, decide and then write.
+``StateStore`` is the interface, with two backends: ``InMemoryStateStore`` (the embedded
+default for one process) and ``engine.redis_store.RedisStateStore`` (shared by several server
+processes). One contract test-suite (``tests/test_state_contract.py``) runs against both.
+
+A decision goes through the store twice:
+
+1. ``snapshot`` reads the customer's contacts and last response and the budgets' spend -- what
+   the feasibility checks, the history features and pacing need;
+2. ``reserve`` re-checks the chosen action's pressure caps and budget against the state *at that
+   instant* and, only if they hold, records the contact, commits the incentive and stores the
+   pending decision -- all in one atomic step. Two concurrent decisions for one customer can
+   therefore never both pass a cap, and a budget can never be overspent. A refused reservation
+   changes nothing; the engine decides again from a fresh snapshot.
+
+Outcomes join the pending decision by event id; a REDEEMED outcome settles its commitment.
+When the attribution window closes the decision matures (the model learns from it) and an
+unsettled commitment is released.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
+import json
 import threading
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.decision_log import DsjsonLine
+from engine.constraints import BudgetKey, BudgetUsage, Commitment, Pressure
+from engine.decision_log import DsjsonLine, iso
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
 
 HISTORY_WINDOW = dt.timedelta(days=7)
 RESPONSES = {OutcomeType.OPENED, OutcomeType.CLICKED, OutcomeType.CONVERTED}
+
+
+class StoreUnavailable(RuntimeError):
+    """The shared state store cannot be reached; the engine decides in safe mode."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,36 @@ class ContactHistory:
     contacts_7d: dict[str, int]
     hours_since_contact: float | None
     hours_since_response: float | None = None
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    """A customer's scheduled contacts (send time, channel) around now, and last response."""
+
+    contacts: tuple[tuple[dt.datetime, str], ...] = ()
+    last_response: dt.datetime | None = None
+
+    def history(self, now: dt.datetime) -> ContactHistory:
+        since = now - HISTORY_WINDOW
+        counts: dict[str, int] = defaultdict(int)
+        last = None
+        for t, channel in self.contacts:
+            if since <= t <= now:
+                counts[channel] += 1
+            if t <= now and (last is None or t > last):
+                last = t
+        return ContactHistory(
+            contacts_7d=dict(counts),
+            hours_since_contact=(now - last).total_seconds() / 3600 if last else None,
+            hours_since_response=((now - self.last_response).total_seconds() / 3600
+                                  if self.last_response else None),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    customer: CustomerState
+    budgets: dict[str, BudgetUsage]  # budget id -> its current period's usage
 
 
 @dataclass
@@ -41,24 +91,65 @@ class PendingDecision:
     offer_cost: float
     contact_cost: float
     contacted: bool
+    channel: str | None = None
+    send_at: dt.datetime | None = None
+    commitment: Commitment | None = None
+    settled: bool = False
     outcomes: list[tuple[OutcomeType, float]] = field(default_factory=list)
     outcome_ids: set[str] = field(default_factory=set)
 
+    def to_json(self) -> str:
+        """Everything but the outcomes (a shared store keeps those beside it)."""
+        c = self.commitment
+        return json.dumps({
+            "event_id": self.event_id, "customer_id": self.customer_id,
+            "decision_time": iso(self.decision_time), "matures_at": iso(self.matures_at),
+            "dsjson": self.dsjson.rest, "offer_cost": self.offer_cost,
+            "contact_cost": self.contact_cost, "contacted": self.contacted, "channel": self.channel,
+            "send_at": iso(self.send_at) if self.send_at else None,
+            "commitment": [c.key.budget_id, c.key.period, c.key.amount_cents, c.cents] if c else None,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PendingDecision:
+        d = json.loads(text)
+        c = d["commitment"]
+        return cls(
+            event_id=d["event_id"], customer_id=d["customer_id"],
+            decision_time=_parse_time(d["decision_time"]), matures_at=_parse_time(d["matures_at"]),
+            dsjson=DsjsonLine(d["dsjson"]), offer_cost=d["offer_cost"],
+            contact_cost=d["contact_cost"], contacted=d["contacted"], channel=d["channel"],
+            send_at=_parse_time(d["send_at"]) if d["send_at"] else None,
+            commitment=Commitment(BudgetKey(c[0], c[1], c[2]), c[3]) if c else None,
+        )
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
 
 class StateStore(Protocol):
-    def contact_history(self, customer_id: str, now: dt.datetime) -> ContactHistory: ...
+    def snapshot(self, customer_id: str, now: dt.datetime, horizon: dt.timedelta,
+                 budgets: Sequence[BudgetKey]) -> Snapshot:
+        """The customer's contacts within ``horizon`` of now and the budgets' usage.
+        Raises StoreUnavailable."""
 
-    def record_decision(self, pending: PendingDecision, channel: str | None,
-                        send_at: dt.datetime | None) -> None:
-        """Store the pending decision and, when it contacts, the contact, in one step."""
+    def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
+        """Check the decision's contact against ``pressure`` and its commitment against its
+        budget; if both hold, record contact, commitment and pending decision atomically and
+        return None, else change nothing and return why. Raises StoreUnavailable."""
 
     def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
                     time: dt.datetime) -> bool:
-        """Attach an outcome; False when outcome_id was already seen for the event.
+        """Attach an outcome; False when outcome_id was already seen for the event. A first
+        REDEEMED outcome settles the decision's commitment.
         Raises UnknownEvent, or AttributionClosed when the window has closed."""
 
-    def pop_matured(self, now: dt.datetime) -> list[PendingDecision]:
-        """Remove and return the decisions whose window has closed by ``now``, oldest first."""
+    def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
+        """Remove and return the decisions whose window has closed by ``now``, oldest first,
+        releasing their unsettled commitments."""
+
+    def budget_usage(self, keys: Sequence[BudgetKey]) -> list[BudgetUsage]: ...
 
     def pending_count(self) -> int: ...
 
@@ -70,6 +161,7 @@ class InMemoryStateStore:
         self._lock = threading.Lock()
         self._contacts: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
         self._last_response: dict[str, dt.datetime] = {}
+        self._budgets: dict[str, list[int]] = {}  # BudgetKey.name -> [paid, committed] cents
         self._pending: dict[str, PendingDecision] = {}
         self._queue: list[tuple[dt.datetime, int, str]] = []
         self._seq = 0
@@ -77,33 +169,41 @@ class InMemoryStateStore:
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._closed_memory = closed_memory
 
-    def contact_history(self, customer_id: str, now: dt.datetime) -> ContactHistory:
+    def snapshot(self, customer_id: str, now: dt.datetime, horizon: dt.timedelta,
+                 budgets: Sequence[BudgetKey]) -> Snapshot:
         with self._lock:
             contacts = self._contacts.get(customer_id, [])
-            since = now - HISTORY_WINDOW
-            kept = [(t, ch) for t, ch in contacts if t >= since]
+            kept = [(t, ch) for t, ch in contacts if t > now - horizon]
             if len(kept) != len(contacts):
                 self._contacts[customer_id] = kept
-            counts: dict[str, int] = defaultdict(int)
-            for _, ch in kept:
-                counts[ch] += 1
-            past = [t for t, _ in kept if t <= now]
-            last = max(past) if past else None
-            response = self._last_response.get(customer_id)
-        return ContactHistory(
-            contacts_7d=dict(counts),
-            hours_since_contact=(now - last).total_seconds() / 3600 if last else None,
-            hours_since_response=(now - response).total_seconds() / 3600 if response else None,
-        )
+            state = CustomerState(tuple(kept), self._last_response.get(customer_id))
+            usage = {key.budget_id: self._usage(key) for key in budgets}
+        return Snapshot(state, usage)
 
-    def record_decision(self, pending: PendingDecision, channel: str | None,
-                        send_at: dt.datetime | None) -> None:
+    def _usage(self, key: BudgetKey) -> BudgetUsage:
+        paid, committed = self._budgets.get(key.name, (0, 0))
+        return BudgetUsage(key, paid, committed)
+
+    def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
         with self._lock:
+            contacts = self._contacts[pending.customer_id]
+            if pending.channel is not None and pending.send_at is not None:
+                why = pressure.violation(contacts, pending.channel, pending.send_at)
+                if why:
+                    return why
+            c = pending.commitment
+            if c is not None:
+                usage = self._usage(c.key)
+                if usage.spend_cents + c.cents > c.key.amount_cents:
+                    return (f"budget {c.key.budget_id}: {usage.remaining_cents / 100:.2f} EUR left, "
+                            f"the offer commits {c.cents / 100:.2f}")
+                self._budgets.setdefault(c.key.name, [0, 0])[1] += c.cents
+            if pending.channel is not None and pending.send_at is not None:
+                contacts.append((pending.send_at, pending.channel))
             self._pending[pending.event_id] = pending
             self._seq += 1
             heapq.heappush(self._queue, (pending.matures_at, self._seq, pending.event_id))
-            if channel is not None and send_at is not None:
-                self._contacts[pending.customer_id].append((send_at, channel))
+        return None
 
     def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
                     time: dt.datetime) -> bool:
@@ -121,21 +221,34 @@ class InMemoryStateStore:
                 previous = self._last_response.get(pending.customer_id)
                 if previous is None or time > previous:
                     self._last_response[pending.customer_id] = time
+            c = pending.commitment
+            if kind is OutcomeType.REDEEMED and c is not None and not pending.settled:
+                pending.settled = True
+                ledger = self._budgets[c.key.name]
+                ledger[0] += c.cents
+                ledger[1] -= c.cents
             return True
 
-    def pop_matured(self, now: dt.datetime) -> list[PendingDecision]:
+    def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
         matured = []
         with self._lock:
-            while self._queue and self._queue[0][0] <= now:
+            while self._queue and self._queue[0][0] <= now and len(matured) < limit:
                 _, _, event_id = heapq.heappop(self._queue)
                 pending = self._pending.pop(event_id, None)
                 if pending is None:
                     continue
                 matured.append(pending)
+                c = pending.commitment
+                if c is not None and not pending.settled:
+                    self._budgets[c.key.name][1] -= c.cents
                 self._closed[event_id] = None
                 if len(self._closed) > self._closed_memory:
                     self._closed.popitem(last=False)
         return matured
+
+    def budget_usage(self, keys: Sequence[BudgetKey]) -> list[BudgetUsage]:
+        with self._lock:
+            return [self._usage(key) for key in keys]
 
     def pending_count(self) -> int:
         with self._lock:

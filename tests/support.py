@@ -36,3 +36,17 @@ class AlwaysNewCollectionByEmail:
 
 def make_policy(scenario, seed):
     return AlwaysNewCollectionByEmail()
+
+
+def history(store, customer_id: str, when: dt.datetime):
+    """The contact history the engine's features would see for a customer at ``when``."""
+    return store.snapshot(customer_id, when, dt.timedelta(days=7), []).customer.history(when)
+
+
+def unconstrained(catalog):
+    """The catalog without pressure caps, budgets or control group."""
+    import dataclasses
+
+    from engine.constraints import Constraints
+
+    return dataclasses.replace(catalog, constraints=Constraints())

@@ -11,7 +11,7 @@ from engine.domain import (
 )
 from engine.engine import DecisionEngine
 from engine.feasibility import feasible_actions
-from support import T0, request
+from support import T0, history, request, unconstrained
 
 
 def read_lines(directory, prefix):
@@ -77,7 +77,7 @@ def test_matured_decision_is_learned_with_joined_reward(engine, catalog):
 
 def test_online_learning_moves_values_toward_rewards(catalog):
     """Reward only 'new_collection' by email: the model comes to rank it first."""
-    e = DecisionEngine(catalog, seed=5, honour_request_time=True)
+    e = DecisionEngine(unconstrained(catalog), seed=5, honour_request_time=True)
     when = T0
     for i in range(600):
         when = when + dt.timedelta(hours=1)
@@ -92,12 +92,12 @@ def test_online_learning_moves_values_toward_rewards(catalog):
 
 def test_history_features_count_contacts(engine):
     first = engine.decide(request("c-h", consented_channels=("email",), candidate_offers=("new_collection",)))
-    history = engine.store.contact_history("c-h", T0 + dt.timedelta(days=1))
+    seen = history(engine.store, "c-h", T0 + dt.timedelta(days=1))
     if first.action.no_contact:
-        assert history.contacts_7d == {}
+        assert seen.contacts_7d == {}
     else:
-        assert history.contacts_7d == {"email": 1}
-        assert history.hours_since_contact is not None
+        assert seen.contacts_7d == {"email": 1}
+        assert seen.hours_since_contact is not None
 
 
 BAD_REQUESTS = [
@@ -129,7 +129,7 @@ def test_bad_request_names_field_and_changes_nothing(engine, tmp_path, change, f
     assert {k: v for k, v in after.items() if k != "rejected"} == \
            {k: v for k, v in before.items() if k != "rejected"}
     assert read_lines(tmp_path / "logs", "decisions") == []
-    assert engine.store.contact_history(bad.customer_id or "c-1", T0).contacts_7d == {}
+    assert history(engine.store, bad.customer_id or "c-1", T0).contacts_7d == {}
 
 
 @pytest.mark.parametrize("outcome,field", [
@@ -162,7 +162,7 @@ def test_bootstrap_replicas_measure_uncertainty(catalog):
     e.mature(when + catalog.attribution_window)
     probe = request("probe", when)
     actions = feasible_actions(probe, e.catalog, when).actions
-    context = e.features.context_json(probe, e.store.contact_history("probe", when), actions)
+    context = e.features.context_json(probe, history(e.store, "probe", when), actions)
     n = len(actions)
     values, spread = e.model.estimate(context, n)
     assert np.allclose(values, e.model.values(context, n))

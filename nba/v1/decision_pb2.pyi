@@ -121,7 +121,7 @@ class Exclusion(_message.Message):
     def __init__(self, target: _Optional[str] = ..., reason: _Optional[_Union[ExclusionReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("event_id", "action", "probability", "expected_value", "explored", "model_version", "ranking", "exclusions", "customer_id", "decision_time", "feasible_actions")
+    __slots__ = ("event_id", "action", "probability", "expected_value", "explored", "model_version", "ranking", "exclusions", "customer_id", "decision_time", "feasible_actions", "control", "fallback")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,8 @@ class Decision(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_TIME_FIELD_NUMBER: _ClassVar[int]
     FEASIBLE_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     action: Action
     probability: float
@@ -144,7 +146,9 @@ class Decision(_message.Message):
     customer_id: str
     decision_time: _timestamp_pb2.Timestamp
     feasible_actions: int
-    def __init__(self, event_id: _Optional[str] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., probability: _Optional[float] = ..., expected_value: _Optional[float] = ..., explored: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ScoredAction, _Mapping]]] = ..., exclusions: _Optional[_Iterable[_Union[Exclusion, _Mapping]]] = ..., customer_id: _Optional[str] = ..., decision_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feasible_actions: _Optional[int] = ...) -> None: ...
+    control: bool
+    fallback: bool
+    def __init__(self, event_id: _Optional[str] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., probability: _Optional[float] = ..., expected_value: _Optional[float] = ..., explored: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ScoredAction, _Mapping]]] = ..., exclusions: _Optional[_Iterable[_Union[Exclusion, _Mapping]]] = ..., customer_id: _Optional[str] = ..., decision_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feasible_actions: _Optional[int] = ..., control: _Optional[bool] = ..., fallback: _Optional[bool] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("event_id", "outcome_id", "type", "value", "time")
@@ -187,7 +191,7 @@ class ExplorationSettings(_message.Message):
     def __init__(self, algorithm: _Optional[str] = ..., epsilon: _Optional[float] = ..., softmax_lambda: _Optional[float] = ..., squarecb_gamma: _Optional[float] = ...) -> None: ...
 
 class PolicyCounters(_message.Message):
-    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected")
+    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected", "control", "fallback", "reserve_conflicts", "store_errors")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     EXPLORED_FIELD_NUMBER: _ClassVar[int]
     NO_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +200,10 @@ class PolicyCounters(_message.Message):
     LEARNED_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ERRORS_FIELD_NUMBER: _ClassVar[int]
     decisions: int
     explored: int
     no_contact: int
@@ -204,20 +212,70 @@ class PolicyCounters(_message.Message):
     learned: int
     pending: int
     rejected: int
-    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+    control: int
+    fallback: int
+    reserve_conflicts: int
+    store_errors: int
+    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ..., control: _Optional[int] = ..., fallback: _Optional[int] = ..., reserve_conflicts: _Optional[int] = ..., store_errors: _Optional[int] = ...) -> None: ...
+
+class PressureCap(_message.Message):
+    __slots__ = ("id", "channels", "max_contacts", "window_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    max_contacts: int
+    window_seconds: int
+    def __init__(self, id: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., max_contacts: _Optional[int] = ..., window_seconds: _Optional[int] = ...) -> None: ...
+
+class BudgetState(_message.Message):
+    __slots__ = ("id", "period_start", "period_seconds", "amount", "paid", "committed", "remaining", "shadow_price", "plan", "offers", "available")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_PRICE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    period_start: _timestamp_pb2.Timestamp
+    period_seconds: int
+    amount: float
+    paid: float
+    committed: float
+    remaining: float
+    shadow_price: float
+    plan: float
+    offers: _containers.RepeatedScalarFieldContainer[str]
+    available: bool
+    def __init__(self, id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_seconds: _Optional[int] = ..., amount: _Optional[float] = ..., paid: _Optional[float] = ..., committed: _Optional[float] = ..., remaining: _Optional[float] = ..., shadow_price: _Optional[float] = ..., plan: _Optional[float] = ..., offers: _Optional[_Iterable[str]] = ..., available: _Optional[bool] = ...) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("model_version", "catalog_version", "exploration", "counters", "model_args", "attribution_window_seconds")
+    __slots__ = ("model_version", "catalog_version", "exploration", "counters", "model_args", "attribution_window_seconds", "caps", "min_gap_seconds", "budgets", "control_fraction")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPLORATION_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ARGS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTION_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    MIN_GAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FRACTION_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     catalog_version: str
     exploration: ExplorationSettings
     counters: PolicyCounters
     model_args: str
     attribution_window_seconds: int
-    def __init__(self, model_version: _Optional[str] = ..., catalog_version: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationSettings, _Mapping]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., model_args: _Optional[str] = ..., attribution_window_seconds: _Optional[int] = ...) -> None: ...
+    caps: _containers.RepeatedCompositeFieldContainer[PressureCap]
+    min_gap_seconds: int
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetState]
+    control_fraction: float
+    def __init__(self, model_version: _Optional[str] = ..., catalog_version: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationSettings, _Mapping]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., model_args: _Optional[str] = ..., attribution_window_seconds: _Optional[int] = ..., caps: _Optional[_Iterable[_Union[PressureCap, _Mapping]]] = ..., min_gap_seconds: _Optional[int] = ..., budgets: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., control_fraction: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,391 @@
+"""The shared state store on Redis (one server or a Redis Cluster).
+
+Keys (``P`` is the prefix, default ``nba``)::
+
+    P:{c:<customer>}:contacts   ZSET  send time (epoch s) -> "<event>|<channel>"
+    P:{c:<customer>}:resp       STR   epoch s of the customer's last response
+    P:{b}:<budget>:<period>     HASH  paid, committed (integer cents)
+    P:{p}:e:<event>             HASH  d = pending decision (JSON), o:<outcome id> = "<type>|<value>",
+                                      settled = 1 once redeemed
+    P:{p}:queue                 ZSET  matures at (epoch s) -> event id
+    P:{p}:closed:<event>        STR   set when the event matured (a late outcome: "window closed")
+
+Hash tags put each customer's keys in one slot, budgets in one slot and the pending decisions
+with their queue in one slot, so that every Lua script touches a single slot and the store works
+on Redis Cluster.
+
+A reservation is the Lua script ``RESERVE`` (one ``EVALSHA``): on a single server it checks the
+caps, the gap and the budget and then writes contact, commitment and pending decision in one
+round trip. On a cluster the same script runs once per slot -- customer, then budget, then
+pending -- and a refused budget undoes the contact it follows; the window in between can only
+make a concurrent decision more cautious, never break a cap or overspend.
+
+Every connection or timeout error becomes ``StoreUnavailable`` (the engine then decides in safe
+mode). After a failure the store does not touch Redis for ``retry_after`` seconds, so an outage
+costs no time per call, and tries again after that: service resumes by itself.
+
+Budget safety across a Redis restart needs persistence: run Redis with ``appendonly yes`` and
+``appendfsync always`` (the load tests do), or a restart forgets what was committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Sequence
+
+import redis
+import redis.cluster
+
+from engine.constraints import BudgetKey, BudgetUsage, Pressure
+from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
+from engine.state import RESPONSES, CustomerState, PendingDecision, Snapshot, StoreUnavailable
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# Last-response keys live as long as the history features look back.
+HORIZON_SECONDS = 30 * 86400
+
+# Shared Lua: the checks and writes of each part of a reservation.
+_PRELUDE = r"""
+local function contact_check(key, s)
+  local lo = s.send - s.horizon
+  local rows = redis.call('ZRANGEBYSCORE', key, '(' .. lo, '(' .. (s.send + s.horizon), 'WITHSCORES')
+  for i = 1, #rows, 2 do
+    local t = tonumber(rows[i + 1])
+    if math.abs(t - s.send) < s.gap then
+      return 'min_gap: another contact less than ' .. (s.gap / 3600) .. ' h away'
+    end
+  end
+  for _, cap in ipairs(s.caps) do
+    if cap.channels[s.channel] then
+      local n = 0
+      for i = 1, #rows, 2 do
+        local ch = string.match(rows[i], '|([^|]*)$')
+        if cap.channels[ch] and math.abs(tonumber(rows[i + 1]) - s.send) < cap.window then
+          n = n + 1
+        end
+      end
+      if n >= cap.max then return 'cap ' .. cap.id .. ': ' .. cap.text end
+    end
+  end
+  return nil
+end
+
+local function contact_apply(key, s)
+  redis.call('ZADD', key, s.send, s.member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (s.now - s.horizon))
+  redis.call('EXPIRE', key, math.ceil(s.send - s.now + s.horizon + 86400))
+end
+
+local function budget_check(key, b)
+  local v = redis.call('HMGET', key, 'paid', 'committed')
+  local spend = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+  if spend + b.cents > b.amount then
+    return string.format('budget %s: %.2f EUR left, the offer commits %.2f',
+                         b.id, (b.amount - spend) / 100, b.cents / 100)
+  end
+  return nil
+end
+
+local function budget_apply(key, b)
+  redis.call('HINCRBY', key, 'committed', b.cents)
+end
+
+local function pending_apply(key, queue, p)
+  redis.call('HSET', key, 'd', p.data, 'c', p.customer, 'k', p.commit)
+  redis.call('EXPIRE', key, p.ttl)
+  redis.call('ZADD', queue, p.matures, p.event)
+end
+"""
+
+# KEYS: [contacts] [budget] [pending queue], in that order, each present when its part is.
+RESERVE = _PRELUDE + r"""
+local spec = cjson.decode(ARGV[1])
+local k = 1
+local ckey, bkey, pkey, qkey
+if spec.contact then ckey = KEYS[k]; k = k + 1 end
+if spec.budget then bkey = KEYS[k]; k = k + 1 end
+if spec.pending then pkey = KEYS[k]; qkey = KEYS[k + 1] end
+if ckey then
+  local why = contact_check(ckey, spec.contact)
+  if why then return why end
+end
+if bkey then
+  local why = budget_check(bkey, spec.budget)
+  if why then return why end
+end
+if ckey then contact_apply(ckey, spec.contact) end
+if bkey then budget_apply(bkey, spec.budget) end
+if pkey then pending_apply(pkey, qkey, spec.pending) end
+return ''
+"""
+
+# KEYS: pending hash, closed marker. ARGV: outcome id, "type|value", redeemed (0/1).
+# Returns {status, customer, commitment}: status ok | dup | settle | unknown | closed.
+OUTCOME = r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'closed'} end
+  return {'unknown'}
+end
+if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 0 then return {'dup'} end
+local v = redis.call('HMGET', KEYS[1], 'c', 'k')
+if ARGV[3] == '1' and v[2] ~= '' and redis.call('HSETNX', KEYS[1], 'settled', '1') == 1 then
+  return {'settle', v[1], v[2]}
+end
+return {'ok', v[1], v[2]}
+"""
+
+# KEYS: queue. ARGV: now (epoch s), limit, pending key prefix, closed key prefix, closed ttl.
+# Pending keys share the queue's slot ({p}), so the script stays on one node.
+POP = r"""
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[3] .. id
+  local h = redis.call('HGETALL', key)
+  if #h > 0 then
+    redis.call('DEL', key)
+    redis.call('SET', ARGV[4] .. id, '1', 'EX', tonumber(ARGV[5]))
+    table.insert(out, h)
+  end
+end
+return out
+"""
+
+# KEYS: budget hash. ARGV: paid delta, committed delta (cents). Settles or releases.
+LEDGER = r"""
+redis.call('HINCRBY', KEYS[1], 'paid', tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[1], 'committed', tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS: customer's last-response key. ARGV: epoch s. Keeps the latest.
+RESPONSE = r"""
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) end
+return 1
+"""
+
+_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                redis.exceptions.BusyLoadingError)
+
+
+def epoch(t: dt.datetime) -> float:
+    return (t - EPOCH).total_seconds()
+
+
+def from_epoch(s: float) -> dt.datetime:
+    return EPOCH + dt.timedelta(seconds=s)
+
+
+class RedisStateStore:
+    """``StateStore`` on Redis. ``url``: ``redis://host:port/db``; ``cluster=True`` for a cluster
+    (any node's address). ``round_trips`` counts the Redis calls made (a benchmark figure)."""
+
+    def __init__(self, url: str, *, cluster: bool = False, prefix: str = "nba",
+                 socket_timeout: float = 0.5, retry_after: float = 0.2,
+                 closed_ttl: dt.timedelta = dt.timedelta(days=7)):
+        self.url, self.cluster, self.prefix = url, cluster, prefix
+        options = dict(socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        try:
+            if cluster:
+                self.r = redis.cluster.RedisCluster.from_url(url, **options)
+            else:
+                self.r = redis.Redis.from_url(url, health_check_interval=0, **options)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis at {url}: {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"redis url {url!r}: {exc}") from None
+        self.retry_after = retry_after
+        self.closed_ttl = int(closed_ttl.total_seconds())
+        self._reserve = self.r.register_script(RESERVE)
+        self._outcome = self.r.register_script(OUTCOME)
+        self._pop = self.r.register_script(POP)
+        self._response = self.r.register_script(RESPONSE)
+        self._ledger = self.r.register_script(LEDGER)
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self.round_trips = 0
+        self.failures = 0
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def contacts_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{c:{customer_id}}}:contacts"
+
+    def response_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{c:{customer_id}}}:resp"
+
+    def budget_key(self, key: BudgetKey) -> str:
+        return f"{self.prefix}:{{b}}:{key.name}"
+
+    def pending_key(self, event_id: str) -> str:
+        return f"{self.prefix}:{{p}}:e:{event_id}"
+
+    def closed_key(self, event_id: str) -> str:
+        return f"{self.prefix}:{{p}}:closed:{event_id}"
+
+    @property
+    def queue_key(self) -> str:
+        return f"{self.prefix}:{{p}}:queue"
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def _call(self, fn, *args, **kwargs):
+        """One Redis round trip; connection trouble becomes StoreUnavailable."""
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable(f"redis at {self.url} unreachable; retrying shortly")
+        try:
+            result = fn(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            with self._lock:
+                self.failures += 1
+                self._down_until = time.monotonic() + self.retry_after
+            raise StoreUnavailable(f"redis at {self.url}: {exc}") from exc
+        with self._lock:
+            self.round_trips += 1
+        return result
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._call(self.r.ping))
+        except StoreUnavailable:
+            return False
+
+    # -- StateStore ---------------------------------------------------------------------------
+
+    def snapshot(self, customer_id: str, now: dt.datetime, horizon: dt.timedelta,
+                 budgets: Sequence[BudgetKey]) -> Snapshot:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrangebyscore(self.contacts_key(customer_id), f"({epoch(now - horizon)}", "+inf",
+                           withscores=True)
+        pipe.get(self.response_key(customer_id))
+        for key in budgets:
+            pipe.hmget(self.budget_key(key), "paid", "committed")
+        rows, resp, *ledgers = self._call(pipe.execute)
+        contacts = tuple((from_epoch(score), member.decode().rsplit("|", 1)[1]) for member, score in rows)
+        usage = {key.budget_id: BudgetUsage(key, int(paid or 0), int(committed or 0))
+                 for key, (paid, committed) in zip(budgets, ledgers)}
+        return Snapshot(CustomerState(contacts, from_epoch(float(resp)) if resp else None), usage)
+
+    def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
+        parts: list[tuple[list[str], dict]] = []  # (keys, spec) per slot
+        contact = None
+        if pending.channel is not None and pending.send_at is not None:
+            contact = {
+                "send": epoch(pending.send_at), "now": epoch(pending.decision_time),
+                "channel": pending.channel, "member": f"{pending.event_id}|{pending.channel}",
+                "horizon": pressure.horizon.total_seconds(), "gap": pressure.min_gap.total_seconds(),
+                "caps": [{"id": c.id, "max": c.max_contacts, "window": c.window.total_seconds(),
+                          "channels": {ch: True for ch in c.channels}, "text": c.describe()}
+                         for c in pressure.caps],
+            }
+            parts.append(([self.contacts_key(pending.customer_id)], {"contact": contact}))
+        c = pending.commitment
+        if c is not None:
+            parts.append(([self.budget_key(c.key)],
+                          {"budget": {"id": c.key.budget_id, "cents": c.cents, "amount": c.key.amount_cents}}))
+        ttl = max(60, int((pending.matures_at - pending.decision_time).total_seconds()) * 2 + 86400)
+        parts.append(([self.pending_key(pending.event_id), self.queue_key],
+                      {"pending": {"data": pending.to_json(), "matures": epoch(pending.matures_at),
+                                   "event": pending.event_id, "ttl": ttl,
+                                   "customer": pending.customer_id, "commit": self._commitment_text(pending)}}))
+        if not self.cluster:
+            keys = [k for part_keys, _ in parts for k in part_keys]
+            spec = {name: value for _, part in parts for name, value in part.items()}
+            why = self._call(self._reserve, keys=keys, args=[json.dumps(spec)])
+            return why.decode() or None
+        done = []
+        for part_keys, spec in parts:
+            try:
+                why = self._call(self._reserve, keys=part_keys, args=[json.dumps(spec)]).decode()
+            except StoreUnavailable:
+                self._undo(done, pending)
+                raise
+            if why:
+                self._undo(done, pending)
+                return why
+            done.append(spec)
+        return None
+
+    def _commitment_text(self, pending: PendingDecision) -> str:
+        c = pending.commitment
+        return f"{self.budget_key(c.key)}|{c.cents}" if c is not None else ""
+
+    def _undo(self, done: list[dict], pending: PendingDecision) -> None:
+        """Take back the parts of a cluster reservation already written (best effort: what
+        cannot be undone only leaves the state more cautious)."""
+        for spec in reversed(done):
+            try:
+                if "contact" in spec:
+                    self._call(self.r.zrem, self.contacts_key(pending.customer_id), spec["contact"]["member"])
+                elif "budget" in spec:
+                    self._call(self._ledger, keys=[self.budget_key(pending.commitment.key)],
+                               args=[0, -spec["budget"]["cents"]])
+            except StoreUnavailable:
+                pass
+
+    def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
+                    time: dt.datetime) -> bool:
+        reply = self._call(self._outcome, keys=[self.pending_key(event_id), self.closed_key(event_id)],
+                           args=[outcome_id, f"{kind.value}|{value!r}", "1" if kind is OutcomeType.REDEEMED else "0"])
+        status = reply[0].decode()
+        if status == "unknown":
+            raise UnknownEvent(f"unknown event_id {event_id!r}")
+        if status == "closed":
+            raise AttributionClosed(f"event {event_id!r}: attribution window has closed")
+        if status == "dup":
+            return False
+        customer_id, commitment = reply[1].decode(), reply[2].decode()
+        if kind in RESPONSES:
+            self._call(self._response, keys=[self.response_key(customer_id)],
+                       args=[epoch(time), HORIZON_SECONDS])
+        if status == "settle":
+            budget_key, cents = commitment.rsplit("|", 1)
+            self._call(self._ledger, keys=[budget_key], args=[int(cents), -int(cents)])
+        return True
+
+    def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
+        rows = self._call(self._pop, keys=[self.queue_key],
+                          args=[epoch(now), limit, self.pending_key(""), self.closed_key(""), self.closed_ttl])
+        matured, releases = [], []
+        for flat in rows:
+            fields = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+            if "d" not in fields:
+                continue
+            pending = PendingDecision.from_json(fields["d"])
+            pending.settled = "settled" in fields
+            for name, raw in fields.items():
+                if name.startswith("o:"):
+                    kind, val = raw.decode().split("|", 1)
+                    pending.outcome_ids.add(name[2:])
+                    pending.outcomes.append((OutcomeType(kind), float(val)))
+            if pending.commitment is not None and not pending.settled:
+                releases.append(pending.commitment)
+            matured.append(pending)
+        totals: dict[str, int] = {}
+        for c in releases:
+            totals[self.budget_key(c.key)] = totals.get(self.budget_key(c.key), 0) + c.cents
+        for budget_key, cents in totals.items():
+            self._call(self._ledger, keys=[budget_key], args=[0, -cents])
+        matured.sort(key=lambda p: p.matures_at)
+        return matured
+
+    def budget_usage(self, keys: Sequence[BudgetKey]) -> list[BudgetUsage]:
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(self.budget_key(key), "paid", "committed")
+        ledgers = self._call(pipe.execute) if keys else []
+        return [BudgetUsage(key, int(p or 0), int(c or 0)) for key, (p, c) in zip(keys, ledgers)]
+
+    def pending_count(self) -> int:
+        return int(self._call(self.r.zcard, self.queue_key))
+
+    def close(self) -> None:
+        self.r.close()
+
+
