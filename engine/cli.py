@@ -21,6 +21,12 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed exploration and event ids")
     p.add_argument("--honour-decision-time", action="store_true",
                    help="use decision_time / outcome time from requests (simulation, tests)")
+    p.add_argument("--redis", default=None, metavar="URL",
+                   help="share caps, budgets and pending decisions through Redis, "
+                        "e.g. redis://127.0.0.1:6379/0 (default: in memory, one process)")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="the --redis address is a node of a Redis Cluster")
+    p.add_argument("--redis-prefix", default="nba", help="key prefix in Redis (default: nba)")
 
 
 def _build_engine(args):
@@ -29,7 +35,19 @@ def _build_engine(args):
 
     catalog = load_catalog(args.catalog)
     model = ValueModel.from_file(catalog.model, args.model) if args.model else None
-    return DecisionEngine(catalog, model=model, log_dir=args.log_dir, seed=args.seed,
+    store = None
+    if args.redis:
+        from engine.redis_store import RedisStateStore
+
+        try:
+            store = RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
+        except ValueError as exc:
+            raise ConfigError(f"--redis: {exc}") from None
+        if not store.ping():
+            logging.getLogger("nba").warning(
+                "redis at %s is unreachable: deciding in safe mode (no contact) until it answers",
+                args.redis)
+    return DecisionEngine(catalog, store=store, model=model, log_dir=args.log_dir, seed=args.seed,
                           honour_request_time=args.honour_decision_time)
 
 
@@ -39,8 +57,9 @@ def cmd_serve(args) -> int:
     engine = _build_engine(args)
     running = start_server(engine, host=args.host, port=args.port, workers=args.workers,
                            max_message_bytes=args.max_message_bytes)
+    state = f"state in {args.redis}" if args.redis else "state in memory"
     print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} "
-          f"(catalog {engine.catalog.version}, logs in {args.log_dir})", flush=True)
+          f"(catalog {engine.catalog.version}, logs in {args.log_dir}, {state})", flush=True)
     serve_forever(running, grace=args.grace)
     return 0
 

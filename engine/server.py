@@ -2,7 +2,9 @@
 
 Status codes: caller mistakes -> INVALID_ARGUMENT (naming the field), unknown event ->
 NOT_FOUND, closed attribution window -> FAILED_PRECONDITION, expired deadline ->
-DEADLINE_EXCEEDED (nothing decided or logged). INTERNAL is only ever a bug of ours.
+DEADLINE_EXCEEDED (nothing decided or logged), state store (Redis) unreachable while reporting
+an outcome -> UNAVAILABLE (retry it; decisions never fail on it: they go to safe mode).
+INTERNAL is only ever a bug of ours.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from engine import convert
 from engine.domain import AttributionClosed, RequestError, UnknownEvent
 from engine.engine import DecisionEngine
+from engine.state import StoreUnavailable
 from nba.v1 import decision_pb2 as pb
 from nba.v1 import decision_pb2_grpc as pb_grpc
 
@@ -61,6 +64,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             except AttributionClosed as exc:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            except StoreUnavailable as exc:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}")
             return pb.OutcomeAck(event_id=ack.event_id, outcome_id=ack.outcome_id,
                                  duplicate=ack.duplicate)
         return _guard(context, report)

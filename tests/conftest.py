@@ -29,3 +29,21 @@ def server(catalog, tmp_path):
     running = start_server(e, port=0, workers=4)
     yield running
     running.stop(grace=2)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server of our own on a free loopback port (never the machine's 6379)."""
+    from engine.redis_servers import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A real 3-node Redis Cluster on free loopback ports."""
+    from engine.redis_servers import RedisCluster
+
+    with RedisCluster() as cluster:
+        yield cluster

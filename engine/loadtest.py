@@ -1,0 +1,294 @@
+"""Load test of several ``nba serve`` processes sharing one Redis (or a Redis Cluster).
+
+Concurrent clients send ``NextBestAction`` calls for a small pool of customers, round-robin over
+the servers, so that one customer's requests land on different processes at the same moment.
+Requests carry decision times spread over six days (servers run ``--honour-decision-time``), so
+each customer is asked about many times a week and the weekly caps bind, not only the gap. The
+catalog is the default one with uniform exploration (every feasible action equally likely, so
+contacts and incentives are frequent), the default caps (<= 2 emails, <= 1 SMS, <= 3 contacts a
+week, >= 24 h apart) and a small budget that runs out. A share of the incentives is reported
+REDEEMED (to a random server), which settles them.
+
+Afterwards the decision logs of all servers are replayed: every contact is checked against
+every cap over exact sliding windows and against the minimum gap, and the incentives committed
+are summed per budget period and compared with the amount and with Redis's own ledger (the
+six days stay inside one attribution window, so nothing is released and the sum is exact).
+
+Optionally Redis is killed (SIGKILL) part-way and restarted after ``down_seconds``: decisions
+must keep coming (safe mode: no contact, flagged ``fallback``), and normal decisions resume.
+
+Bounded: a fixed number of requests, loopback only, servers stopped at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import Catalog, default_catalog_path, load_catalog
+from engine.client import NBAClient
+from engine.decision_log import log_files
+from engine.demo import start_server_process
+from engine.domain import DecisionRequest
+
+
+def load_test_catalog(directory: Path, budget: float) -> Path:
+    """The default catalog with uniform exploration and a budget of ``budget`` EUR."""
+    text = default_catalog_path().read_text()
+    for old, new in (('epsilon = 0.05', 'epsilon = 1.0'), ('amount = 20000.0', f'amount = {budget!r}'),
+                     ('version = "default-2026.11"', 'version = "loadtest"')):
+        if old not in text:
+            raise RuntimeError(f"default catalog changed: {old!r} not found")
+        text = text.replace(old, new)
+    path = directory / "loadtest_catalog.toml"
+    path.write_text(text)
+    return path
+
+
+@dataclasses.dataclass
+class ClientStats:
+    calls: int = 0
+    errors: dict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    fallback: int = 0
+    contacts: int = 0
+    budget_exclusions: int = 0
+    pressure_exclusions: int = 0
+    # (monotonic time, fallback?) of every decision, to measure recovery.
+    timeline: list[tuple[float, bool]] = dataclasses.field(default_factory=list)
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    redeemed: list[str] = dataclasses.field(default_factory=list)
+    outcome_retries: int = 0
+
+
+def request_for(customer: int) -> DecisionRequest:
+    return DecisionRequest(
+        customer_id=f"load-{customer:05d}",
+        numeric_features={"basket": 40.0 + customer % 65},
+        categorical_features={"segment": ("new", "loyal", "occasional", "dormant")[customer % 4]},
+        consented_channels=("email", "sms", "push") if customer % 2 else ("email",),
+        timezone="Europe/Paris",
+    )
+
+
+START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+SPAN = dt.timedelta(days=6)
+
+
+def run_load(store_url: str, *, cluster: bool = False, workdir: Path, servers: int = 4,
+             clients: int = 8, requests: int = 20_000, customers: int = 500, budget: float = 1_500.0,
+             redeem_share: float = 0.3, seed: int = 1, outage=None, outage_at: float = 0.4,
+             down_seconds: float = 1.5, progress=None) -> dict:
+    """Run the load and verify it; ``outage`` is a RedisServer to kill and restart mid-load."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    catalog_path = load_test_catalog(workdir, budget)
+    prefix = f"load{seed}"
+    extra = ["--catalog", str(catalog_path), "--redis", store_url, "--redis-prefix", prefix,
+             "--workers", "8", "--honour-decision-time"]
+    if cluster:
+        extra.append("--redis-cluster")
+    procs, ports = [], []
+    try:
+        for i in range(servers):
+            proc, port = start_server_process(workdir / f"logs-{i}", seed=seed * 100 + i, extra=extra)
+            procs.append(proc)
+            ports.append(port)
+        # Keep the servers' output flowing so that a full pipe never blocks them.
+        for proc in procs:
+            threading.Thread(target=lambda p=proc: [None for _ in p.stdout], daemon=True).start()
+        stats = [ClientStats() for _ in range(clients)]
+        next_index = iter(range(requests))
+        lock = threading.Lock()
+        done = [0]
+        outage_log: dict[str, float] = {}
+
+        def client(k: int) -> None:
+            rng = np.random.default_rng([seed, k])
+            conns = [NBAClient(f"127.0.0.1:{port}", timeout=10) for port in ports]
+            for c in conns:
+                c.wait_ready(30)
+            s = stats[k]
+            try:
+                while True:
+                    with lock:
+                        i = next(next_index, None)
+                    if i is None:
+                        return
+                    req = dataclasses.replace(request_for(int(rng.integers(customers))),
+                                              decision_time=START + SPAN * (i / requests))
+                    started = time.perf_counter()
+                    try:
+                        d = conns[i % servers].decide(req)
+                    except Exception as exc:  # noqa: BLE001 - every failure is counted, by kind
+                        code = getattr(exc, "code", lambda: None)()
+                        s.errors[str(code or type(exc).__name__)] += 1
+                        continue
+                    finally:
+                        s.calls += 1
+                    s.latencies_ms.append((time.perf_counter() - started) * 1000)
+                    s.timeline.append((time.monotonic(), d.fallback))
+                    s.fallback += d.fallback
+                    s.contacts += not d.action.no_contact
+                    reasons = {e.reason.value for e in d.exclusions}
+                    s.budget_exclusions += "BUDGET" in reasons
+                    s.pressure_exclusions += "PRESSURE" in reasons
+                    if d.action.offer_id in costly and rng.random() < redeem_share:
+                        redeem(conns[int(rng.integers(servers))], d, s)
+                    with lock:
+                        done[0] += 1
+                        if progress:
+                            progress(1)
+            finally:
+                for c in conns:
+                    c.close()
+
+        costly = {o for o, offer in load_catalog(catalog_path).offers.items() if offer.cost > 0}
+
+        def redeem(conn: NBAClient, d, s: ClientStats) -> None:
+            """Report a redemption the way a channel system would: retried while the state
+            store is unavailable (status UNAVAILABLE), for up to 10 s."""
+            for _ in range(50):
+                try:
+                    conn.report_outcome(d.event_id, "redeemed", "REDEEMED", time=d.decision_time)
+                    s.redeemed.append(d.event_id)
+                    return
+                except Exception as exc:  # noqa: BLE001
+                    code = getattr(exc, "code", lambda: None)()
+                    if str(code) != "StatusCode.UNAVAILABLE":
+                        s.errors[f"ReportOutcome {code or type(exc).__name__}"] += 1
+                        return
+                    s.outcome_retries += 1
+                    time.sleep(0.2)
+            s.errors["ReportOutcome gave up"] += 1
+
+        def chaos() -> None:
+            while done[0] < outage_at * requests:
+                time.sleep(0.01)
+            outage_log["killed"] = time.monotonic()
+            outage.kill()
+            time.sleep(down_seconds)
+            outage.start()
+            outage_log["restarted"] = time.monotonic()
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        if outage is not None:
+            threads.append(threading.Thread(target=chaos))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except Exception:  # noqa: BLE001
+                proc.kill()
+
+    catalog = load_catalog(catalog_path)
+    redeemed = {e for s in stats for e in s.redeemed}
+    replay = verify_logs([workdir / f"logs-{i}" for i in range(servers)], catalog, redeemed)
+    from engine.redis_store import RedisStateStore
+
+    store = RedisStateStore(store_url, cluster=cluster, prefix=prefix)
+    ledger = {u.key.name: {"paid_cents": u.paid_cents, "committed_cents": u.committed_cents}
+              for u in store.budget_usage(replay["budget_keys"])}
+    store.close()
+
+    # Redis must hold what the logs show: the same redemptions, and at least the commitments
+    # (a reply lost when Redis is killed mid-script leaves a commitment no decision used --
+    # cautious, never an overspend); and never more than the amount.
+    consistent = all(
+        ledger.get(name, {}).get("paid_cents") == b["paid_cents"]
+        and b["committed_cents"] <= sum(ledger.get(name, {}).values()) <= b["amount_cents"]
+        for name, b in replay["budgets"].items())
+    latencies = np.concatenate([np.asarray(s.latencies_ms) for s in stats if s.latencies_ms])
+    errors: dict[str, int] = defaultdict(int)
+    for s in stats:
+        for code, n in s.errors.items():
+            errors[code] += n
+    result = {
+        "servers": servers, "clients": clients, "requests": requests, "customers": customers,
+        "seconds": elapsed, "requests_per_second": requests / elapsed,
+        "calls": sum(s.calls for s in stats), "errors": dict(errors),
+        "fallback_decisions": sum(s.fallback for s in stats),
+        "contacts_seen_by_clients": sum(s.contacts for s in stats),
+        "decisions_with_budget_exclusion": sum(s.budget_exclusions for s in stats),
+        "decisions_with_pressure_exclusion": sum(s.pressure_exclusions for s in stats),
+        "latency_p50_ms": float(np.percentile(latencies, 50)),
+        "latency_p99_ms": float(np.percentile(latencies, 99)),
+        "redis_ledger": ledger, "ledger_consistent": consistent, "redeemed_reported": len(redeemed),
+        "outcome_retries": sum(s.outcome_retries for s in stats),
+        **{k: v for k, v in replay.items() if k != "budget_keys"},
+    }
+    if outage is not None and "restarted" in outage_log:
+        timeline = sorted(t for s in stats for t in s.timeline)
+        after = [t for t, fb in timeline if t >= outage_log["restarted"] and not fb]
+        result["outage_seconds"] = outage_log["restarted"] - outage_log["killed"]
+        result["recovery_seconds"] = (after[0] - outage_log["restarted"]) if after else None
+        result["fallback_after_recovery"] = sum(
+            1 for t, fb in timeline if fb and after and t > after[0] + 0.5)
+    return result
+
+
+def verify_logs(log_dirs: list[Path], catalog: Catalog, redeemed: set[str] = frozenset()) -> dict:
+    """Replay decision logs: cap and gap violations over exact sliding windows, and incentives
+    committed per budget period (and the redeemed part of them) against the amount."""
+    contacts: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
+    committed: dict[str, int] = defaultdict(int)
+    paid: dict[str, int] = defaultdict(int)
+    decisions = fallback = 0
+    for directory in log_dirs:
+        for path in log_files(directory, "decisions"):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("fallback"):
+                    fallback += 1
+                    continue
+                decisions += 1
+                meta = record["_nba"]
+                action = meta["action"]
+                if action["no_contact"]:
+                    continue
+                if not catalog.channels[action["channel"]].inbound_only:
+                    at = dt.datetime.fromisoformat(action["send_at"].replace("Z", "+00:00"))
+                    contacts[meta["customer_id"]].append((at, action["channel"]))
+                if "budget" in meta:
+                    committed[meta["budget"]] += round(meta["offer_cost"] * 100)
+                    if record["EventId"] in redeemed:
+                        paid[meta["budget"]] += round(meta["offer_cost"] * 100)
+    pressure = catalog.constraints.pressure
+    cap_violations = gap_violations = 0
+    for rows in contacts.values():
+        rows.sort()
+        times = [t for t, _ in rows]
+        gap_violations += sum(1 for a, b in zip(times, times[1:]) if b - a < pressure.min_gap)
+        for cap in pressure.caps:
+            capped = [t for t, ch in rows if ch in cap.channels]
+            for i, t in enumerate(capped):
+                if sum(1 for u in capped[i:] if u < t + cap.window) > cap.max_contacts:
+                    cap_violations += 1
+    from engine.constraints import BudgetKey
+
+    budgets = {}
+    keys = []
+    for name, cents in committed.items():
+        budget_id, period = name.rsplit(":", 1)
+        budget = next(b for b in catalog.constraints.budgets if b.id == budget_id)
+        keys.append(BudgetKey(budget_id, int(period), budget.amount_cents))
+        budgets[name] = {"committed_cents": cents, "paid_cents": paid[name],
+                         "amount_cents": budget.amount_cents, "overspent": cents > budget.amount_cents}
+    return {"decisions_logged": decisions, "fallback_logged": fallback,
+            "contacts_logged": sum(len(r) for r in contacts.values()),
+            "customers_contacted": len(contacts), "cap_violations": cap_violations,
+            "gap_violations": gap_violations, "budgets": budgets, "budget_keys": keys}

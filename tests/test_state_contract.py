@@ -1,0 +1,177 @@
+"""One contract for every state store: in memory, one Redis server, a 3-node Redis Cluster.
+
+The Redis backends run against real ``redis-server`` processes started by the fixtures on free
+loopback ports (no mocks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+
+from engine.constraints import BudgetKey, Cap, Commitment, Pressure
+from engine.decision_log import DsjsonLine
+from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
+from engine.state import InMemoryStateStore, PendingDecision
+from support import T0
+
+PRESSURE = Pressure(
+    caps=(Cap("email_week", ("email",), 2, dt.timedelta(days=7)),
+          Cap("all_week", ("email", "sms"), 3, dt.timedelta(days=7))),
+    min_gap=dt.timedelta(hours=24),
+)
+WINDOW = dt.timedelta(days=7)
+BUDGET = BudgetKey("promo", 0, 10_000)  # 100.00 EUR
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def store(request):
+    if request.param == "memory":
+        yield InMemoryStateStore()
+        return
+    from engine.redis_store import RedisStateStore
+
+    server = request.getfixturevalue("redis_server" if request.param == "redis" else "redis_cluster")
+    s = RedisStateStore(server.url, cluster=request.param == "cluster", prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield s
+    s.close()
+
+
+def pending(customer="c1", when=T0, channel="email", send_at=None, cost_cents=0, event=None):
+    contacted = channel is not None
+    return PendingDecision(
+        event_id=event or uuid.uuid4().hex, customer_id=customer, decision_time=when,
+        matures_at=when + WINDOW, dsjson=DsjsonLine('"EventId":"x","c":{}'),
+        offer_cost=cost_cents / 100, contact_cost=0.01 if contacted else 0.0, contacted=contacted,
+        channel=channel, send_at=(send_at or when) if contacted else None,
+        commitment=Commitment(BUDGET, cost_cents) if cost_cents else None,
+    )
+
+
+def snap(store, customer="c1", when=T0):
+    return store.snapshot(customer, when, WINDOW, [BUDGET])
+
+
+def test_a_fresh_customer_has_no_history_and_budgets_start_empty(store):
+    s = snap(store)
+    assert s.customer.contacts == () and s.customer.last_response is None
+    usage = s.budgets["promo"]
+    assert (usage.paid_cents, usage.committed_cents, usage.remaining_cents) == (0, 0, 10_000)
+
+
+def test_a_reserved_contact_is_in_the_next_snapshot_and_the_history(store):
+    assert store.reserve(pending(send_at=T0 + dt.timedelta(hours=2)), PRESSURE) is None
+    s = snap(store, when=T0 + dt.timedelta(hours=3))
+    assert s.customer.contacts == ((T0 + dt.timedelta(hours=2), "email"),)
+    history = s.customer.history(T0 + dt.timedelta(hours=3))
+    assert history.contacts_7d == {"email": 1}
+    assert history.hours_since_contact == pytest.approx(1.0)
+    assert store.pending_count() == 1
+
+
+def test_caps_and_min_gap_refuse_and_a_refusal_changes_nothing(store):
+    assert store.reserve(pending(when=T0), PRESSURE) is None
+    why = store.reserve(pending(when=T0 + dt.timedelta(hours=23)), PRESSURE)
+    assert why and why.startswith("min_gap")
+    assert store.reserve(pending(when=T0 + dt.timedelta(days=2)), PRESSURE) is None
+    before = snap(store, when=T0 + dt.timedelta(days=4))
+    why = store.reserve(pending(when=T0 + dt.timedelta(days=4)), PRESSURE)
+    assert why and why.startswith("cap email_week")
+    # SMS is not capped by the email cap, but all_week counts it: 2 emails + 1 SMS = 3.
+    assert store.reserve(pending(when=T0 + dt.timedelta(days=4), channel="sms"), PRESSURE) is None
+    why = store.reserve(pending(when=T0 + dt.timedelta(days=6), channel="sms"), PRESSURE)
+    assert why and why.startswith("cap all_week")
+    after = snap(store, when=T0 + dt.timedelta(days=4))
+    assert len(after.customer.contacts) == len(before.customer.contacts) + 1
+    assert store.pending_count() == 3
+    # A week after the first contacts the window has moved on.
+    assert store.reserve(pending(when=T0 + dt.timedelta(days=9, hours=1)), PRESSURE) is None
+
+
+def test_a_future_send_time_counts_for_the_caps(store):
+    """A contact scheduled for tomorrow blocks a contact today within the gap."""
+    assert store.reserve(pending(send_at=T0 + dt.timedelta(hours=20)), PRESSURE) is None
+    assert store.reserve(pending(send_at=T0), PRESSURE).startswith("min_gap")
+
+
+def test_a_budget_is_never_overspent_and_a_refusal_changes_nothing(store):
+    for k in range(6):  # 6 x 15 EUR = 90 EUR committed
+        assert store.reserve(pending(customer=f"b{k}", cost_cents=1500), PRESSURE) is None
+    why = store.reserve(pending(customer="b9", cost_cents=1500), PRESSURE)
+    assert why and why.startswith("budget promo: 10.00 EUR left")
+    assert snap(store, customer="b9").customer.contacts == ()  # the contact was not recorded
+    assert store.reserve(pending(customer="b8", cost_cents=1000), PRESSURE) is None
+    (usage,) = store.budget_usage([BUDGET])
+    assert (usage.committed_cents, usage.remaining_cents) == (10_000, 0)
+
+
+def test_redemption_settles_and_maturity_releases(store):
+    redeemed, unused = pending(customer="r1", cost_cents=1000), pending(customer="r2", cost_cents=1500)
+    for p in (redeemed, unused):
+        assert store.reserve(p, PRESSURE) is None
+    assert store.add_outcome(redeemed.event_id, "o1", OutcomeType.CONVERTED, 80.0, T0 + dt.timedelta(days=1))
+    assert store.add_outcome(redeemed.event_id, "o2", OutcomeType.REDEEMED, 0.0, T0 + dt.timedelta(days=1))
+    assert store.add_outcome(redeemed.event_id, "o3", OutcomeType.REDEEMED, 0.0, T0 + dt.timedelta(days=1))
+    (usage,) = store.budget_usage([BUDGET])
+    assert (usage.paid_cents, usage.committed_cents) == (1000, 1500)
+    matured = store.pop_matured(T0 + WINDOW)
+    assert {p.event_id for p in matured} == {redeemed.event_id, unused.event_id}
+    (usage,) = store.budget_usage([BUDGET])
+    assert (usage.paid_cents, usage.committed_cents, usage.remaining_cents) == (1000, 0, 9000)
+    got = next(p for p in matured if p.event_id == redeemed.event_id)
+    assert sorted(got.outcomes, key=lambda o: o[0].value) == [
+        (OutcomeType.CONVERTED, 80.0), (OutcomeType.REDEEMED, 0.0), (OutcomeType.REDEEMED, 0.0)]
+    assert got.commitment == Commitment(BUDGET, 1000) and got.dsjson.rest == '"EventId":"x","c":{}'
+    assert store.pending_count() == 0
+
+
+def test_outcome_join_duplicates_unknown_and_closed(store):
+    p = pending()
+    store.reserve(p, PRESSURE)
+    assert store.add_outcome(p.event_id, "o", OutcomeType.OPENED, 0.0, T0 + dt.timedelta(hours=1))
+    assert not store.add_outcome(p.event_id, "o", OutcomeType.OPENED, 0.0, T0 + dt.timedelta(hours=1))
+    assert snap(store).customer.last_response == T0 + dt.timedelta(hours=1)
+    with pytest.raises(UnknownEvent):
+        store.add_outcome("never-issued", "o", OutcomeType.OPENED, 0.0, T0)
+    assert store.pop_matured(T0 + WINDOW - dt.timedelta(seconds=1)) == []
+    assert len(store.pop_matured(T0 + WINDOW)) == 1
+    with pytest.raises(AttributionClosed):
+        store.add_outcome(p.event_id, "late", OutcomeType.OPENED, 0.0, T0 + WINDOW)
+
+
+def test_concurrent_reservations_for_one_customer_pass_the_cap_once(store):
+    """16 threads try to contact one customer at the same instant: exactly one wins (gap 24 h)."""
+    results, barrier = [], threading.Barrier(16)
+
+    def attempt():
+        barrier.wait()
+        results.append(store.reserve(pending(customer="hot"), PRESSURE))
+
+    threads = [threading.Thread(target=attempt) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is None for r in results) == 1
+    assert len(snap(store, customer="hot").customer.contacts) == 1
+
+
+def test_concurrent_commitments_never_overspend(store):
+    """40 threads commit 15 EUR each against 100 EUR: exactly 6 succeed."""
+    results, barrier = [], threading.Barrier(40)
+
+    def attempt(k):
+        barrier.wait()
+        results.append(store.reserve(pending(customer=f"k{k}", cost_cents=1500), PRESSURE))
+
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is None for r in results) == 6
+    (usage,) = store.budget_usage([BUDGET])
+    assert usage.committed_cents == 9000
