@@ -48,6 +48,13 @@ def test_decide_report_and_policy(client, server):
     assert info.counters.duplicate_outcomes == 1 and info.counters.pending == 1
     assert info.exploration.algorithm == "epsilon_greedy" and info.attribution_window_seconds == 7 * 86400
     assert "--cb_adf" in info.model_args
+    assert {c.id: (list(c.channels), c.max_contacts) for c in info.caps} == {
+        "email_week": (["email"], 2), "sms_week": (["sms"], 1), "all_week": (["email", "sms", "push"], 3)}
+    assert info.min_gap_seconds == 86400
+    (budget,) = info.budgets
+    assert budget.id == "incentives" and budget.available and budget.amount == 20000.0
+    assert budget.paid + budget.committed + budget.remaining == pytest.approx(budget.amount)
+    assert budget.shadow_price >= 0 and "discount_10" in budget.offers
 
 
 def test_status_codes_for_caller_mistakes(client):
