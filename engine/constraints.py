@@ -28,7 +28,9 @@ Pacing (primal-dual)
     with ``plan(t) = amount * min(1, (t - period_start + lead) / period)``: spending ahead of the
     plan raises ``lambda`` (costly incentives lose value), behind it lowers ``lambda`` back to 0
     (a budget that does not bind changes nothing). ``lead`` lets a campaign decided in one batch
-    use the plan of its whole sending interval.
+    use the plan of its whole sending interval. Exploration ignores values, so the shadow price
+    alone cannot hold it back: an incentive that would take spend above
+    ``plan(t) + slack * amount`` is excluded (reason BUDGET, "paced").
 
 Control group
     A stable fraction of customers -- ``sha256(salt + customer_id)`` read as a number in [0, 1)
@@ -101,6 +103,7 @@ class Budget:
     pacing: bool = True
     pacing_step: float = 0.5
     pacing_lead: dt.timedelta = dt.timedelta(hours=24)
+    pacing_slack: float = 0.05
 
     @property
     def amount_cents(self) -> int:
@@ -117,6 +120,13 @@ class Budget:
         start = self.period_start(self.period_index(now))
         share = (now - start + self.pacing_lead) / self.period
         return self.amount * min(1.0, max(0.0, share))
+
+    def paced_limit_cents(self, now: dt.datetime) -> int:
+        """Most spend the plan lets any decision reach by ``now``: plan + slack x amount (the
+        amount when pacing is off). Exploration cannot run ahead of it either."""
+        if not self.pacing:
+            return self.amount_cents
+        return min(self.amount_cents, to_cents(self.plan(now) + self.pacing_slack * self.amount))
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ class DecisionEngine:
         if give_up:
             actions, exclusions = (Action.none(),), feasible.exclusions
         else:
-            actions, exclusions = apply_constraints(feasible, snap, self.catalog, request.inbound)
+            actions, exclusions = apply_constraints(feasible, snap, self.catalog, request.inbound, now)
         history = snap.customer.history(now)
         context = self.features.context_json(request, history, actions)
         if control:

@@ -94,8 +94,8 @@ def feasible_actions(request: DecisionRequest, catalog: Catalog, now: dt.datetim
     return FeasibleSet(tuple(actions), tuple(exclusions))
 
 
-def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog,
-                      inbound: bool) -> tuple[tuple[Action, ...], tuple[Exclusion, ...]]:
+def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog, inbound: bool,
+                      now: dt.datetime) -> tuple[tuple[Action, ...], tuple[Exclusion, ...]]:
     """Drop the actions a budget cannot cover or a pressure rule forbids, naming why.
 
     Pressure applies to outbound contacts (an inbound placement is not a message sent), checked
@@ -108,13 +108,18 @@ def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog,
         usage = snap.budgets.get(budget.id)
         if usage is None:
             continue
+        paced = budget.paced_limit_cents(now)
         for offer_id in budget.offers:
             cost = to_cents(catalog.offers[offer_id].cost)
             if cost > usage.remaining_cents:
-                short.add(offer_id)
-                exclusions.append(Exclusion(
-                    f"offer:{offer_id}", ExclusionReason.BUDGET,
-                    f"budget {budget.id}: {usage.remaining_cents / 100:.2f} EUR left, the offer costs {cost / 100:.2f}"))
+                detail = f"budget {budget.id}: {usage.remaining_cents / 100:.2f} EUR left, the offer costs {cost / 100:.2f}"
+            elif usage.spend_cents + cost > paced:
+                detail = (f"budget {budget.id} paced: spend {usage.spend_cents / 100:.2f} EUR, "
+                          f"the plan allows {paced / 100:.2f} by now")
+            else:
+                continue
+            short.add(offer_id)
+            exclusions.append(Exclusion(f"offer:{offer_id}", ExclusionReason.BUDGET, detail))
     pressure = constraints.pressure
     blocked: dict[tuple[str, dt.datetime], str | None] = {}
     kept = []

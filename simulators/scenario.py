@@ -8,12 +8,13 @@ key and the allowed values.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import Catalog, load_catalog
+from engine.catalog import Catalog, CatalogError, default_catalog_path, parse_catalog
 from engine.config import ConfigError, ConfigReader, read_toml
 
 SEGMENTS = ("new", "loyal", "occasional", "dormant")
@@ -136,11 +137,18 @@ def _distribution(r: ConfigReader, table: dict, name: str, key: str,
 
 def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     r = ConfigReader(str(path), ScenarioError)
-    r.only_keys(data, "", {"name", "description", "catalog", "customers", "days", "start",
-                           "opportunities", "population", "response"})
+    r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "customers", "days",
+                           "start", "opportunities", "population", "response"})
     catalog_ref = r.string(data, "catalog", default="default")
+    changes = r.table(data, "catalog_changes")
     try:
-        catalog = load_catalog(None if catalog_ref == "default" else path.parent / catalog_ref)
+        catalog_path = default_catalog_path() if catalog_ref == "default" else path.parent / catalog_ref
+        catalog_data, raw = read_toml(catalog_path, CatalogError)
+        # Tables of the catalog the scenario replaces (e.g. its budgets or pressure caps).
+        catalog_data.update(changes)
+        catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {path.name}'s catalog_changes)"
+                                if changes else str(catalog_path),
+                                content_hash=hashlib.sha256(raw + (repr(changes).encode() if changes else b"")).hexdigest()[:12])
     except ConfigError as exc:
         raise ScenarioError(f"{path}: key 'catalog': {exc}") from None
     start = data.get("start", dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc))

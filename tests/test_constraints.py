@@ -109,7 +109,7 @@ def test_the_shadow_price_steers_away_from_costly_offers(catalog, tmp_path):
     """Softmax exploration over value - lambda x cost: once spend runs ahead of plan, the
     discounts' probabilities collapse; with spend on plan they equal the free offer's."""
     budget = Budget("promo", 1000.0, dt.timedelta(days=30), T0, ("discount_10",),
-                    pacing_step=5.0, pacing_lead=dt.timedelta(0))
+                    pacing_step=5.0, pacing_lead=dt.timedelta(0), pacing_slack=1.0)  # no gate
     softmax = dataclasses.replace(catalog.exploration, algorithm="softmax", softmax_lambda=1.0)
     cat = with_constraints(dataclasses.replace(catalog, exploration=softmax), budgets=(budget,))
 
@@ -133,6 +133,21 @@ def test_the_shadow_price_steers_away_from_costly_offers(catalog, tmp_path):
     assert lam0 == 0.0 and lam1 > 0.5
     assert on_plan["discount_10"] == pytest.approx(on_plan["new_collection"])
     assert ahead["discount_10"] < 0.05 * ahead["new_collection"]
+
+
+def test_no_decision_runs_ahead_of_the_plan_plus_slack(catalog):
+    """Uniform exploration ignores values: the pacing gate still holds spend to the plan."""
+    budget = Budget("promo", 1000.0, dt.timedelta(days=10), T0, ("discount_10", "discount_15"),
+                    pacing_lead=dt.timedelta(days=1), pacing_slack=0.05)  # plan 100 + 50 by day 0
+    cat = with_constraints(greedy(catalog), budgets=(budget,))
+    e = DecisionEngine(cat, seed=2, honour_request_time=True)
+    paced = []
+    for i in range(400):
+        d = e.decide(request(f"g{i}", T0 + dt.timedelta(minutes=i)))
+        paced += [x for x in d.exclusions if x.reason is ExclusionReason.BUDGET and "paced" in x.detail]
+    (state,) = e.policy().budgets
+    limit = state.plan + 0.05 * 1000  # the plan moves with the clock (400 minutes here)
+    assert paced and limit - 15 < state.usage.spend_cents / 100 <= limit
 
 
 def _dummy_commit(e, budget, cents):
