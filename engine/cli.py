@@ -108,6 +108,10 @@ def _print_simulation(result: dict) -> None:
     print(f"\nScenario {meta['scenario']}: {meta['customers']:,} customers, {meta['days']} days, "
           f"seed {meta['seed']} (net value = incremental, EUR)\n")
     print(table(result["results"]))
+    if any(result.get("budgets", {}).values()):
+        from simulators.report import budget_table
+
+        print("\n" + budget_table(result["budgets"]))
     print(f"\nResults: {result['out'] / 'results.json'}")
     for path in result["artifacts"][1:]:
         print(f"Plot:    {path}")

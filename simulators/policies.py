@@ -7,6 +7,7 @@ oracle, which knows every customer's hidden traits.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -109,25 +110,44 @@ class EnginePolicy:
     """
 
     def __init__(self, decide_many: Callable[[list[DecisionRequest]], Iterable[Decision]],
-                 report: Callable[[Outcome], object], name: str = "engine"):
+                 report: Callable[[Outcome], object], name: str = "engine",
+                 budgets: Callable[[], list[dict]] | None = None):
         self.name = name
         self._decide_many = decide_many
         self._report = report
+        self._budgets = budgets
         self._event_ids: list[str] = []
+        # The engine's budgets (spend, plan, shadow price) after every batch and its feedback.
+        self.budget_trace: list[dict] = []
 
     @classmethod
     def in_process(cls, engine: DecisionEngine, name: str = "engine") -> EnginePolicy:
-        return cls(lambda requests: (engine.decide(r) for r in requests), engine.report_outcome, name)
+        def budgets() -> list[dict]:
+            return [{"budget": b.budget.id, "period_start": b.period_start.isoformat(),
+                     "amount": b.budget.amount, "paid": b.usage.paid_cents / 100,
+                     "committed": b.usage.committed_cents / 100, "plan": b.plan,
+                     "shadow_price": b.shadow_price} for b in engine.policy().budgets if b.usage]
+        return cls(lambda requests: (engine.decide(r) for r in requests), engine.report_outcome, name, budgets)
 
     @classmethod
     def over_grpc(cls, client: NBAClient, name: str = "engine_grpc") -> EnginePolicy:
+        def budgets() -> list[dict]:
+            return [{"budget": b.id, "period_start": b.period_start.ToDatetime(dt.timezone.utc).isoformat(),
+                     "amount": b.amount, "paid": b.paid, "committed": b.committed, "plan": b.plan,
+                     "shadow_price": b.shadow_price} for b in client.policy().budgets if b.available]
         return cls(lambda requests: client.decide_many(requests, timeout=3600),
-                   lambda o: client.report_outcome(o.event_id, o.outcome_id, o.type, o.value, o.time), name)
+                   lambda o: client.report_outcome(o.event_id, o.outcome_id, o.type, o.value, o.time), name,
+                   budgets)
+
+    def _trace(self, when: dt.datetime) -> None:
+        if self._budgets is not None:
+            self.budget_trace += [{"time": when.isoformat(), **row} for row in self._budgets()]
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
         requests = batch.requests()
         decisions = list(self._decide_many(requests))
         self._event_ids = [d.event_id for d in decisions]
+        self._trace(batch.when)
         return np.array([batch.index_of(pos, d.action) for pos, d in enumerate(decisions)], dtype=int)
 
     def learn(self, feedback: Feedback) -> None:
@@ -135,3 +155,5 @@ class EnginePolicy:
             kind = OUTCOME_TYPES[feedback.kind[k]]
             self._report(Outcome(event_id=self._event_ids[feedback.position[k]], outcome_id=f"{kind.value}-{k}",
                                  type=kind, value=float(feedback.value[k]), time=feedback.time(k)))
+        if len(feedback):
+            self._trace(feedback.time(len(feedback) - 1))

@@ -79,13 +79,45 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
-def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]]) -> None:
+def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]],
+               budgets: dict[str, list[dict]] | None = None) -> None:
     clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in m.items()}
              for name, m in results.items()}
-    path.write_text(json.dumps({**meta, "policies": clean}, indent=2))
+    path.write_text(json.dumps({**meta, "policies": clean, "budgets": budgets or {}}, indent=2))
 
 
-def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, float]]) -> list[Path]:
+def budget_periods(trace: list[dict]) -> list[dict]:
+    """Per budget period: the amount, the most ever spent (paid + committed), the spend at the
+    period's last observation (after its last batch and that batch's feedback), what was paid,
+    and the highest shadow price."""
+    periods: dict[tuple[str, str], list[dict]] = {}
+    for row in trace:
+        periods.setdefault((row["budget"], row["period_start"]), []).append(row)
+    summary = []
+    for (budget, start), rows in periods.items():
+        spend = [r["paid"] + r["committed"] for r in rows]
+        summary.append({
+            "budget": budget, "period_start": start, "amount": rows[0]["amount"],
+            "max_spend": max(spend), "spend_at_end": spend[-1], "paid_at_end": rows[-1]["paid"],
+            "spend_share_at_end": spend[-1] / rows[0]["amount"] if rows[0]["amount"] else float("nan"),
+            "max_shadow_price": max(r["shadow_price"] for r in rows), "observed_until": rows[-1]["time"],
+        })
+    return summary
+
+
+def budget_table(budgets: dict[str, list[dict]]) -> str:
+    lines = []
+    for policy, periods in budgets.items():
+        for p in periods:
+            lines.append(f"{policy}: budget {p['budget']}, period from {p['period_start'][:10]}: "
+                         f"amount {p['amount']:,.2f} EUR, spend at period end {p['spend_at_end']:,.2f} "
+                         f"({p['spend_share_at_end']:.1%}; paid {p['paid_at_end']:,.2f}), "
+                         f"most ever {p['max_spend']:,.2f}, highest shadow price {p['max_shadow_price']:.3f}")
+    return "\n".join(lines)
+
+
+def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, float]],
+         traces: dict[str, list[dict]] | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,6 +161,22 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
         ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
     ax.set(title="Incentive spend per conversion", ylabel="EUR per conversion")
     save(fig, "incentive_spend_per_conversion.png")
+
+    for name, trace in (traces or {}).items():
+        import datetime as dt
+
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for budget in sorted({r["budget"] for r in trace}):
+            rows = [r for r in trace if r["budget"] == budget]
+            t = [dt.datetime.fromisoformat(r["time"]) for r in rows]
+            ax.step(t, [r["paid"] + r["committed"] for r in rows], where="post", label=f"{budget}: spend (paid + committed)")
+            ax.step(t, [r["paid"] for r in rows], where="post", label=f"{budget}: paid")
+            ax.step(t, [r["plan"] for r in rows], where="post", ls="--", label=f"{budget}: plan")
+            ax.step(t, [r["amount"] for r in rows], where="post", ls=":", color="red", label=f"{budget}: amount")
+        ax.set(title=f"Budget pacing ({name})", ylabel="EUR")
+        ax.legend(fontsize=8)
+        fig.autofmt_xdate()
+        save(fig, f"budget_{name}.png")
     return written
 
 

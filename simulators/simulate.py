@@ -91,7 +91,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
             raise UnknownPolicy(name)
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(sc, customers=customers, days=days, seed=seed)
-    runs = {}
+    runs, traces = {}, {}
     per_policy = len(sim.opportunities()) * sim.customers
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
@@ -99,6 +99,8 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
             with make_policy(name, sc, seed, out, engine_url) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 runs[policy.name] = sim.run(policy, progress=bar.update)
+                if getattr(policy, "budget_trace", None):
+                    traces[policy.name] = policy.budget_trace
             # Unreachable customers are not decided for: move the bar to its true end for this policy.
             bar.n = per_policy * done
             bar.refresh()
@@ -106,11 +108,13 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     report.add_oracle_comparison(results)
     meta = {"scenario": sc.name, "scenario_file": sc.source, "catalog": sc.catalog.version,
             "customers": sim.customers, "days": sim.days, "seed": seed}
+    budgets = {name: report.budget_periods(trace) for name, trace in traces.items()}
     results_path = out / "results.json"
-    report.write_json(results_path, meta, results)
-    artifacts = [results_path] + (report.plot(out, runs, results) if plots else [])
+    report.write_json(results_path, meta, results, budgets)
+    artifacts = [results_path] + (report.plot(out, runs, results, traces) if plots else [])
     run_id = None
     if mlflow:
         params = {**meta, "policies": ",".join(policies)}
         run_id = report.log_mlflow(params, results, artifacts)
-    return {"meta": meta, "results": results, "artifacts": artifacts, "mlflow_run_id": run_id, "out": out}
+    return {"meta": meta, "results": results, "budgets": budgets, "artifacts": artifacts,
+            "mlflow_run_id": run_id, "out": out}

@@ -34,7 +34,7 @@ def test_default_scenario_is_calibrated_to_the_field_figures():
         assert low <= figures[key] <= high, f"{key}={figures[key]:.3f} outside {low}-{high} ({fact})"
 
 
-@pytest.mark.parametrize("name", ["default", "cold_start", "high_fatigue"])
+@pytest.mark.parametrize("name", ["default", "cold_start", "high_fatigue", "tight_budget"])
 def test_shipped_scenarios_load(name):
     sc = load_scenario(name)
     assert sc.name == name and sc.customers > 0 and set(sc.response.channels) == set(sc.catalog.channels)
@@ -114,6 +114,22 @@ def test_grpc_engine_agrees_with_in_process(scenario, tmp_path):
     assert remote.totals["decisions"] > 1000
     for key, value in local.totals.items():
         assert remote.totals[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_tight_budget_is_paced_to_its_amount_and_never_above(tmp_path):
+    """One 4-week period of the tight-budget scenario: the engine's spend (paid + committed)
+    ends within 2 % of the amount and never exceeds it; the Redis-free engine drives the same
+    constraint code as the server."""
+    from simulators.simulate import simulate
+
+    result = simulate("tight_budget", customers=3000, days=28, policies=("engine",), out=tmp_path,
+                      mlflow=False, progress=False, plots=False)
+    (period,) = result["budgets"]["engine"]
+    assert period["max_spend"] <= period["amount"]
+    assert period["spend_at_end"] >= 0.98 * period["amount"]
+    assert period["max_shadow_price"] > 0  # pacing did act
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["budgets"]["engine"][0]["spend_at_end"] == period["spend_at_end"]
 
 
 def test_user_policy_plugs_in(small):
