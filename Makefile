@@ -32,7 +32,11 @@ proto: install
 
 bench: install
 	$(PY) bench/latency.py
+	$(PY) bench/state_latency.py
 	$(PY) bench/simulator.py
+	$(PY) bench/loadtest.py
+	$(PY) bench/loadtest.py --cluster
+	$(PY) bench/loadtest.py --outage
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

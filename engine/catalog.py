@@ -338,7 +338,7 @@ def _parse_budgets(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offe
         if not isinstance(b, dict):
             raise r.error(key, "a table", b)
         r.only_keys(b, key, {"amount", "period_days", "start", "offers", "pacing", "pacing_step",
-                             "pacing_lead_hours", "pacing_slack"})
+                             "pacing_lead_hours", "pacing_slack", "pacing_max_price"})
         start = b.get("start", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
         if not isinstance(start, dt.datetime) or start.tzinfo is None:
             raise r.error(f"{key}.start", "a TOML date-time with offset, like 2026-01-01T00:00:00Z", start)
@@ -363,6 +363,8 @@ def _parse_budgets(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offe
             pacing_lead=dt.timedelta(hours=r.number(b, "pacing_lead_hours", f"{key}.pacing_lead_hours",
                                                     default=24.0, low=0, high=24 * 3660)),
             pacing_slack=r.number(b, "pacing_slack", f"{key}.pacing_slack", default=0.05, low=0, high=1),
+            pacing_max_price=r.number(b, "pacing_max_price", f"{key}.pacing_max_price", default=2.0,
+                                      low=0, high=1000),
         ))
     return tuple(budgets)
 

@@ -23,11 +23,13 @@ Pacing (primal-dual)
     sub-gradient step on the budget constraint's dual (Balseiro, Lu & Mirrokni, "Dual Mirror
     Descent for Online Allocation Problems", ICML 2020)::
 
-        lambda <- max(0, lambda + step * (spend - plan(t)) / amount)
+        lambda <- min(max_price, max(0, lambda + step * (spend - plan(t)) / amount))
 
     with ``plan(t) = amount * min(1, (t - period_start + lead) / period)``: spending ahead of the
     plan raises ``lambda`` (costly incentives lose value), behind it lowers ``lambda`` back to 0
-    (a budget that does not bind changes nothing). ``lead`` lets a campaign decided in one batch
+    (a budget that does not bind changes nothing). ``max_price`` (default 2: an incentive then
+    looks three times its cost) keeps lambda where it can come back within a few decisions once
+    spend falls behind the plan again. ``lead`` lets a campaign decided in one batch
     use the plan of its whole sending interval. Exploration ignores values, so the shadow price
     alone cannot hold it back: an incentive that would take spend above
     ``plan(t) + slack * amount`` is excluded (reason BUDGET, "paced").
@@ -104,6 +106,7 @@ class Budget:
     pacing_step: float = 0.5
     pacing_lead: dt.timedelta = dt.timedelta(hours=24)
     pacing_slack: float = 0.05
+    pacing_max_price: float = 2.0
 
     @property
     def amount_cents(self) -> int:
@@ -204,7 +207,7 @@ class Pacer:
         if not budget.pacing or budget.amount <= 0:
             return 0.0
         gap = (usage.spend_cents / CENTS - budget.plan(now)) / budget.amount
-        lam = max(0.0, self.lam[budget.id] + budget.pacing_step * gap)
+        lam = min(budget.pacing_max_price, max(0.0, self.lam[budget.id] + budget.pacing_step * gap))
         self.lam[budget.id] = lam
         return lam
 

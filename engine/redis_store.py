@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 
 import redis
@@ -93,14 +94,15 @@ local function budget_apply(key, b)
   redis.call('HINCRBY', key, 'committed', b.cents)
 end
 
-local function pending_apply(key, queue, p)
-  redis.call('HSET', key, 'd', p.data, 'c', p.customer, 'k', p.commit)
+local function pending_apply(key, queue, p, data)
+  redis.call('HSET', key, 'd', data, 'c', p.customer, 'k', p.commit)
   redis.call('EXPIRE', key, p.ttl)
   redis.call('ZADD', queue, p.matures, p.event)
 end
 """
 
 # KEYS: [contacts] [budget] [pending queue], in that order, each present when its part is.
+# ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it is stored.
 RESERVE = _PRELUDE + r"""
 local spec = cjson.decode(ARGV[1])
 local k = 1
@@ -118,7 +120,7 @@ if bkey then
 end
 if ckey then contact_apply(ckey, spec.contact) end
 if bkey then budget_apply(bkey, spec.budget) end
-if pkey then pending_apply(pkey, qkey, spec.pending) end
+if pkey then pending_apply(pkey, qkey, spec.pending, ARGV[2]) end
 return ''
 """
 
@@ -291,18 +293,21 @@ class RedisStateStore:
                           {"budget": {"id": c.key.budget_id, "cents": c.cents, "amount": c.key.amount_cents}}))
         ttl = max(60, int((pending.matures_at - pending.decision_time).total_seconds()) * 2 + 86400)
         parts.append(([self.pending_key(pending.event_id), self.queue_key],
-                      {"pending": {"data": pending.to_json(), "matures": epoch(pending.matures_at),
+                      {"pending": {"matures": epoch(pending.matures_at),
                                    "event": pending.event_id, "ttl": ttl,
                                    "customer": pending.customer_id, "commit": self._commitment_text(pending)}}))
+        # The DSJSON context is most of a pending decision (~18 kB, ~2 kB compressed).
+        data = zlib.compress(pending.to_json().encode(), 1)
         if not self.cluster:
             keys = [k for part_keys, _ in parts for k in part_keys]
             spec = {name: value for _, part in parts for name, value in part.items()}
-            why = self._call(self._reserve, keys=keys, args=[json.dumps(spec)])
+            why = self._call(self._reserve, keys=keys, args=[json.dumps(spec), data])
             return why.decode() or None
         done = []
         for part_keys, spec in parts:
+            args = [json.dumps(spec), data] if "pending" in spec else [json.dumps(spec)]
             try:
-                why = self._call(self._reserve, keys=part_keys, args=[json.dumps(spec)]).decode()
+                why = self._call(self._reserve, keys=part_keys, args=args).decode()
             except StoreUnavailable:
                 self._undo(done, pending)
                 raise
@@ -357,7 +362,7 @@ class RedisStateStore:
             fields = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
             if "d" not in fields:
                 continue
-            pending = PendingDecision.from_json(fields["d"])
+            pending = PendingDecision.from_json(zlib.decompress(fields["d"]))
             pending.settled = "settled" in fields
             for name, raw in fields.items():
                 if name.startswith("o:"):
