@@ -6,7 +6,7 @@ Requests carry decision times spread over six days (servers run ``--honour-decis
 each customer is asked about many times a week and the weekly caps bind, not only the gap. The
 catalog is the default one with uniform exploration (every feasible action equally likely, so
 contacts and incentives are frequent), the default caps (<= 2 emails, <= 1 SMS, <= 3 contacts a
-week, >= 24 h apart) and a small budget that runs out. A share of the incentives is reported
+week, >= 24 h apart) and a small budget, unpaced, that runs out. A share of the incentives is reported
 REDEEMED (to a random server), which settles them.
 
 Afterwards the decision logs of all servers are replayed: every contact is checked against
@@ -41,9 +41,11 @@ from engine.domain import DecisionRequest
 
 
 def load_test_catalog(directory: Path, budget: float) -> Path:
-    """The default catalog with uniform exploration and a budget of ``budget`` EUR."""
+    """The default catalog with uniform exploration and a budget of ``budget`` EUR without pacing
+    (so that the amount itself, not the plan, is what runs out)."""
     text = default_catalog_path().read_text()
     for old, new in (('epsilon = 0.05', 'epsilon = 1.0'), ('amount = 20000.0', f'amount = {budget!r}'),
+                     ('pacing_step = 0.5', 'pacing = false'),
                      ('version = "default-2026.11"', 'version = "loadtest"')):
         if old not in text:
             raise RuntimeError(f"default catalog changed: {old!r} not found")
