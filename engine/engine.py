@@ -229,11 +229,13 @@ class DecisionEngine:
             return costs
         with self._lock:
             lam = {bid: self.pacer.update(usage, now) for bid, usage in snap.budgets.items()}
+        if not any(lam.values()):
+            return costs
+        price = {offer_id: lam[b.id] * self.catalog.offers[offer_id].cost
+                 for b in self.catalog.constraints.budgets for offer_id in b.offers}
         for i, action in enumerate(actions):
             if not action.no_contact:
-                budget = self.catalog.constraints.budget_of(action.offer_id)
-                if budget is not None:
-                    costs[i] = lam[budget.id] * self.catalog.offers[action.offer_id].cost
+                costs[i] = price.get(action.offer_id, 0.0)
         return costs
 
     def _safe_mode(self, request: DecisionRequest, now: dt.datetime, feasible: FeasibleSet) -> Decision:

@@ -122,20 +122,18 @@ def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog, i
             exclusions.append(Exclusion(f"offer:{offer_id}", ExclusionReason.BUDGET, detail))
     pressure = constraints.pressure
     blocked: dict[tuple[str, dt.datetime], str | None] = {}
-    kept = []
-    for action in feasible.actions:
-        if action.no_contact:
-            kept.append(action)
-            continue
-        if action.offer_id in short:
-            continue
-        if not inbound and not catalog.channels[action.channel].inbound_only:
+    if snap.customer.contacts and not inbound:
+        for action in feasible.actions:
+            if action.no_contact or catalog.channels[action.channel].inbound_only:
+                continue
             where = (action.channel, action.send_at)
             if where not in blocked:
                 blocked[where] = pressure.violation(snap.customer.contacts, action.channel, action.send_at)
-            if blocked[where]:
-                continue
-        kept.append(action)
+    if short or any(blocked.values()):
+        kept = [a for a in feasible.actions
+                if a.no_contact or (a.offer_id not in short and not blocked.get((a.channel, a.send_at)))]
+    else:
+        kept = list(feasible.actions)
     by_channel: dict[str, list[tuple[str, str]]] = {}
     slots_of: dict[str, int] = {}
     for (channel, at), why in blocked.items():

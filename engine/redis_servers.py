@@ -132,8 +132,12 @@ class RedisCluster:
         return self.servers[0].url
 
     def start(self, timeout: float = 20.0) -> RedisCluster:
-        for server in self.servers:
-            server.start()
+        try:
+            for server in self.servers:
+                server.start()
+        except RedisUnavailable:
+            self.cleanup()  # the nodes already started must not outlive a failed start
+            raise
         addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
         done = subprocess.run([_binary("redis-cli"), "--cluster", "create", *addresses,
                                "--cluster-replicas", "0", "--cluster-yes"],
