@@ -2,12 +2,13 @@
 
 Keys (``P`` is the prefix, default ``nba``)::
 
-    P:{c:<customer>}:contacts   ZSET  send time (epoch s) -> "<event>|<channel>"
-    P:{c:<customer>}:resp       STR   epoch s of the customer's last response
+    P:{c:<customer>}:contacts   ZSET  send time (epoch microseconds) -> "<event>|<channel>"
+    P:{c:<customer>}:resp       STR   epoch microseconds of the customer's last response
     P:{b}:<budget>:<period>     HASH  paid, committed (integer cents)
     P:{p}:e:<event>             HASH  d = pending decision (JSON), o:<outcome id> = "<type>|<value>",
                                       settled = 1 once redeemed
-    P:{p}:queue                 ZSET  matures at (epoch s) -> event id
+    P:{p}:queue                 ZSET  matures at (epoch microseconds) -> event id
+    P:{p}:seq                   INT   reservation counter: matured decisions come out in this order
     P:{p}:closed:<event>        STR   set when the event matured (a late outcome: "window closed")
 
 Hash tags put each customer's keys in one slot, budgets in one slot and the pending decisions
@@ -56,7 +57,7 @@ local function contact_check(key, s)
   for i = 1, #rows, 2 do
     local t = tonumber(rows[i + 1])
     if math.abs(t - s.send) < s.gap then
-      return 'min_gap: another contact less than ' .. (s.gap / 3600) .. ' h away'
+      return 'min_gap: another contact less than ' .. (s.gap / 3.6e9) .. ' h away'
     end
   end
   for _, cap in ipairs(s.caps) do
@@ -77,7 +78,7 @@ end
 local function contact_apply(key, s)
   redis.call('ZADD', key, s.send, s.member)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (s.now - s.horizon))
-  redis.call('EXPIRE', key, math.ceil(s.send - s.now + s.horizon + 86400))
+  redis.call('EXPIRE', key, math.ceil((s.send - s.now + s.horizon) / 1e6 + 86400))
 end
 
 local function budget_check(key, b)
@@ -95,7 +96,8 @@ local function budget_apply(key, b)
 end
 
 local function pending_apply(key, queue, p, data)
-  redis.call('HSET', key, 'd', data, 'c', p.customer, 'k', p.commit)
+  local seq = redis.call('INCR', p.seq_key)
+  redis.call('HSET', key, 'd', data, 'c', p.customer, 'k', p.commit, 'n', seq)
   redis.call('EXPIRE', key, p.ttl)
   redis.call('ZADD', queue, p.matures, p.event)
 end
@@ -139,7 +141,7 @@ end
 return {'ok', v[1], v[2]}
 """
 
-# KEYS: queue. ARGV: now (epoch s), limit, pending key prefix, closed key prefix, closed ttl.
+# KEYS: queue. ARGV: now (epoch us), limit, pending key prefix, closed key prefix, closed ttl.
 # Pending keys share the queue's slot ({p}), so the script stays on one node.
 POP = r"""
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -164,7 +166,7 @@ redis.call('HINCRBY', KEYS[1], 'committed', tonumber(ARGV[2]))
 return 1
 """
 
-# KEYS: customer's last-response key. ARGV: epoch s. Keeps the latest.
+# KEYS: customer's last-response key. ARGV: epoch us, ttl s. Keeps the latest.
 RESPONSE = r"""
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) end
@@ -176,12 +178,17 @@ _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                 redis.exceptions.BusyLoadingError)
 
 
-def epoch(t: dt.datetime) -> float:
-    return (t - EPOCH).total_seconds()
+def epoch(t: dt.datetime) -> int:
+    """Microseconds since 1970: exact in a Redis score (a double holds integers to 2**53)."""
+    return (t - EPOCH) // dt.timedelta(microseconds=1)
 
 
-def from_epoch(s: float) -> dt.datetime:
-    return EPOCH + dt.timedelta(seconds=s)
+def from_epoch(us: float) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=int(us))
+
+
+def micros(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
 
 
 class RedisStateStore:
@@ -281,8 +288,8 @@ class RedisStateStore:
             contact = {
                 "send": epoch(pending.send_at), "now": epoch(pending.decision_time),
                 "channel": pending.channel, "member": f"{pending.event_id}|{pending.channel}",
-                "horizon": pressure.horizon.total_seconds(), "gap": pressure.min_gap.total_seconds(),
-                "caps": [{"id": c.id, "max": c.max_contacts, "window": c.window.total_seconds(),
+                "horizon": micros(pressure.horizon), "gap": micros(pressure.min_gap),
+                "caps": [{"id": c.id, "max": c.max_contacts, "window": micros(c.window),
                           "channels": {ch: True for ch in c.channels}, "text": c.describe()}
                          for c in pressure.caps],
             }
@@ -295,6 +302,7 @@ class RedisStateStore:
         parts.append(([self.pending_key(pending.event_id), self.queue_key],
                       {"pending": {"matures": epoch(pending.matures_at),
                                    "event": pending.event_id, "ttl": ttl,
+                                   "seq_key": f"{self.prefix}:{{p}}:seq",
                                    "customer": pending.customer_id, "commit": self._commitment_text(pending)}}))
         # The DSJSON context is most of a pending decision (~18 kB, ~2 kB compressed).
         data = zlib.compress(pending.to_json().encode(), 1)
@@ -357,13 +365,14 @@ class RedisStateStore:
     def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
         rows = self._call(self._pop, keys=[self.queue_key],
                           args=[epoch(now), limit, self.pending_key(""), self.closed_key(""), self.closed_ttl])
-        matured, releases = [], []
+        matured, releases, order = [], [], {}
         for flat in rows:
             fields = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
             if "d" not in fields:
                 continue
             pending = PendingDecision.from_json(zlib.decompress(fields["d"]))
             pending.settled = "settled" in fields
+            order[pending.event_id] = int(fields.get("n", 0))
             for name, raw in fields.items():
                 if name.startswith("o:"):
                     kind, val = raw.decode().split("|", 1)
@@ -377,7 +386,8 @@ class RedisStateStore:
             totals[self.budget_key(c.key)] = totals.get(self.budget_key(c.key), 0) + c.cents
         for budget_key, cents in totals.items():
             self._call(self._ledger, keys=[budget_key], args=[0, -cents])
-        matured.sort(key=lambda p: p.matures_at)
+        # The order decisions were reserved in, as the in-memory store does.
+        matured.sort(key=lambda p: (p.matures_at, order[p.event_id]))
         return matured
 
     def budget_usage(self, keys: Sequence[BudgetKey]) -> list[BudgetUsage]:

@@ -28,13 +28,26 @@ class UnknownPolicy(ConfigError):
 
 
 @contextlib.contextmanager
-def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None):
+def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None,
+                redis_url: str | None = None):
     """Yield a policy by name: a built-in one, or ``package.module:factory`` for your own
-    (``factory(scenario=..., seed=...)`` must return an object with name, decide and learn)."""
+    (``factory(scenario=..., seed=...)`` must return an object with name, decide and learn).
+    ``redis_url``: the in-process engine keeps its state (caps, budgets, pending decisions) in
+    that Redis, under a prefix of its own, instead of in memory."""
     if name == "engine":
         from engine.engine import DecisionEngine
 
-        engine = DecisionEngine(scenario.catalog, log_dir=out / "logs", seed=seed, honour_request_time=True)
+        store = None
+        if redis_url:
+            import uuid
+
+            from engine.redis_store import RedisStateStore
+
+            store = RedisStateStore(redis_url, prefix=f"sim-{uuid.uuid4().hex[:8]}")
+            if not store.ping():
+                raise ConfigError(f"--redis: no Redis answers at {redis_url}")
+        engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs", seed=seed,
+                                honour_request_time=True)
         try:
             yield EnginePolicy.in_process(engine)
         finally:
@@ -84,7 +97,7 @@ def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | Non
 def simulate(scenario: str | Path = "default", customers: int | None = None, days: int | None = None,
              policies: tuple[str, ...] = DEFAULT_POLICIES, seed: int = 1, out: Path = Path("runs/latest"),
              engine_url: str | None = None, mlflow: bool = True, progress: bool = True,
-             plots: bool = True) -> dict:
+             plots: bool = True, redis_url: str | None = None) -> dict:
     sc = load_scenario(scenario)
     for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
@@ -96,7 +109,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
         for done, name in enumerate(policies, start=1):
-            with make_policy(name, sc, seed, out, engine_url) as policy:
+            with make_policy(name, sc, seed, out, engine_url, redis_url) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 runs[policy.name] = sim.run(policy, progress=bar.update)
                 if getattr(policy, "budget_trace", None):

@@ -132,6 +132,19 @@ def test_tight_budget_is_paced_to_its_amount_and_never_above(tmp_path):
     assert saved["budgets"]["engine"][0]["spend_at_end"] == period["spend_at_end"]
 
 
+def test_engine_on_redis_simulates_like_the_engine_in_memory(redis_server, tmp_path):
+    """The simulation drives the same constraint code on either store: same seed, same table."""
+    from simulators.simulate import simulate
+
+    kwargs = dict(customers=1500, days=28, policies=("engine",), mlflow=False, progress=False, plots=False)
+    memory = simulate("tight_budget", out=tmp_path / "m", **kwargs)
+    on_redis = simulate("tight_budget", out=tmp_path / "r", redis_url=redis_server.url, **kwargs)
+    assert memory["results"]["engine"]["contacts"] > 0
+    for key in ("decisions", "contacts", "incentive_spend", "conversions", "net_value"):
+        assert on_redis["results"]["engine"][key] == pytest.approx(memory["results"]["engine"][key]), key
+    assert on_redis["budgets"] == memory["budgets"]
+
+
 def test_user_policy_plugs_in(small):
     policy = AlwaysNewCollectionByEmail()
     run = small.run(policy)
