@@ -115,6 +115,10 @@ class Budget:
     def period_index(self, now: dt.datetime) -> int:
         return int((now - self.start) // self.period)
 
+    def key(self, now: dt.datetime) -> BudgetKey:
+        """The period ``now`` falls in: the key its spend is counted under."""
+        return BudgetKey(self.id, self.period_index(now), self.amount_cents)
+
     def period_start(self, index: int) -> dt.datetime:
         return self.start + index * self.period
 
@@ -185,6 +189,13 @@ class BudgetUsage:
     @property
     def remaining_cents(self) -> int:
         return self.key.amount_cents - self.spend_cents
+
+    def shortfall(self, cents: int) -> str | None:
+        """Why an incentive of ``cents`` cannot be committed, or None when it can."""
+        if cents <= self.remaining_cents:
+            return None
+        return (f"budget {self.key.budget_id}: {self.remaining_cents / 100:.2f} EUR left, "
+                f"the offer costs {cents / 100:.2f}")
 
 
 @dataclass(frozen=True)

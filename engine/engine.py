@@ -25,7 +25,7 @@ from engine.decision_log import DEFAULT_MAX_BYTES, DsjsonLine, JsonlLog, iso
 from engine.domain import (
     Action, Decision, DecisionRequest, Outcome, OutcomeAck, RequestError, ScoredAction, utc,
 )
-from engine.constraints import Budget, BudgetKey, BudgetUsage, Commitment, Pacer, Pressure, to_cents
+from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure, to_cents
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
 from engine.rewards import net_reward
@@ -140,7 +140,7 @@ class DecisionEngine:
         """One try: snapshot, constrain, score, draw, reserve. None when the reservation was
         refused (another decision got there first)."""
         constraints = self.catalog.constraints
-        keys = [BudgetKey(b.id, b.period_index(now), b.amount_cents) for b in constraints.budgets]
+        keys = [b.key(now) for b in constraints.budgets]
         snap = self.store.snapshot(request.customer_id, now, constraints.pressure.horizon, keys)
         if give_up:
             actions, exclusions = (Action.none(),), feasible.exclusions
@@ -177,8 +177,7 @@ class DecisionEngine:
         budget = constraints.budget_of(action.offer_id) if contacted else None
         commitment = None
         if budget is not None and offer_cost > 0:
-            key = next(k for k in keys if k.budget_id == budget.id)
-            commitment = Commitment(key, to_cents(offer_cost))
+            commitment = Commitment(budget.key(now), to_cents(offer_cost))
         outbound = contacted and not self.catalog.channels[action.channel].inbound_only
         meta = {
             "customer_id": request.customer_id,
@@ -321,7 +320,7 @@ class DecisionEngine:
             lam = dict(self.pacer.lam)
         now = self.now()
         budgets = self.catalog.constraints.budgets
-        keys = [BudgetKey(b.id, b.period_index(now), b.amount_cents) for b in budgets]
+        keys = [b.key(now) for b in budgets]
         try:
             counters["pending"] = self.store.pending_count()
             usage = self.store.budget_usage(keys)

@@ -111,12 +111,11 @@ def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog, i
         paced = budget.paced_limit_cents(now)
         for offer_id in budget.offers:
             cost = to_cents(catalog.offers[offer_id].cost)
-            if cost > usage.remaining_cents:
-                detail = f"budget {budget.id}: {usage.remaining_cents / 100:.2f} EUR left, the offer costs {cost / 100:.2f}"
-            elif usage.spend_cents + cost > paced:
+            detail = usage.shortfall(cost)
+            if detail is None and usage.spend_cents + cost > paced:
                 detail = (f"budget {budget.id} paced: spend {usage.spend_cents / 100:.2f} EUR, "
                           f"the plan allows {paced / 100:.2f} by now")
-            else:
+            if detail is None:
                 continue
             short.add(offer_id)
             exclusions.append(Exclusion(f"offer:{offer_id}", ExclusionReason.BUDGET, detail))

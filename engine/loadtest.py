@@ -91,6 +91,7 @@ def run_load(store_url: str, *, cluster: bool = False, workdir: Path, servers: i
     """Run the load and verify it; ``outage`` is a RedisServer to kill and restart mid-load."""
     workdir.mkdir(parents=True, exist_ok=True)
     catalog_path = load_test_catalog(workdir, budget)
+    catalog = load_catalog(catalog_path)
     prefix = f"load{seed}"
     extra = ["--catalog", str(catalog_path), "--redis", store_url, "--redis-prefix", prefix,
              "--workers", "8", "--honour-decision-time"]
@@ -151,7 +152,7 @@ def run_load(store_url: str, *, cluster: bool = False, workdir: Path, servers: i
                 for c in conns:
                     c.close()
 
-        costly = {o for o, offer in load_catalog(catalog_path).offers.items() if offer.cost > 0}
+        costly = {o for o, offer in catalog.offers.items() if offer.cost > 0}
 
         def redeem(conn: NBAClient, d, s: ClientStats) -> None:
             """Report a redemption the way a channel system would: retried while the state
@@ -197,7 +198,6 @@ def run_load(store_url: str, *, cluster: bool = False, workdir: Path, servers: i
             except Exception:  # noqa: BLE001
                 proc.kill()
 
-    catalog = load_catalog(catalog_path)
     redeemed = {e for s in stats for e in s.redeemed}
     replay = verify_logs([workdir / f"logs-{i}" for i in range(servers)], catalog, redeemed)
     from engine.redis_store import RedisStateStore

@@ -25,8 +25,9 @@ Every connection or timeout error becomes ``StoreUnavailable`` (the engine then 
 mode). After a failure the store does not touch Redis for ``retry_after`` seconds, so an outage
 costs no time per call, and tries again after that: service resumes by itself.
 
-Budget safety across a Redis restart needs persistence: run Redis with ``appendonly yes`` and
-``appendfsync always`` (the load tests do), or a restart forgets what was committed.
+Budget safety across a Redis restart needs persistence: run Redis with ``appendonly yes``, or a
+restart forgets what was committed. ``appendfsync everysec`` (what the tests and load tests
+use) survives a killed Redis process; ``always`` also survives the machine going down.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ local function budget_check(key, b)
   local v = redis.call('HMGET', key, 'paid', 'committed')
   local spend = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
   if spend + b.cents > b.amount then
-    return string.format('budget %s: %.2f EUR left, the offer commits %.2f',
+    return string.format('budget %s: %.2f EUR left, the offer costs %.2f',
                          b.id, (b.amount - spend) / 100, b.cents / 100)
   end
   return nil

@@ -193,10 +193,9 @@ class InMemoryStateStore:
                     return why
             c = pending.commitment
             if c is not None:
-                usage = self._usage(c.key)
-                if usage.spend_cents + c.cents > c.key.amount_cents:
-                    return (f"budget {c.key.budget_id}: {usage.remaining_cents / 100:.2f} EUR left, "
-                            f"the offer commits {c.cents / 100:.2f}")
+                why = self._usage(c.key).shortfall(c.cents)
+                if why:
+                    return why
                 self._budgets.setdefault(c.key.name, [0, 0])[1] += c.cents
             if pending.channel is not None and pending.send_at is not None:
                 contacts.append((pending.send_at, pending.channel))

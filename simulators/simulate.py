@@ -52,6 +52,8 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             yield EnginePolicy.in_process(engine)
         finally:
             engine.close()
+            if store is not None:
+                store.close()
     elif name == "engine_grpc":
         yield from _grpc_engine(scenario, seed, out, engine_url)
     elif name == "rules":

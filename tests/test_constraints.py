@@ -155,7 +155,7 @@ def _dummy_commit(e, budget, cents):
     from engine.decision_log import DsjsonLine
     from engine.state import PendingDecision
 
-    key = BudgetKey(budget.id, budget.period_index(T0), budget.amount_cents)
+    key = budget.key(T0)
     return PendingDecision(event_id="seed", customer_id="other", decision_time=T0,
                            matures_at=T0 + dt.timedelta(days=7), dsjson=DsjsonLine('"c":{}'),
                            offer_cost=cents / 100, contact_cost=0.0, contacted=False,
