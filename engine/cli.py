@@ -17,7 +17,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-dir", type=Path, default=Path("nba-logs"),
                    help="directory for DSJSON decision and outcome logs (default: nba-logs)")
     p.add_argument("--model", type=Path, default=None,
-                   help="VW model file to start from (default: a cold-start model)")
+                   help="VW model file or model directory to start from (default: a cold-start model)")
     p.add_argument("--seed", type=int, default=None, help="seed exploration and event ids")
     p.add_argument("--honour-decision-time", action="store_true",
                    help="use decision_time / outcome time from requests (simulation, tests)")
@@ -31,10 +31,13 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 def _build_engine(args):
     from engine.engine import DecisionEngine
-    from engine.value_model import ValueModel
 
     catalog = load_catalog(args.catalog)
-    model = ValueModel.from_file(catalog.model, args.model) if args.model else None
+    model = None
+    if args.model:
+        from training.policies import load_model
+
+        model = load_model(args.model, catalog)
     store = None
     if args.redis:
         from engine.redis_store import RedisStateStore
@@ -55,12 +58,66 @@ def cmd_serve(args) -> int:
     from engine.server import serve_forever, start_server
 
     engine = _build_engine(args)
-    running = start_server(engine, host=args.host, port=args.port, workers=args.workers,
-                           max_message_bytes=args.max_message_bytes)
+    follower = None
+    if args.model_uri:
+        from engine.model_source import ModelFollower
+
+        if args.model:
+            raise ConfigError("give --model or --model-uri, not both")
+        try:
+            follower = ModelFollower(engine, engine.catalog, args.model_uri, args.poll_seconds,
+                                     args.tracking_uri)
+        except ValueError as exc:
+            raise ConfigError(f"--model-uri/--poll-seconds: {exc}") from None
+    try:
+        running = start_server(engine, host=args.host, port=args.port, workers=args.workers,
+                               max_message_bytes=args.max_message_bytes, follower=follower)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        if follower is None:
+            raise
+        raise ConfigError(f"--model-uri {args.model_uri}: cannot load it: {exc}") from None
     state = f"state in {args.redis}" if args.redis else "state in memory"
     print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} "
-          f"(catalog {engine.catalog.version}, logs in {args.log_dir}, {state})", flush=True)
+          f"(catalog {engine.catalog.version}, model {engine.model.version}, logs in {args.log_dir}, "
+          f"{state})", flush=True)
     serve_forever(running, grace=args.grace)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from training.commands import run_train
+    from training.train import TrainParams
+
+    catalog = load_catalog(args.catalog)
+    interactions = tuple(p.strip() for p in args.interactions.split(",")) if args.interactions else None
+    params = TrainParams(passes=args.passes, learning_rate=args.learning_rate, interactions=interactions,
+                         cb_type=args.cb_type, bits=args.bits, power_t=args.power_t)
+    try:
+        params.settings(catalog)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    run_train(args.logs, catalog, params, args.train_fraction, args.until, args.out, args.name,
+              not args.no_register, args.promote, baselines, not args.no_progress, args.tracking_uri)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from training.commands import run_evaluate
+
+    catalog = load_catalog(args.catalog)
+    run_evaluate(args.logs, catalog, args.policy, args.after, args.before, args.json, args.greedy,
+                 args.reward_passes, not args.no_mlflow, not args.no_progress, args.tracking_uri)
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from training.commands import run_promote
+
+    catalog = load_catalog(args.catalog)
+    run_promote(args.logs, catalog, args.candidate, args.after, not args.no_progress, args.tracking_uri)
     return 0
 
 
@@ -134,7 +191,65 @@ def main(argv: list[str] | None = None) -> int:
                        help="largest request or response accepted (default 4 MiB)")
     serve.add_argument("--grace", type=float, default=10.0,
                        help="seconds in-flight calls get to finish on SIGTERM (default 10)")
+    serve.add_argument("--model-uri", default=None, metavar="models:/NAME@ALIAS",
+                       help="serve a registered model and follow its alias, e.g. "
+                            "models:/nba-policy@champion (reloaded when the alias moves)")
+    serve.add_argument("--poll-seconds", type=float, default=30.0,
+                       help="how often to look up --model-uri (default 30; ReloadPolicy checks at once)")
+    serve.add_argument("--tracking-uri", default=None,
+                       help="MLflow tracking URI (default: sqlite:///mlruns/mlflow.db)")
     serve.set_defaults(func=cmd_serve)
+
+    train_p = sub.add_parser("train", help="train a candidate policy from logs, evaluate it on later "
+                                            "logs, record it in MLflow, register (and promote) it")
+    train_p.add_argument("--logs", type=Path, required=True, help="directory of decision and outcome logs")
+    train_p.add_argument("--catalog", type=Path, default=None, help="catalog the logs were made with")
+    train_p.add_argument("--train-fraction", type=float, default=0.7,
+                         help="train on this earliest share of the decisions, evaluate on the rest (default 0.7)")
+    train_p.add_argument("--until", default=None, help="train on decisions before this ISO time instead")
+    train_p.add_argument("--passes", type=int, default=1, help="passes over the training logs (default 1)")
+    train_p.add_argument("--learning-rate", type=float, default=None, help="default: the catalog's")
+    train_p.add_argument("--interactions", default=None,
+                         help="comma-separated namespace pairs, e.g. UO,UC,UT (default: the catalog's)")
+    train_p.add_argument("--cb-type", default=None, choices=("mtr", "dm", "ips", "dr"),
+                         help="VW contextual-bandit reduction (default: the catalog's)")
+    train_p.add_argument("--bits", type=int, default=None, help="feature hash bits (default: the catalog's)")
+    train_p.add_argument("--power-t", type=float, default=0.5, help="learning-rate decay (VW's --power_t)")
+    train_p.add_argument("--baselines", default="uniform,rules",
+                         help="also evaluate these built-in policies (default uniform,rules)")
+    train_p.add_argument("--out", type=Path, default=Path("runs/train"), help="where the model is written")
+    train_p.add_argument("--name", default="nba-policy", help="registered model name (default nba-policy)")
+    train_p.add_argument("--no-register", action="store_true", help="do not register the model")
+    train_p.add_argument("--promote", action="store_true",
+                         help="make it the champion if its DR lower bound beats the champion's estimate")
+    train_p.add_argument("--tracking-uri", default=None)
+    train_p.add_argument("--no-progress", action="store_true")
+    train_p.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="estimate policies' value from logs (IPS, SNIPS, DM, DR, DR-OS)")
+    ev.add_argument("--logs", type=Path, required=True, help="directory of decision and outcome logs")
+    ev.add_argument("--policy", action="append", required=True,
+                    help="logged, uniform, rules, no_contact, a model file/directory, or "
+                         "models:/NAME@ALIAS | models:/NAME/VERSION (repeatable)")
+    ev.add_argument("--catalog", type=Path, default=None, help="catalog the logs were made with")
+    ev.add_argument("--after", default=None, help="only decisions at or after this ISO time")
+    ev.add_argument("--before", default=None, help="only decisions before this ISO time")
+    ev.add_argument("--greedy", action="store_true", help="models choose their best action (no exploration)")
+    ev.add_argument("--reward-passes", type=int, default=1, help="passes of the reward model (default 1)")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
+    ev.add_argument("--tracking-uri", default=None)
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("promote", help="make a registered version the champion if it beats the current one")
+    pr.add_argument("--logs", type=Path, required=True, help="logs to compare them on")
+    pr.add_argument("--candidate", required=True, help="models:/NAME/VERSION (or @ALIAS)")
+    pr.add_argument("--catalog", type=Path, default=None)
+    pr.add_argument("--after", default=None, help="only decisions at or after this ISO time")
+    pr.add_argument("--tracking-uri", default=None)
+    pr.add_argument("--no-progress", action="store_true")
+    pr.set_defaults(func=cmd_promote)
 
     demo = sub.add_parser("demo", help="a quick simulation of the default scenario (the main job)")
     demo.add_argument("--customers", type=int, default=10_000)
@@ -181,11 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         print(f"nba: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"nba: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if type(exc).__name__ != "MlflowException":
+            raise
+        print(f"nba: MLflow: {exc}", file=sys.stderr)
         return 1
 
 

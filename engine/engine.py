@@ -148,8 +148,9 @@ class DecisionEngine:
             actions, exclusions = apply_constraints(feasible, snap, self.catalog, request.inbound, now)
         history = snap.customer.history(now)
         context = self.features.context_json(request, history, actions)
+        model = self.model  # one model for the whole decision, even if a reload swaps it
         if control:
-            values = self.model.values(context, len(actions))
+            values = model.values(context, len(actions))
             chosen = control_choice(actions, constraints.control)
             p = np.zeros(len(actions))
             p[chosen] = 1.0
@@ -157,10 +158,10 @@ class DecisionEngine:
         else:
             settings = self.catalog.exploration
             if settings.pessimism > 0:
-                values, spread = self.model.estimate(context, len(actions))
+                values, spread = model.estimate(context, len(actions))
                 scores = values - settings.pessimism * spread
             else:
-                values = scores = self.model.values(context, len(actions))
+                values = scores = model.values(context, len(actions))
             scores = scores - self._shadow_costs(actions, snap, now)
             p = exploration.probabilities(scores, settings)
         with self._lock:
@@ -194,7 +195,7 @@ class DecisionEngine:
         }
         if commitment is not None:
             meta["budget"] = commitment.key.name
-        line = DsjsonLine.build(event_id, now, context, p, chosen, self.model.version, meta)
+        line = DsjsonLine.build(event_id, now, context, p, chosen, model.version, meta)
         pending = PendingDecision(
             event_id=event_id, customer_id=request.customer_id, decision_time=now,
             matures_at=now + self.catalog.attribution_window, dsjson=line,
@@ -217,7 +218,7 @@ class DecisionEngine:
         return Decision(
             event_id=event_id, customer_id=request.customer_id, action=action,
             probability=float(p[chosen]), expected_value=float(values[chosen]), explored=explored,
-            model_version=self.model.version, ranking=ranking, exclusions=exclusions,
+            model_version=model.version, ranking=ranking, exclusions=exclusions,
             decision_time=now, feasible_actions=len(actions), control=control,
         )
 
@@ -313,6 +314,13 @@ class DecisionEngine:
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counters[name] += n
+
+    def swap_model(self, model: ValueModel) -> str:
+        """Serve ``model`` from the next decision on; decisions in flight finish (and log) with
+        the model they started with. Returns the previous version. Online learning goes on in
+        the new model."""
+        previous, self.model = self.model.version, model
+        return previous
 
     def policy(self) -> PolicySnapshot:
         with self._lock:

@@ -31,8 +31,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
 
 
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
-    def __init__(self, engine: DecisionEngine):
+    def __init__(self, engine: DecisionEngine, follower=None):
         self.engine = engine
+        self.follower = follower  # engine.model_source.ModelFollower, with --model-uri
 
     def _decide(self, message: pb.DecisionRequest, context: grpc.ServicerContext,
                 where: str = "") -> pb.Decision:
@@ -73,6 +74,22 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def GetPolicy(self, request, context):
         return _guard(context, lambda: convert.policy_to_proto(self.engine.policy()))
 
+    def ReloadPolicy(self, request, context):
+        def reload():
+            if self.follower is None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              "this server follows no model URI (start it with --model-uri)")
+            try:
+                r = self.follower.check()
+            except Exception as exc:  # registry unreachable, broken model: keep serving
+                log.warning("reload of %s failed: %s", self.follower.model_uri, exc)
+                context.abort(grpc.StatusCode.UNAVAILABLE,
+                              f"could not load {self.follower.model_uri} (still serving "
+                              f"{self.engine.model.version}): {exc}")
+            return pb.ReloadPolicyResponse(model_uri=r.model_uri, previous_version=r.previous_version,
+                                           model_version=r.model_version, reloaded=r.reloaded)
+        return _guard(context, reload)
+
 
 def _guard(context: grpc.ServicerContext, call):
     """Run a handler; an unexpected exception is logged and becomes INTERNAL."""
@@ -92,11 +109,14 @@ class RunningServer:
     port: int
     engine: DecisionEngine
     _stop_maturing: threading.Event
+    follower: object = None
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish (up to ``grace`` s), close logs."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.follower is not None:
+            self.follower.stop()
         self._stop_maturing.set()
         self.engine.mature()
         self.engine.close()
@@ -104,15 +124,19 @@ class RunningServer:
 
 def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
                  workers: int = 8, max_message_bytes: int = 4 * 1024 * 1024,
-                 mature_every: float = 1.0) -> RunningServer:
-    """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+                 mature_every: float = 1.0, follower=None) -> RunningServer:
+    """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
+    (``engine.model_source.ModelFollower``) keeps the model on a registry alias; it is started
+    here, before the server reports SERVING."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="nba-worker"),
                          options=options)
-    pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(engine), server)
+    if follower is not None:
+        follower.start()
+    pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(engine, follower), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -138,7 +162,7 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
     # The model is loaded by now (the engine owns it): ready.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, bound, engine, stop)
+    return RunningServer(server, health_servicer, bound, engine, stop, follower)
 
 
 def serve_forever(running: RunningServer, grace: float = 10.0) -> None:

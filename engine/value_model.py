@@ -23,9 +23,9 @@ from engine.catalog import ModelSettings
 
 class ValueModel:
     def __init__(self, settings: ModelSettings, model_data: bytes | None = None,
-                 version: str = "cold-start", seed: int = 0):
+                 version: str = "cold-start", seed: int = 0, extra_args: tuple[str, ...] = ()):
         self.settings = settings
-        self.args = settings.vw_args()
+        self.args = settings.vw_args() + list(extra_args)
         self._ws = [vw.Workspace(self.args, model_data=model_data)
                     for _ in range(settings.replicas)]
         self._dsjson = [vw.DSJsonFormatParser(ws) for ws in self._ws]

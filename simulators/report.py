@@ -180,24 +180,14 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
     return written
 
 
-def default_tracking_uri(root: Path = Path("mlruns")) -> str:
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root.resolve()}/mlflow.db"
-
-
 def log_mlflow(params: dict, results: dict[str, dict[str, float]], artifacts: list[Path],
                tracking_uri: str | None = None, experiment: str = "simulations") -> str:
     """Record the simulation as an MLflow run; returns the run id."""
-    import logging
-
     import mlflow
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=str((Path("mlruns") / "artifacts").resolve()))
-    mlflow.set_experiment(experiment)
+    from training.registry import use_tracking
+
+    use_tracking(tracking_uri, experiment)
     with mlflow.start_run(run_name=f"{params['scenario']}-{params['customers']}x{params['days']}d") as run:
         mlflow.log_params(params)
         mlflow.log_metrics({f"{name}.{k}": float(v) for name, m in results.items() for k, v in m.items()

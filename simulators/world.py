@@ -216,3 +216,85 @@ class ResponseModel:
                 - self.contact_cost[channel]
                 - p["delivered"] * (p["unsubscribe"] * self.reward.unsubscribe_penalty
                                     + p["complaint"] * self.reward.complaint_penalty))
+
+    # -- the logged reward's expectation (ground truth for off-policy evaluation) -------------
+
+    def expected_reward(self, world: World, cust: np.ndarray, offer: np.ndarray, channel: np.ndarray,
+                        local_hour: np.ndarray, send_t: np.ndarray, t: float, organic_hours: float,
+                        end: float) -> np.ndarray:
+        """Exact expectation of the reward a policy's *log* records for each action: the
+        catalog's reward of the outcomes reported inside the attribution window, organic
+        purchases included (what ``training.logs.joined_decisions`` computes from the logs).
+
+        ``offer``/``channel`` -1 is no contact. ``t`` is the decision time, ``end`` the time up to
+        which outcomes are reported (the window's end, or the horizon if sooner), and
+        ``organic_hours`` how long after ``t`` organic purchases are attributed. Differs from
+        ``expected_value`` (incremental, eventual) by the organic baseline and by outcomes that
+        come after the window closes.
+        """
+        reward = self.reward
+        if (reward.purchase_attribution != "window" or reward.incentive_paid_on != "redemption"
+                or reward.default_reward != 0.0):
+            raise NotImplementedError(
+                "expected_reward covers the reward definition purchase_attribution = 'window', "
+                "incentive_paid_on = 'redemption', default_reward = 0; the catalog has "
+                f"{reward.purchase_attribution!r}, {reward.incentive_paid_on!r}, {reward.default_reward}")
+        cust, offer, channel, local_hour, send_t = np.broadcast_arrays(cust, offer, channel, local_hour, send_t)
+        rho = world.organic_per_day[cust] / HOURS_PER_DAY          # organic purchases per hour
+        margin = reward.margin_rate * world.basket[cust]
+        value = margin * rho * organic_hours                       # organic purchases, any action
+        contact = channel >= 0
+        if not contact.any():
+            return value
+        c = np.flatnonzero(contact.ravel())
+        cu, of, ch, lh, st = (a.ravel()[c] for a in (cust, offer, channel, local_hour, send_t))
+        p = self.probabilities(world, cu, of, ch, lh, st)
+        m_open = self.scenario.response.open_delay_hours
+        m_buy = self.scenario.response.purchase_delay_days * HOURS_PER_DAY
+        left = np.maximum(end - st, 0.0)                           # reporting time left after the send
+        opened = p["delivered"] * p["open"]
+        in_open = _hypoexp_cdf(left, (m_open,))
+        in_click = _hypoexp_cdf(left, (m_open, 1 / 6))
+        in_buy = _hypoexp_cdf(left, (m_open, 1 / 6, m_buy))
+        buy = p["click"] * p["convert"]
+        cost = self.offer_cost[of]
+        # An opened incentive not used by the contact's own purchase is used by the first organic
+        # purchase after the open, if one comes before organic attribution ends.
+        first_organic = _organic_after_open(np.maximum(t + organic_hours - st, 0.0), rho.ravel()[c], m_open)
+        left_unsub = opened * in_open + (p["delivered"] - opened) * (1 - np.exp(-left / 24.0))
+        v = (-self.contact_cost[ch]
+             + reward.delivered_value * p["delivered"]
+             + reward.opened_value * opened * in_open
+             + reward.clicked_value * opened * p["click"] * in_click
+             + opened * buy * in_buy * (margin.ravel()[c] - cost)
+             - opened * (1 - buy) * first_organic * cost
+             - left_unsub * (p["unsubscribe"] * reward.unsubscribe_penalty
+                             + p["complaint"] * reward.complaint_penalty))
+        out = value.astype(float).ravel().copy()
+        out[c] += v
+        return out.reshape(value.shape)
+
+
+def _hypoexp_cdf(x: np.ndarray, means: tuple[float, ...]) -> np.ndarray:
+    """P(X_1 + ... + X_k <= x) for independent exponentials of the given (distinct) means."""
+    rates = [1.0 / m for m in means]
+    total = np.zeros_like(x, dtype=float)
+    for i, li in enumerate(rates):
+        coef = 1.0
+        for j, lj in enumerate(rates):
+            if j != i:
+                coef *= lj / (lj - li)
+        total += coef * np.exp(-li * x)
+    return 1.0 - total
+
+
+def _organic_after_open(span: np.ndarray, rho: np.ndarray, m_open: float) -> np.ndarray:
+    """P(an organic purchase, Poisson at ``rho`` per hour, falls between the open, Exp(m_open)
+    after the send, and ``span`` hours after the send): E[1 - exp(-rho (span - X)+)]."""
+    opened_in = 1.0 - np.exp(-span / m_open)
+    a = rho * m_open - 1.0
+    near = np.abs(a) < 1e-9
+    safe = np.where(near, 1.0, a)
+    tail = np.where(near, span / m_open * np.exp(-span / m_open),
+                    (np.exp(-span / m_open) - np.exp(-rho * span)) / safe)
+    return opened_in - tail

@@ -178,6 +178,22 @@ class GetPolicyRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ReloadPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadPolicyResponse(_message.Message):
+    __slots__ = ("model_uri", "previous_version", "model_version", "reloaded")
+    MODEL_URI_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELOADED_FIELD_NUMBER: _ClassVar[int]
+    model_uri: str
+    previous_version: str
+    model_version: str
+    reloaded: bool
+    def __init__(self, model_uri: _Optional[str] = ..., previous_version: _Optional[str] = ..., model_version: _Optional[str] = ..., reloaded: _Optional[bool] = ...) -> None: ...
+
 class ExplorationSettings(_message.Message):
     __slots__ = ("algorithm", "epsilon", "softmax_lambda", "squarecb_gamma")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]

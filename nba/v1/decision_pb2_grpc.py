@@ -55,6 +55,11 @@ class DecisionServiceStub:
                 request_serializer=nba_dot_v1_dot_decision__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=nba_dot_v1_dot_decision__pb2.PolicyInfo.FromString,
                 _registered_method=True)
+        self.ReloadPolicy = channel.unary_unary(
+                '/nba.v1.DecisionService/ReloadPolicy',
+                request_serializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyRequest.SerializeToString,
+                response_deserializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -93,6 +98,15 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadPolicy(self, request, context):
+        """Admin: look up the model the server follows (`nba serve --model-uri models:/name@alias`)
+        now, and load it if the alias has moved, without failing any call in flight. A server
+        started without --model-uri answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.GetPolicy,
                     request_deserializer=nba_dot_v1_dot_decision__pb2.GetPolicyRequest.FromString,
                     response_serializer=nba_dot_v1_dot_decision__pb2.PolicyInfo.SerializeToString,
+            ),
+            'ReloadPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadPolicy,
+                    request_deserializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyRequest.FromString,
+                    response_serializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +245,33 @@ class DecisionService:
             '/nba.v1.DecisionService/GetPolicy',
             nba_dot_v1_dot_decision__pb2.GetPolicyRequest.SerializeToString,
             nba_dot_v1_dot_decision__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nba.v1.DecisionService/ReloadPolicy',
+            nba_dot_v1_dot_decision__pb2.ReloadPolicyRequest.SerializeToString,
+            nba_dot_v1_dot_decision__pb2.ReloadPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,148 @@
+"""Logged decisions as training and evaluation data.
+
+``iter_decisions`` streams the joined logs (``training.logs.joined_decisions``: the server's
+join and reward definition) as ``LoggedDecision`` objects, optionally only those made in a time
+range -- so a candidate is trained on earlier logs and evaluated on later ones. Nothing is held
+in memory but the outcomes, so a pass over millions of decisions runs in constant memory; each
+pass re-reads the files. ``load_dataset`` keeps them all, with the arrays (reward, logged
+probability, chosen action, number of feasible actions) as NumPy.
+
+A decision's context is the VW JSON text the server scored (``context``), its feasible actions
+are the logged action labels in scoring order (``offer/channel/slot`` or ``no_contact``), and
+``line`` is the DSJSON line with the joined cost, as VW learns it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import Catalog
+from engine.decision_log import log_files
+from training.logs import ReadReport, _parse_time, joined_decisions
+
+_TIMESTAMP = re.compile(rb'"Timestamp":"([^"]+)"')
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    event_id: str
+    time: dt.datetime
+    actions: tuple[str, ...]      # feasible action labels, in the order they were scored
+    chosen: int                   # index of the logged action in ``actions``
+    probability: float            # logged probability of the chosen action
+    reward: float                 # joined reward (catalog's definition)
+    record: dict                  # the parsed DSJSON record (``c`` is the context)
+
+    @functools.cached_property
+    def context(self) -> str:
+        """The context as VW JSON text, exactly as scored."""
+        return json.dumps(self.record["c"], separators=(",", ":"))
+
+    @property
+    def line(self) -> str:
+        """The DSJSON line with its joined cost, as VW's DSJSON parser learns it."""
+        return json.dumps(self.record, separators=(",", ":"))
+
+    @property
+    def customer(self) -> dict[str, float]:
+        """The customer features of the request (namespace U)."""
+        return self.record["c"].get("U", {})
+
+
+def _valid_labels(record: dict, report: ReadReport) -> tuple[str, ...] | None:
+    labels = record["_nba"].get("actions")
+    if not isinstance(labels, list) or len(labels) != len(record["c"]["_multi"]):
+        report.skip("action labels missing or not one per action")
+        return None
+    return tuple(labels)
+
+
+def iter_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
+                   start: dt.datetime | None = None, end: dt.datetime | None = None,
+                   outcome_report: ReadReport | None = None) -> Iterator[LoggedDecision]:
+    """Joined decisions made in [start, end) (either bound optional), in log order."""
+    report = report if report is not None else ReadReport()
+    for record in joined_decisions(log_dir, catalog, report, outcome_report):
+        when = _parse_time(record["Timestamp"])
+        if (start is not None and when < start) or (end is not None and when >= end):
+            report.read -= 1
+            report.skip("outside the time range")
+            continue
+        labels = _valid_labels(record, report)
+        if labels is None:
+            report.read -= 1
+            continue
+        yield LoggedDecision(record["EventId"], when, labels, record["_labelIndex"],
+                             float(record["_label_probability"]), record["_nba"]["reward"], record)
+
+
+@dataclass
+class Dataset:
+    """Every decision of a range, kept, with the arrays estimators need."""
+
+    decisions: list[LoggedDecision]
+    report: ReadReport
+
+    @property
+    def reward(self) -> np.ndarray:
+        return np.array([d.reward for d in self.decisions])
+
+    @property
+    def pscore(self) -> np.ndarray:
+        return np.array([d.probability for d in self.decisions])
+
+    @property
+    def chosen(self) -> np.ndarray:
+        return np.array([d.chosen for d in self.decisions], dtype=int)
+
+    @property
+    def n_actions(self) -> np.ndarray:
+        return np.array([len(d.actions) for d in self.decisions], dtype=int)
+
+    def __len__(self) -> int:
+        return len(self.decisions)
+
+    def __iter__(self):
+        return iter(self.decisions)
+
+
+def load_dataset(log_dir: str | Path, catalog: Catalog, start: dt.datetime | None = None,
+                 end: dt.datetime | None = None) -> Dataset:
+    report = ReadReport()
+    return Dataset(list(iter_decisions(log_dir, catalog, report, start, end)), report)
+
+
+def decision_times(log_dir: str | Path) -> np.ndarray:
+    """Decision times (seconds since the epoch) of every decision line, read fast (no JSON
+    parsing): enough to choose a time split."""
+    times = []
+    for path in log_files(log_dir, "decisions"):
+        with path.open("rb") as handle:
+            for raw in handle:
+                m = _TIMESTAMP.search(raw, 0, 600)
+                if m is None:
+                    continue
+                try:
+                    times.append(_parse_time(m.group(1).decode()).timestamp())
+                except ValueError:
+                    continue
+    return np.array(times)
+
+
+def split_time(log_dir: str | Path, train_fraction: float) -> dt.datetime:
+    """The time before which ``train_fraction`` of the logged decisions were made."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train fraction must be in (0, 1), got {train_fraction}")
+    times = np.sort(decision_times(log_dir))
+    if len(times) < 2:
+        raise ValueError(f"{log_dir}: fewer than two decisions logged; nothing to split")
+    cut = times[min(int(len(times) * train_fraction), len(times) - 1)]
+    return dt.datetime.fromtimestamp(cut, dt.timezone.utc)

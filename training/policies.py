@@ -1,0 +1,193 @@
+"""Policies to evaluate on logged decisions: each gives, for one logged decision, the
+probability it would have given every one of that decision's feasible actions.
+
+Built in:
+  ``logged``   the logging policy itself (its logged probabilities; only the chosen action's
+               is known, which is all the estimators need for it)
+  ``uniform``  uniform over each decision's feasible actions
+  ``rules``    the marketer's static rules (weekly email at 10:00 local, 10 EUR off, 15 EUR
+               to promo addicts, SMS to those without email)
+  ``no_contact``
+  a VW model file (``path/to/model.vw``) or a registered MLflow model (``models:/name@alias``
+  or ``models:/name/version``): the model's values with the catalog's exploration, as it would
+  be served (``greedy=True``: the best action only)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine import exploration
+from engine.catalog import Catalog, ExplorationSettings, ModelSettings
+from engine.config import ConfigError
+from engine.value_model import ValueModel
+from training.dataset import LoggedDecision
+
+PROMO_SHARE_THRESHOLD = 0.5
+RULES_SLOT = "10-12"
+BUILTIN = ("logged", "uniform", "rules", "no_contact")
+
+
+class EvalPolicy:
+    name = "policy"
+
+    def probabilities(self, d: LoggedDecision) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Logged(EvalPolicy):
+    """The logging policy: every feasible action's probability as the log records it."""
+
+    name = "logged"
+
+    def probabilities(self, d):
+        p = np.zeros(len(d.actions))
+        ids, probs = d.record.get("a"), d.record.get("p")
+        if isinstance(ids, list) and isinstance(probs, list) and len(ids) == len(probs) == len(p):
+            p[np.asarray(ids, dtype=int) - 1] = probs
+        else:
+            p[d.chosen] = d.probability  # only the chosen action's probability is known
+        return p
+
+
+class Uniform(EvalPolicy):
+    name = "uniform"
+
+    def probabilities(self, d):
+        return np.full(len(d.actions), 1.0 / len(d.actions))
+
+
+def one_hot(n: int, index: int) -> np.ndarray:
+    p = np.zeros(n)
+    p[index] = 1.0
+    return p
+
+
+class NoContact(EvalPolicy):
+    name = "no_contact"
+
+    def probabilities(self, d):
+        return one_hot(len(d.actions), d.actions.index("no_contact"))
+
+
+class Rules(EvalPolicy):
+    """The marketer's rules, from what the log holds: the request's ``promo_share`` feature and
+    the feasible actions. Same rules as ``simulators.policies.MarketerRules``."""
+
+    name = "rules"
+
+    def probabilities(self, d):
+        index = {label: k for k, label in enumerate(d.actions)}
+        promo = d.customer.get("promo_share", 0.0) >= PROMO_SHARE_THRESHOLD
+        for channel in ("email", "sms"):
+            k10 = index.get(f"discount_10/{channel}/{RULES_SLOT}")
+            k15 = index.get(f"discount_15/{channel}/{RULES_SLOT}")
+            if k10 is not None and k15 is not None:
+                return one_hot(len(d.actions), k15 if promo else k10)
+        return one_hot(len(d.actions), index["no_contact"])
+
+
+class Table(EvalPolicy):
+    """A fixed choice per event id (e.g. the simulator's oracle); no_contact where absent."""
+
+    def __init__(self, name: str, choice: dict[str, str]):
+        self.name = name
+        self.choice = choice
+
+    def probabilities(self, d):
+        label = self.choice.get(d.event_id, "no_contact")
+        return one_hot(len(d.actions), d.actions.index(label))
+
+
+class ModelPolicy(EvalPolicy):
+    """A VW value model, choosing as the server would (without budget pacing, which depends
+    on live spend): the catalog's exploration over its values, or the best action."""
+
+    def __init__(self, name: str, model: ValueModel, settings: ExplorationSettings, greedy: bool = False):
+        self.name = name
+        self.model = model
+        self.settings = settings
+        self.greedy = greedy
+
+    def values(self, d: LoggedDecision) -> np.ndarray:
+        return self.model.values(d.context, len(d.actions))
+
+    def probabilities(self, d):
+        values = self.values(d)
+        if self.greedy:
+            best = exploration.greedy_mask(values)
+            return best / best.sum()
+        return exploration.probabilities(values, self.settings)
+
+
+# -- model files and the registry ---------------------------------------------------------------
+
+MODEL_FILE = "model.vw"
+SETTINGS_FILE = "model.json"
+
+
+def save_model(directory: Path, model_bytes: bytes, settings: ModelSettings, info: dict) -> Path:
+    """A model directory: the VW model and the settings it was trained with."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).write_bytes(model_bytes)
+    (directory / SETTINGS_FILE).write_text(json.dumps(
+        {"cb_type": settings.cb_type, "learning_rate": settings.learning_rate,
+         "interactions": list(settings.interactions), "bits": settings.bits, **info}, indent=2))
+    return directory
+
+
+def load_model(path: str | Path, catalog: Catalog, version: str | None = None) -> ValueModel:
+    """A VW model from a model directory (with its settings), or a bare model file (read with
+    the catalog's model settings)."""
+    path = Path(path)
+    settings, extra = catalog.model, ()
+    if path.is_dir():
+        meta = path / SETTINGS_FILE
+        if meta.exists():
+            try:
+                saved = json.loads(meta.read_text())
+                settings = ModelSettings(cb_type=saved["cb_type"], learning_rate=saved["learning_rate"],
+                                         interactions=tuple(saved["interactions"]), bits=saved["bits"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{meta}: not a model settings file ({exc})") from None
+            if "power_t" in saved:
+                extra = ("--power_t", repr(float(saved["power_t"])))
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise ConfigError(f"no VW model at {path}")
+    try:
+        return ValueModel(settings, model_data=path.read_bytes(), version=version or f"file:{path.name}",
+                          extra_args=extra)
+    except Exception as exc:  # VW raises its own error types
+        raise ConfigError(f"{path}: not a VW model for these settings ({exc})") from None
+
+
+def make_policy(spec: str, catalog: Catalog, greedy: bool = False,
+                resolve: Callable[[str], tuple[Path, str]] | None = None) -> EvalPolicy:
+    """A policy from its name on the command line: built-in, a model path, or an MLflow
+    ``models:/`` URI (``resolve`` downloads it: uri -> (local directory, version label))."""
+    if spec == "logged":
+        return Logged()
+    if spec == "uniform":
+        return Uniform()
+    if spec == "rules":
+        return Rules()
+    if spec == "no_contact":
+        return NoContact()
+    if spec.startswith("models:/"):
+        if resolve is None:
+            from training.registry import download
+
+            resolve = download
+        local, version = resolve(spec)
+        return ModelPolicy(spec, load_model(local, catalog, version), catalog.exploration, greedy)
+    path = Path(spec)
+    if path.exists():
+        return ModelPolicy(spec, load_model(path, catalog), catalog.exploration, greedy)
+    raise ConfigError(f"policy {spec!r}: not built in ({', '.join(BUILTIN)}), not a model file or "
+                      "directory, not a models:/ URI")
