@@ -91,3 +91,7 @@ class NBAClient:
 
     def policy(self) -> pb.PolicyInfo:
         return self._stub.GetPolicy(pb.GetPolicyRequest(), timeout=self.timeout)
+
+    def reload_policy(self) -> pb.ReloadPolicyResponse:
+        """Admin: make the server check its --model-uri now (load a moved alias)."""
+        return self._stub.ReloadPolicy(pb.ReloadPolicyRequest(), timeout=self.timeout)

@@ -23,7 +23,7 @@ import numpy as np
 from engine.catalog import Catalog
 from engine.engine import DecisionEngine
 from simulators.policies import EnginePolicy
-from simulators.runner import DecisionBatch, Feedback, Simulation
+from simulators.runner import DecisionBatch, Feedback, Simulation, policy_seed
 from training.dataset import LoggedDecision
 from training.policies import EvalPolicy, one_hot
 
@@ -73,7 +73,7 @@ class TruthRecorder:
 def log_uniform(sim: Simulation, log_dir: Path, seed: int, progress=None) -> TruthRecorder:
     """Run the engine with uniform exploration in the simulator, logging to ``log_dir``."""
     catalog = uniform_logging_catalog(sim.scenario.catalog)
-    engine = DecisionEngine(catalog, log_dir=log_dir, seed=seed, honour_request_time=True)
+    engine = DecisionEngine(catalog, log_dir=log_dir, seed=policy_seed(seed), honour_request_time=True)
     recorder = TruthRecorder(EnginePolicy.in_process(engine, name="uniform_logger"), sim)
     try:
         sim.run(recorder, progress=progress)

@@ -114,6 +114,16 @@ METRICS = ("decisions", "contacts", "delivered", "opens", "clicks", "conversions
            "organic_revenue", "email_contacts", "email_opens", "email_optins_start", "email_optins_lost")
 
 
+def policy_seed(seed: int) -> int:
+    """The seed a policy's own randomness (e.g. the engine's exploration) gets in a run of
+    ``seed``: a stream independent of the population's (``default_rng(seed)``) and the
+    responses' (``default_rng([seed, 1])``). Seeding the engine with ``seed`` itself would make
+    its i-th exploration draw equal the draw that made customer i's traits: exploring to "no
+    contact" (the last action, drawn by the largest uniforms) would then pick out dormant,
+    rarely-buying customers."""
+    return int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
+
+
 class Simulation:
     """Runs policies on a scenario. ``customers``/``days`` override the scenario's."""
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from engine.config import ConfigError
 from simulators import report
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, Oracle, RandomPolicy
-from simulators.runner import Simulation
+from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario
 
 BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle")
@@ -46,7 +46,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             store = RedisStateStore(redis_url, prefix=f"sim-{uuid.uuid4().hex[:8]}")
             if not store.ping():
                 raise ConfigError(f"--redis: no Redis answers at {redis_url}")
-        engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs", seed=seed,
+        engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs", seed=policy_seed(seed),
                                 honour_request_time=True)
         try:
             yield EnginePolicy.in_process(engine)
@@ -59,7 +59,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
     elif name == "rules":
         yield MarketerRules()
     elif name == "random":
-        yield RandomPolicy(seed)
+        yield RandomPolicy(policy_seed(seed))
     elif name == "no_contact":
         yield NoContact()
     elif name == "oracle":
@@ -83,7 +83,8 @@ def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | Non
     if engine_url is None:
         catalog_args = [] if scenario.catalog.source.endswith("default_catalog.toml") else \
             ["--catalog", scenario.catalog.source]
-        proc, port = start_server_process(out / "logs-grpc", seed, ["--honour-decision-time", *catalog_args])
+        proc, port = start_server_process(out / "logs-grpc", policy_seed(seed),
+                                          ["--honour-decision-time", *catalog_args])
         engine_url = f"127.0.0.1:{port}"
     client = NBAClient(engine_url, timeout=30)
     try:

@@ -1,0 +1,176 @@
+"""Off-policy estimates from logs vs the simulator's ground truth, over many seeds.
+
+Per seed: a fresh population (default scenario) on which the engine, exploring uniformly over
+its feasible actions, logs ``--weeks`` weekly decisions per customer (DSJSON + outcome logs,
+as in production). From the logs alone, ``training.evaluate`` estimates the value of: the
+marketer's rules, the oracle (best logged feasible action by ground truth), a trained candidate
+(a VW policy trained offline on a separate, earlier logging run, served with the catalog's
+exploration), and no contact. Their true values on the same decisions come from
+``ResponseModel.expected_reward`` (exact expectations of the logged reward; see simulators/ope.py).
+
+Prints per policy: the true value, DR's estimate and relative error for each seed, the share
+of seeds whose 95 % interval covers the truth (DR and the other estimators), and writes
+``OUT/validation.json`` and ``OUT/validation.png``.
+
+    .venv/bin/python bench/ope_validation.py [--seeds 20] [--customers 19000] [--weeks 6] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from simulators.ope import OraclePolicy, TruthAccumulator, log_uniform  # noqa: E402
+from simulators.runner import Simulation  # noqa: E402
+from simulators.scenario import load_scenario  # noqa: E402
+from training.evaluate import evaluate_logs  # noqa: E402
+from training.policies import ModelPolicy, NoContact, Rules, load_model, save_model  # noqa: E402
+from training.train import TrainParams, train  # noqa: E402
+
+ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os")
+CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, power_t=0.0)
+
+
+def train_candidate(customers: int, weeks: int, out: Path) -> Path:
+    """The candidate: trained on its own logging run (seed 1000), before any evaluated seed."""
+    scenario = load_scenario("default")
+    sim = Simulation(scenario, customers=customers, days=7 * weeks, seed=1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_uniform(sim, Path(tmp), seed=1000)
+        result = train(Path(tmp), scenario.catalog, CANDIDATE_PARAMS)
+    print(f"candidate: trained on {result.decisions:,} decisions of seed 1000 in {result.seconds:.0f} s "
+          f"({result.examples_per_second:,.0f} decisions/s)", flush=True)
+    return save_model(out / "candidate", result.model.serialize(), result.settings, {"power_t": 0.0})
+
+
+def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str) -> dict:
+    scenario = load_scenario("default")
+    catalog = scenario.catalog
+    sim = Simulation(scenario, customers=customers, days=7 * weeks, seed=seed)
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f"ope-{seed}-"))
+    try:
+        recorder = log_uniform(sim, tmp, seed=seed)
+        logged = time.perf_counter() - started
+        candidate = ModelPolicy("candidate", load_model(candidate_dir, catalog, "candidate"), catalog.exploration)
+        policies = [Rules(), OraclePolicy(recorder), candidate, NoContact()]
+        truth = TruthAccumulator(recorder)
+        evaluation = evaluate_logs(tmp, catalog, policies, observer=truth)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = {"seed": seed, "n": evaluation.n, "log_seconds": logged, "eval_seconds": evaluation.seconds,
+           "policies": {}}
+    for p in policies:
+        s = evaluation.summary(p.name)
+        out["policies"][p.name] = {"truth": truth.truth(p.name), "ess": s["effective_sample_size"],
+                                   **{e: s[e] for e in ESTIMATORS}}
+    return out
+
+
+def summarise(results: list[dict]) -> dict:
+    names = list(results[0]["policies"])
+    summary = {}
+    for name in names:
+        rows = [r["policies"][name] for r in results]
+        truth = np.array([r["truth"] for r in rows])
+        entry = {"truth_mean": float(truth.mean()), "ess_mean": float(np.mean([r["ess"] for r in rows]))}
+        for e in ESTIMATORS:
+            value = np.array([r[e]["value"] for r in rows])
+            low, high = np.array([r[e]["low"] for r in rows]), np.array([r[e]["high"] for r in rows])
+            rel = (value - truth) / np.abs(truth)
+            entry[e] = {"median_abs_rel_error": float(np.median(np.abs(rel))),
+                        "max_abs_rel_error": float(np.max(np.abs(rel))),
+                        "mean_rel_error": float(rel.mean()),
+                        "seeds_within_3pct": int((np.abs(rel) <= 0.03).sum()),
+                        "coverage": float(((low <= truth) & (truth <= high)).mean()),
+                        "mean_half_width": float(((high - low) / 2).mean())}
+        summary[name] = entry
+    return summary
+
+
+def print_report(results: list[dict], summary: dict) -> None:
+    n = np.mean([r["n"] for r in results])
+    print(f"\n{len(results)} seeds, {n:,.0f} logged decisions evaluated per seed (uniform logging "
+          f"over ~60 feasible actions); values in EUR per decision\n")
+    print(f"{'policy':<12} {'truth':>7} {'ESS':>7}  {'DR |rel err| median':>20} {'max':>7} "
+          f"{'<=3%':>6} {'DR 95% coverage':>16} {'DR ±':>7}   coverage ips/snips/dm/dr_os")
+    for name, s in summary.items():
+        dr = s["dr"]
+        others = "/".join(f"{s[e]['coverage']:.0%}" for e in ("ips", "snips", "dm", "dr_os"))
+        print(f"{name:<12} {s['truth_mean']:>7.3f} {s['ess_mean']:>7,.0f}  {dr['median_abs_rel_error']:>20.1%} "
+              f"{dr['max_abs_rel_error']:>7.1%} {dr['seeds_within_3pct']:>3}/{len(results):<2} "
+              f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}   {others}")
+    print("\nper seed (DR estimate [95% interval] vs truth):")
+    for r in results:
+        cells = "  ".join(f"{name} {p['dr']['value']:.3f} [{p['dr']['low']:.3f},{p['dr']['high']:.3f}] "
+                          f"vs {p['truth']:.3f}" for name, p in r["policies"].items())
+        print(f"  seed {r['seed']:>2} (n={r['n']:,}): {cells}")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results[0]["policies"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), sharey=False)
+    for ax, name in zip(axes, names):
+        for k, r in enumerate(results):
+            p = r["policies"][name]
+            ax.errorbar([k], [p["dr"]["value"] - p["truth"]],
+                        yerr=[[p["dr"]["value"] - p["dr"]["low"]], [p["dr"]["high"] - p["dr"]["value"]]],
+                        fmt="o", capsize=2, color="tab:blue")
+        ax.axhline(0, color="black", linestyle="dashed")
+        ax.set_title(f"{name}: DR - truth")
+        ax.set_xlabel("seed")
+    axes[0].set_ylabel("EUR per decision")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--customers", type=int, default=19_000)
+    parser.add_argument("--weeks", type=int, default=6)
+    parser.add_argument("--candidate-customers", type=int, default=10_000)
+    parser.add_argument("--candidate-weeks", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/ope_validation"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    candidate = train_candidate(args.candidate_customers, args.candidate_weeks, args.out)
+    results = []
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(one_seed, s, args.customers, args.weeks, str(candidate))
+                   for s in range(1, args.seeds + 1)]
+        for f in futures:
+            r = f.result()
+            results.append(r)
+            (args.out / "validation.json").write_text(json.dumps({"seeds": results}, indent=1))
+            print(f"seed {r['seed']}: {r['n']:,} decisions, logged in {r['log_seconds']:.0f} s, "
+                  f"evaluated in {r['eval_seconds']:.0f} s", flush=True)
+    summary = summarise(results)
+    (args.out / "validation.json").write_text(json.dumps({"summary": summary, "seeds": results}, indent=1))
+    plot(results, args.out / "validation.png")
+    print_report(results, summary)
+    print(f"\n{args.out / 'validation.json'}, {args.out / 'validation.png'}; "
+          f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

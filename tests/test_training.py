@@ -1,0 +1,248 @@
+"""Off-policy evaluation, offline training, the MLflow registry, promotion and hot reload."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from engine.client import NBAClient
+from engine.engine import DecisionEngine
+from engine.model_source import ModelFollower
+from engine.server import start_server
+from simulators.ope import OraclePolicy, TruthAccumulator, log_uniform
+from simulators.runner import Simulation
+from simulators.scenario import load_scenario
+from support import T0, request
+from training import registry
+from training.commands import run_evaluate
+from training.dataset import iter_decisions, split_time
+from training.evaluate import evaluate_logs
+from training.logs import ReadReport
+from training.policies import Logged, ModelPolicy, NoContact, Rules, Uniform, load_model, save_model
+from training.train import TrainParams, train
+
+PARAMS = TrainParams(cb_type="mtr", learning_rate=0.02, power_t=0.0)
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """The engine exploring uniformly in the simulator: logs plus the ground truth."""
+    scenario = load_scenario("default")
+    sim = Simulation(scenario, customers=2500, days=21, seed=11)
+    log_dir = tmp_path_factory.mktemp("uniform-logs")
+    recorder = log_uniform(sim, log_dir, seed=11)
+    return scenario.catalog, log_dir, recorder
+
+
+def test_ground_truth_matches_what_the_logs_record(logged):
+    """The simulator's exact expected logged reward agrees with the rewards the engine's logs
+    actually hold, overall and for no contact (the organic purchases alone)."""
+    catalog, log_dir, recorder = logged
+    rows = [(d.reward, recorder.q_star(d)[d.chosen], d.actions[d.chosen] == "no_contact")
+            for d in iter_decisions(log_dir, catalog)]
+    reward, truth, none = (np.array(c) for c in zip(*rows))
+    assert len(reward) > 6000
+    se = reward.std() / np.sqrt(len(reward))
+    assert abs(reward.mean() - truth.mean()) < 4 * se
+    # Decisions that contacted nobody still carry the customer's organic purchases.
+    se_none = max(reward[none].std(), 1.0) / np.sqrt(none.sum())
+    assert abs(reward[none].mean() - truth[none].mean()) < 4 * se_none
+    assert truth[none].mean() > 0.3
+
+
+def test_estimates_agree_with_ground_truth_within_their_intervals(logged):
+    catalog, log_dir, recorder = logged
+    truth = TruthAccumulator(recorder)
+    policies = [Uniform(), Rules(), OraclePolicy(recorder), NoContact()]
+    ev = evaluate_logs(log_dir, catalog, policies, observer=truth)
+    assert ev.n == len(truth.logged_truth)
+    for p in policies:
+        s = ev.summary(p.name)
+        half = s["dr"]["high"] - s["dr"]["value"]
+        assert abs(s["dr"]["value"] - truth.truth(p.name)) < 2.5 * half, p.name  # ~4.9 SE
+    # The logging policy is uniform: its estimate is the mean reward, with the full sample.
+    s = ev.summary("uniform")
+    assert s["effective_sample_size"] == pytest.approx(ev.n)
+    assert s["ips"]["value"] == pytest.approx(ev.rounds["uniform"].reward.mean())
+    # Deterministic targets keep about 1/K of it.
+    assert ev.summary("rules")["effective_sample_size"] < ev.n / 20
+    # The oracle is the best by ground truth on every decision.
+    assert truth.truth("oracle") >= max(truth.truth(n) for n in ("uniform", "rules", "no_contact"))
+
+
+def test_reward_model_learns_the_mean_reward(logged):
+    catalog, log_dir, _ = logged
+    ev = evaluate_logs(log_dir, catalog, [Logged()])
+    r = ev.rounds["logged"]
+    assert r.q_logged.mean() == pytest.approx(r.reward.mean(), abs=0.3)
+    assert np.mean((r.reward - r.q_logged) ** 2) < r.reward.var() * 1.01  # out of fold
+
+
+def test_time_split_and_training_on_earlier_logs(logged, tmp_path):
+    catalog, log_dir, _ = logged
+    cut = split_time(log_dir, 0.6)
+    result = train(log_dir, catalog, PARAMS, end=cut)
+    later = list(iter_decisions(log_dir, catalog, start=cut))
+    assert result.decisions > 0 and later
+    assert all(d.time >= cut for d in later)
+    assert result.decisions + len(later) == sum(1 for _ in iter_decisions(log_dir, catalog))
+    assert result.examples_per_second > 0
+    saved = save_model(tmp_path / "m", result.model.serialize(), result.settings, {"power_t": 0.0})
+    model = load_model(saved, catalog, "candidate")
+    d = later[0]
+    assert np.allclose(model.values(d.context, len(d.actions)), result.model.values(d.context, len(d.actions)))
+
+
+def test_bad_training_settings_are_named(logged):
+    catalog, log_dir, _ = logged
+    with pytest.raises(ValueError, match="passes"):
+        train(log_dir, catalog, TrainParams(passes=0))
+    with pytest.raises(ValueError, match="cb_type"):
+        train(log_dir, catalog, TrainParams(cb_type="nope"))
+    with pytest.raises(ValueError, match="interaction"):
+        train(log_dir, catalog, TrainParams(interactions=("UOC",)))
+    with pytest.raises(ValueError, match="train fraction"):
+        split_time(log_dir, 1.5)
+
+
+def test_partial_and_corrupt_lines_are_counted_not_fatal(logged, tmp_path):
+    catalog, log_dir, _ = logged
+    for f in log_dir.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    [decisions] = sorted(tmp_path.glob("decisions-*.jsonl"))
+    lines = decisions.read_text().splitlines(keepends=True)
+    bad = json.loads(lines[1])
+    bad["_label_probability"] = 1.5
+    no_labels = json.loads(lines[2])
+    del no_labels["_nba"]["actions"]
+    corrupted = [lines[0], json.dumps(bad) + "\n", json.dumps(no_labels) + "\n", "{not json\n", *lines[3:],
+                 lines[0][:50]]
+    decisions.write_text("".join(corrupted))
+    report = ReadReport()
+    got = list(iter_decisions(tmp_path, catalog, report))
+    assert len(got) == len(lines) - 2
+    assert report.skipped["probability missing or out of (0, 1]"] == 1
+    assert report.skipped["action labels missing or not one per action"] == 1
+    assert report.skipped["invalid JSON"] == 1
+    assert report.skipped["truncated last line"] == 1
+
+
+def test_evaluate_json_has_every_estimator(logged, capsys, tmp_path):
+    catalog, log_dir, _ = logged
+    run_evaluate(log_dir, catalog, ["rules"], None, None, as_json=True, greedy=False, passes=1,
+                 mlflow_on=False, progress=False)
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] > 6000
+    for est in ("ips", "snips", "dm", "dr"):
+        assert set(out[est]) == {"value", "low", "high"}
+        assert out[est]["low"] <= out[est]["value"] <= out[est]["high"]
+
+
+def test_promotion_rule():
+    hi = {"value": 1.5, "low": 1.3, "high": 1.7}
+    lo = {"value": 1.2, "low": 1.0, "high": 1.4}
+    yes = registry.decide_promotion("v2", hi, "v1", lo, 1000)
+    assert yes.promoted and "beats" in yes.reason
+    # Better estimate but the interval reaches below the champion: not promoted.
+    wide = {"value": 1.5, "low": 1.1, "high": 1.9}
+    no = registry.decide_promotion("v2", wide, "v1", lo, 1000)
+    assert not no.promoted and "does not beat" in no.reason
+
+
+def _register(catalog, logs, tmp_path, tag: str) -> str:
+    import mlflow
+
+    result = train(logs, catalog, PARAMS)
+    model_dir = save_model(tmp_path / tag, result.model.serialize(), result.settings, {"power_t": 0.0})
+    registry.use_tracking(None, "training")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+    return registry.register(run.info.run_id, run.info.artifact_uri, "test-policy")
+
+
+def test_registry_promotion_records_why(logged, tmp_path, monkeypatch):
+    catalog, log_dir, _ = logged
+    monkeypatch.chdir(tmp_path)
+    version = _register(catalog, log_dir, tmp_path, "a")
+    assert registry.champion_version("test-policy") is None
+    decision = registry.decide_promotion(f"test-policy/{version}", {"value": 2, "low": 1.9, "high": 2.1},
+                                         "logged", {"value": 1.0, "low": 0.9, "high": 1.1}, 10)
+    registry.record_promotion("test-policy", version, decision)
+    assert registry.champion_version("test-policy") == version
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_model_version("test-policy", version).tags
+    assert tags["promotion"] == "promoted" and "beats" in tags["promotion_reason"]
+    local, label = registry.download("models:/test-policy@champion")
+    assert (local / "model.vw").exists() and label == f"test-policy/{version}"
+    with pytest.raises(ValueError, match="models:/"):
+        registry.parse_model_uri("runs:/abc/model")
+
+
+def test_reload_under_load_fails_no_call(logged, tmp_path, monkeypatch):
+    """A client hammers NextBestAction while the champion alias moves: no call fails, and the
+    new version serves within the poll interval (plus the load time)."""
+    catalog, log_dir, _ = logged
+    monkeypatch.chdir(tmp_path)
+    v1 = _register(catalog, log_dir, tmp_path, "v1")
+    v2 = _register(catalog, log_dir, tmp_path, "v2")
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias("test-policy", "champion", v1)
+    engine = DecisionEngine(catalog, seed=3)
+    poll = 0.5
+    follower = ModelFollower(engine, catalog, "models:/test-policy@champion", poll_seconds=poll)
+    running = start_server(engine, port=0, follower=follower)
+    client = NBAClient(f"127.0.0.1:{running.port}", timeout=10)
+    seen, failures, stop = [], [], threading.Event()
+
+    def hammer(k):
+        i = 0
+        while not stop.is_set():
+            try:
+                d = client.decide(request(f"c{k}-{i}", T0))
+                seen.append((time.monotonic(), d.model_version))
+            except grpc.RpcError as exc:
+                failures.append(exc)
+            i += 1
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        assert engine.model.version == f"test-policy/{v1}"
+        moved = time.monotonic()
+        MlflowClient().set_registered_model_alias("test-policy", "champion", v2)
+        deadline = moved + poll + 5.0
+        while engine.model.version != f"test-policy/{v2}" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    first_new = min(t for t, v in seen if v == f"test-policy/{v2}")
+    assert failures == []
+    assert len(seen) > 50
+    assert first_new - moved < poll + 2.0
+    assert {v for _, v in seen} == {f"test-policy/{v1}", f"test-policy/{v2}"}
+    # The admin RPC: nothing new to load now.
+    reply = client.reload_policy()
+    assert reply.model_version == f"test-policy/{v2}" and not reply.reloaded
+    assert client.policy().model_version == f"test-policy/{v2}"
+    client.close()
+    running.stop(1)
+
+
+def test_reload_rpc_without_a_model_uri_is_refused(server):
+    client = NBAClient(f"127.0.0.1:{server.port}", timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        client.reload_policy()
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    client.close()
