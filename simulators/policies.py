@@ -16,8 +16,8 @@ from engine.client import NBAClient
 from engine.domain import Decision, DecisionRequest, Outcome
 from engine.engine import DecisionEngine
 from simulators.runner import OUTCOME_TYPES, DecisionBatch, Feedback
+from training.policies import PROMO_SHARE_THRESHOLD, rules_actions
 
-PROMO_SHARE_THRESHOLD = 0.5
 
 
 class NoContact:
@@ -57,21 +57,16 @@ class MarketerRules:
     addicts (as the CRM sees them: most past purchases made with a discount)."""
 
     name = "rules"
-    slot = "10-12"
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
         chosen = np.zeros(len(batch.customers), dtype=int)
         promo = batch.world.promo_share[batch.customers] >= PROMO_SHARE_THRESHOLD
         for g in batch.groups:
-            fallback = len(g.actions) - 1
-            for channel in ("email", "sms"):
-                k10 = g.index.get(f"discount_10/{channel}/{self.slot}")
-                k15 = g.index.get(f"discount_15/{channel}/{self.slot}")
-                if k10 is not None and k15 is not None:
-                    chosen[g.members] = np.where(promo[g.members], k15, k10)
-                    break
+            offers = rules_actions(g.index)
+            if offers is None:
+                chosen[g.members] = len(g.actions) - 1  # no_contact
             else:
-                chosen[g.members] = fallback
+                chosen[g.members] = np.where(promo[g.members], offers[1], offers[0])
         return chosen
 
     def learn(self, feedback: Feedback) -> None:

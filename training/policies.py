@@ -75,21 +75,30 @@ class NoContact(EvalPolicy):
         return one_hot(len(d.actions), d.actions.index("no_contact"))
 
 
+def rules_actions(index: dict[str, int]) -> tuple[int, int] | None:
+    """The marketer's rules on one feasible set (action label -> index): the indices of
+    (10 EUR off, 15 EUR off) at 10:00 by email, else by SMS; None: no contact."""
+    for channel in ("email", "sms"):
+        k10 = index.get(f"discount_10/{channel}/{RULES_SLOT}")
+        k15 = index.get(f"discount_15/{channel}/{RULES_SLOT}")
+        if k10 is not None and k15 is not None:
+            return k10, k15
+    return None
+
+
 class Rules(EvalPolicy):
     """The marketer's rules, from what the log holds: the request's ``promo_share`` feature and
-    the feasible actions. Same rules as ``simulators.policies.MarketerRules``."""
+    the feasible actions (``rules_actions``, as ``simulators.policies.MarketerRules``)."""
 
     name = "rules"
 
     def probabilities(self, d):
         index = {label: k for k, label in enumerate(d.actions)}
+        offers = rules_actions(index)
+        if offers is None:
+            return one_hot(len(d.actions), index["no_contact"])
         promo = d.customer.get("promo_share", 0.0) >= PROMO_SHARE_THRESHOLD
-        for channel in ("email", "sms"):
-            k10 = index.get(f"discount_10/{channel}/{RULES_SLOT}")
-            k15 = index.get(f"discount_15/{channel}/{RULES_SLOT}")
-            if k10 is not None and k15 is not None:
-                return one_hot(len(d.actions), k15 if promo else k10)
-        return one_hot(len(d.actions), index["no_contact"])
+        return one_hot(len(d.actions), offers[1] if promo else offers[0])
 
 
 class Table(EvalPolicy):
