@@ -57,7 +57,7 @@ class ModelFollower:
             version = registry.resolve_version(self.model_uri)
             if version == self.loaded_version:
                 return ReloadResult(self.model_uri, previous, previous, False)
-            local, label = registry.download(f"models:/{name}/{version}")
+            local, label = registry.download_version(name, version)
             model = load_model(local, self.catalog, version=label)
             self.engine.swap_model(model)
             self.loaded_version = version

@@ -13,7 +13,6 @@ learns every example once and is the one served and saved.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import vowpal_wabbit_next as vw
@@ -33,11 +32,6 @@ class ValueModel:
         self._lock = threading.Lock()
         self.version = version
         self.updates = 0
-
-    @classmethod
-    def from_file(cls, settings: ModelSettings, path: str | Path) -> ValueModel:
-        path = Path(path)
-        return cls(settings, model_data=path.read_bytes(), version=f"file:{path.name}")
 
     def _predict(self, ws: vw.Workspace, context_json: str, n_actions: int) -> np.ndarray:
         # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers

@@ -156,8 +156,6 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
     print(f"\nEvaluated on the {evaluation.n:,} later decisions (from {cut.isoformat()}), "
           f"EUR per decision, 95 % intervals:\n")
     print(table(evaluation))
-    decision = registry.decide_promotion("candidate", evaluation.summary("candidate")["dr"], incumbent,
-                                         evaluation.summary(incumbent)["dr"], evaluation.n)
     with mlflow.start_run(run_name=f"train {log_dir.name}") as run:
         mlflow.log_params({"logs": str(log_dir), "trained_until": cut.isoformat(), "catalog": catalog.version,
                            **params.as_params(catalog)})
@@ -172,10 +170,11 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
             version = registry.register(run.info.run_id, run.info.artifact_uri, name,
                                         {"trained_until": cut.isoformat(), "dr": evaluation.summary("candidate")["dr"]["value"]})
             mlflow.set_tag("registered_version", f"{name}/{version}")
-            decision = registry.decide_promotion(f"{name}/{version}", evaluation.summary("candidate")["dr"],
-                                                 incumbent, evaluation.summary(incumbent)["dr"], evaluation.n)
-            if promote:
-                registry.record_promotion(name, version, decision)
+        decision = registry.decide_promotion(f"{name}/{version}" if version else "candidate",
+                                             evaluation.summary("candidate")["dr"], incumbent,
+                                             evaluation.summary(incumbent)["dr"], evaluation.n)
+        if promote and version:
+            registry.record_promotion(name, version, decision)
         mlflow.set_tag("promotion_reason", decision.reason)
     print(f"\nmodel: {model_dir}; MLflow run {run.info.run_id}"
           + (f"; registered as {name} version {version}" if version else ""))
@@ -193,7 +192,7 @@ def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str 
 
     check_logs(log_dir)
     registry.use_tracking(tracking_uri, EXPERIMENT_EVAL)
-    name, _, version = registry.parse_model_uri(candidate_uri)
+    name, _, _ = registry.parse_model_uri(candidate_uri)
     version = registry.resolve_version(candidate_uri)
     incumbent_version = registry.champion_version(name)
     if incumbent_version == version:

@@ -66,10 +66,14 @@ def resolve_version(uri: str) -> str:
 
 def download(uri: str) -> tuple[Path, str]:
     """(local model directory, "name/version") of a models:/ URI."""
+    name, _, _ = parse_model_uri(uri)
+    return download_version(name, resolve_version(uri))
+
+
+def download_version(name: str, version: str) -> tuple[Path, str]:
+    """(local model directory, "name/version") of one registered version."""
     import mlflow
 
-    name, _, _ = parse_model_uri(uri)
-    version = resolve_version(uri)
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
     return Path(local), f"{name}/{version}"
 
