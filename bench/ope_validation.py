@@ -50,7 +50,7 @@ def train_candidate(customers: int, weeks: int, out: Path) -> Path:
         result = train(Path(tmp), scenario.catalog, CANDIDATE_PARAMS)
     print(f"candidate: trained on {result.decisions:,} decisions of seed 1000 in {result.seconds:.0f} s "
           f"({result.examples_per_second:,.0f} decisions/s)", flush=True)
-    return save_model(out / "candidate", result.model.serialize(), result.settings, {"power_t": 0.0})
+    return save_model(out / "candidate", result.model.serialize(), result.settings, {})
 
 
 def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str) -> dict:

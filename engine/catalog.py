@@ -147,10 +147,16 @@ class ModelSettings:
     # Bootstrap replicas of the value model (1 = none): their spread measures how sure the
     # model is of each action's value (see ExplorationSettings.pessimism).
     replicas: int = 1
+    # Learning-rate decay (VW's --power_t): rate_t = learning_rate / t^power_t; 0 = constant.
+    power_t: float = 0.5
+    # mtr only: weigh each example by 1 / (logged probability), VW's default. False = plain
+    # least squares on the chosen action (the regression oracle of SquareCB), which does not
+    # let one explored purchase at p ~ 0.001 count a thousand times.
+    importance_weighted: bool = True
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
-                "-b", str(self.bits), "--quiet"]
+                "--power_t", repr(self.power_t), "-b", str(self.bits), "--quiet"]
         for pair in self.interactions:
             args += ["-q", pair]
         return args
@@ -256,7 +262,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     )
 
     md = r.table(data, "model")
-    r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas"})
+    r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
+                              "importance_weighted"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -270,7 +277,12 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         interactions=interactions,
         bits=r.integer(md, "bits", "model.bits", default=18, low=10, high=30),
         replicas=r.integer(md, "replicas", "model.replicas", default=1, low=1, high=32),
+        power_t=r.number(md, "power_t", "model.power_t", default=0.5, low=0, high=1),
+        importance_weighted=r.boolean(md, "importance_weighted", "model.importance_weighted", default=True),
     )
+    if not model.importance_weighted and model.cb_type != "mtr":
+        raise r.error("model.importance_weighted", "true unless model.cb_type is \"mtr\" (only mtr "
+                      "regresses on the chosen action alone)", False)
 
     lim = r.table(data, "limits")
     r.only_keys(lim, "limits", {"max_features"})

@@ -86,6 +86,14 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "1"):
+        return True
+    if text.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 def cmd_train(args) -> int:
     from training.commands import run_train
     from training.train import TrainParams
@@ -93,7 +101,8 @@ def cmd_train(args) -> int:
     catalog = load_catalog(args.catalog)
     interactions = tuple(p.strip() for p in args.interactions.split(",")) if args.interactions else None
     params = TrainParams(passes=args.passes, learning_rate=args.learning_rate, interactions=interactions,
-                         cb_type=args.cb_type, bits=args.bits, power_t=args.power_t)
+                         cb_type=args.cb_type, bits=args.bits, power_t=args.power_t,
+                         importance_weighted=args.importance_weighted)
     try:
         params.settings(catalog)
     except ValueError as exc:
@@ -214,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--cb-type", default=None, choices=("mtr", "dm", "ips", "dr"),
                          help="VW contextual-bandit reduction (default: the catalog's)")
     train_p.add_argument("--bits", type=int, default=None, help="feature hash bits (default: the catalog's)")
-    train_p.add_argument("--power-t", type=float, default=0.5, help="learning-rate decay (VW's --power_t)")
+    train_p.add_argument("--power-t", type=float, default=None,
+                         help="learning-rate decay, VW's --power_t (default: the catalog's)")
+    train_p.add_argument("--importance-weighted", default=None, type=_yes_no,
+                         help="yes/no: weigh mtr examples by 1/p (default: the catalog's)")
     train_p.add_argument("--baselines", default="uniform,rules",
                          help="also evaluate these built-in policies (default uniform,rules)")
     train_p.add_argument("--out", type=Path, default=Path("runs/train"), help="where the model is written")

@@ -83,6 +83,12 @@ class ConfigReader:
             raise self.error(key, f"an integer from {low} to {high}", value)
         return value
 
+    def boolean(self, table: dict[str, Any], name: str, key: str, default: bool) -> bool:
+        value = self._get(table, name, key, False, default)
+        if not isinstance(value, bool):
+            raise self.error(key, "true or false", value)
+        return value
+
     def choice(self, table: dict[str, Any], name: str, key: str, allowed: tuple[str, ...],
                default: str) -> str:
         value = self._get(table, name, key, False, default)

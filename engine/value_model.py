@@ -22,12 +22,11 @@ from engine.catalog import ModelSettings
 
 class ValueModel:
     def __init__(self, settings: ModelSettings, model_data: bytes | None = None,
-                 version: str = "cold-start", seed: int = 0, extra_args: tuple[str, ...] = ()):
+                 version: str = "cold-start", seed: int = 0):
         self.settings = settings
-        self.args = settings.vw_args() + list(extra_args)
+        self.args = settings.vw_args()
         self._ws = [vw.Workspace(self.args, model_data=model_data)
                     for _ in range(settings.replicas)]
-        self._dsjson = [vw.DSJsonFormatParser(ws) for ws in self._ws]
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self.version = version
@@ -56,13 +55,28 @@ class ValueModel:
         spread = all_values.std(axis=0, ddof=1) if len(self._ws) > 1 else np.zeros(n_actions)
         return all_values[0], spread
 
+    def _learn(self, ws: vw.Workspace, line: str) -> None:
+        # Core calls, as in _predict: the public wrappers check every example's label type in
+        # Python, which cost more than parsing and learning (the label is VW's own parse).
+        examples = vw._core._parse_line_dsjson(ws._workspace, line)
+        if not self.settings.importance_weighted:
+            # mtr weighs the chosen action's squared error by 1/p; with p = 1 it is plain least
+            # squares on the chosen action.
+            for core in examples:
+                example = vw.Example(_existing_example=core, _label_type=vw.LabelType.CB)
+                label = example.get_label()
+                if label.label is not None and not label.shared:
+                    action, cost, _ = label.label
+                    example.set_label(vw.CBLabel(label=(action, cost, 1.0)))
+        ws._workspace.learn_multi_ex_one(examples)
+
     def learn_dsjson(self, line: str) -> None:
         """Learn from one DSJSON decision line carrying its (joined) cost."""
         with self._lock:
-            self._ws[0].learn_one(self._dsjson[0].parse_json(line))
-            for ws, parser in zip(self._ws[1:], self._dsjson[1:]):
+            self._learn(self._ws[0], line)
+            for ws in self._ws[1:]:
                 for _ in range(self._rng.poisson(1.0)):
-                    ws.learn_one(parser.parse_json(line))
+                    self._learn(ws, line)
             self.updates += 1
 
     def serialize(self) -> bytes:

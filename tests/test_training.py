@@ -92,7 +92,7 @@ def test_time_split_and_training_on_earlier_logs(logged, tmp_path):
     assert all(d.time >= cut for d in later)
     assert result.decisions + len(later) == sum(1 for _ in iter_decisions(log_dir, catalog))
     assert result.examples_per_second > 0
-    saved = save_model(tmp_path / "m", result.model.serialize(), result.settings, {"power_t": 0.0})
+    saved = save_model(tmp_path / "m", result.model.serialize(), result.settings, {})
     model = load_model(saved, catalog, "candidate")
     d = later[0]
     assert np.allclose(model.values(d.context, len(d.actions)), result.model.values(d.context, len(d.actions)))
@@ -158,7 +158,7 @@ def _register(catalog, logs, tmp_path, tag: str) -> str:
     import mlflow
 
     result = train(logs, catalog, PARAMS)
-    model_dir = save_model(tmp_path / tag, result.model.serialize(), result.settings, {"power_t": 0.0})
+    model_dir = save_model(tmp_path / tag, result.model.serialize(), result.settings, {})
     registry.use_tracking(None, "training")
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(model_dir), artifact_path="model")

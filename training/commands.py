@@ -139,7 +139,7 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
     cut = parse_time(until, "--until") or split_time(log_dir, train_fraction)
     result = train(log_dir, catalog, params, end=cut, progress=progress)
     model_dir = save_model(out / "model", result.model.serialize(), result.settings,
-                           {"power_t": params.power_t, "trained_until": cut.isoformat(),
+                           {"trained_until": cut.isoformat(),
                             "decisions": result.decisions, "catalog": catalog.version})
     print(f"trained on {result.decisions:,} decisions before {cut.isoformat()} "
           f"({params.passes} pass{'es' if params.passes > 1 else ''}): {result.examples:,} examples in "

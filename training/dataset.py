@@ -1,6 +1,6 @@
 """Logged decisions as training and evaluation data.
 
-``iter_decisions`` streams the joined logs (``training.logs.joined_decisions``: the server's
+``iter_decisions`` streams the joined logs (``training.logs.joined_with_times``: the server's
 join and reward definition) as ``LoggedDecision`` objects, optionally only those made in a time
 range -- so a candidate is trained on earlier logs and evaluated on later ones. Nothing is held
 in memory but the outcomes, so a pass over millions of decisions runs in constant memory; each
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from engine.catalog import Catalog
 from engine.decision_log import log_files
-from training.logs import ReadReport, _parse_time, joined_decisions
+from training.logs import ReadReport, _parse_time, joined_with_times
 
 _TIMESTAMP = re.compile(rb'"Timestamp":"([^"]+)"')
 
@@ -44,12 +44,12 @@ class LoggedDecision:
     @functools.cached_property
     def context(self) -> str:
         """The context as VW JSON text, exactly as scored."""
-        return json.dumps(self.record["c"], separators=(",", ":"))
+        return orjson.dumps(self.record["c"]).decode()
 
     @property
     def line(self) -> str:
         """The DSJSON line with its joined cost, as VW's DSJSON parser learns it."""
-        return json.dumps(self.record, separators=(",", ":"))
+        return orjson.dumps(self.record).decode()
 
     @property
     def customer(self) -> dict[str, float]:
@@ -57,31 +57,14 @@ class LoggedDecision:
         return self.record["c"].get("U", {})
 
 
-def _valid_labels(record: dict, report: ReadReport) -> tuple[str, ...] | None:
-    labels = record["_nba"].get("actions")
-    if not isinstance(labels, list) or len(labels) != len(record["c"]["_multi"]):
-        report.skip("action labels missing or not one per action")
-        return None
-    return tuple(labels)
-
-
 def iter_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                    start: dt.datetime | None = None, end: dt.datetime | None = None,
                    outcome_report: ReadReport | None = None) -> Iterator[LoggedDecision]:
     """Joined decisions made in [start, end) (either bound optional), in log order."""
-    report = report if report is not None else ReadReport()
-    for record in joined_decisions(log_dir, catalog, report, outcome_report):
-        when = _parse_time(record["Timestamp"])
-        if (start is not None and when < start) or (end is not None and when >= end):
-            report.read -= 1
-            report.skip("outside the time range")
-            continue
-        labels = _valid_labels(record, report)
-        if labels is None:
-            report.read -= 1
-            continue
-        yield LoggedDecision(record["EventId"], when, labels, record["_labelIndex"],
-                             float(record["_label_probability"]), record["_nba"]["reward"], record)
+    for record, when in joined_with_times(log_dir, catalog, report, outcome_report, start, end):
+        meta = record["_nba"]
+        yield LoggedDecision(record["EventId"], when, tuple(meta["actions"]), record["_labelIndex"],
+                             float(record["_label_probability"]), meta["reward"], record)
 
 
 @dataclass

@@ -47,8 +47,9 @@ class RewardModel:
                  power_t: float = REWARD_POWER_T):
         if folds < 2:
             raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
-        regression = dataclasses.replace(settings, cb_type="mtr", replicas=1, learning_rate=learning_rate)
-        self.models = [ValueModel(regression, version=f"reward-fold-{k}", extra_args=("--power_t", repr(power_t)))
+        regression = dataclasses.replace(settings, cb_type="mtr", replicas=1, learning_rate=learning_rate,
+                                         power_t=power_t, importance_weighted=True)
+        self.models = [ValueModel(regression, version=f"reward-fold-{k}")
                        for k in range(folds)]
 
     def fold(self, d: LoggedDecision) -> int:

@@ -12,11 +12,12 @@ are skipped and counted, never fatal.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from engine.catalog import Catalog
 from engine.decision_log import log_files
@@ -40,7 +41,11 @@ class ReadReport:
 
 
 def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+    """A logged UTC time, e.g. 2026-01-05T06:00:00.000000Z (ValueError/TypeError otherwise)."""
+    when = dt.datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"time without a UTC offset: {text!r}")
+    return when
 
 
 def read_jsonl(paths: list[Path], report: ReadReport) -> Iterator[dict]:
@@ -51,8 +56,8 @@ def read_jsonl(paths: list[Path], report: ReadReport) -> Iterator[dict]:
                     report.skip("truncated last line")
                     continue
                 try:
-                    record = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                    record = orjson.loads(raw)
+                except orjson.JSONDecodeError:  # also raised for invalid UTF-8
                     report.skip("invalid JSON")
                     continue
                 if not isinstance(record, dict):
@@ -61,24 +66,29 @@ def read_jsonl(paths: list[Path], report: ReadReport) -> Iterator[dict]:
                 yield record
 
 
-def _valid_decision(record: dict, report: ReadReport) -> bool:
+def _decision_time(record: dict, report: ReadReport) -> dt.datetime | None:
+    """The decision's time if the record is a usable decision, else None (and counted)."""
     try:
         p = record["_label_probability"]
         index = record["_labelIndex"]
         actions = record["c"]["_multi"]
         meta = record["_nba"]
-        _parse_time(record["Timestamp"])
+        decided = _parse_time(record["Timestamp"])
         record["EventId"], meta["offer_cost"], meta["contact_cost"], meta["action"]["no_contact"]
     except (KeyError, TypeError, ValueError):
         report.skip("missing field")
-        return False
+        return None
     if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         report.skip("probability missing or out of (0, 1]")
-        return False
+        return None
     if not isinstance(index, int) or not 0 <= index < len(actions):
         report.skip("chosen index out of range")
-        return False
-    return True
+        return None
+    labels = meta.get("actions")
+    if not isinstance(labels, list) or len(labels) != len(actions):
+        report.skip("action labels missing or not one per action")
+        return None
+    return decided
 
 
 def read_outcomes(log_dir: str | Path, report: ReadReport | None = None
@@ -107,15 +117,27 @@ def read_outcomes(log_dir: str | Path, report: ReadReport | None = None
 def joined_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                      outcome_report: ReadReport | None = None) -> Iterator[dict]:
     """Decision records with ``_label_cost`` set to the joined cost (and ``_nba.reward``)."""
+    for record, _ in joined_with_times(log_dir, catalog, report, outcome_report):
+        yield record
+
+
+def joined_with_times(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
+                      outcome_report: ReadReport | None = None, start: dt.datetime | None = None,
+                      end: dt.datetime | None = None) -> Iterator[tuple[dict, dt.datetime]]:
+    """(joined record, decision time) of the decisions made in [start, end), either bound
+    optional; decisions outside it are counted as skipped."""
     report = report if report is not None else ReadReport()
     outcomes = read_outcomes(log_dir, outcome_report)
     window = catalog.attribution_window
     for record in read_jsonl(log_files(log_dir, "decisions"), report):
-        if not _valid_decision(record, report):
+        decided = _decision_time(record, report)
+        if decided is None:
+            continue
+        if (start is not None and decided < start) or (end is not None and decided >= end):
+            report.skip("outside the time range")
             continue
         report.read += 1
         meta = record["_nba"]
-        decided = _parse_time(record["Timestamp"])
         attributed = [(kind, value) for _, kind, value, when in outcomes.get(record["EventId"], ())
                       if decided <= when <= decided + window]
         contacted = not meta["action"]["no_contact"]
@@ -123,4 +145,4 @@ def joined_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport |
                             meta["contact_cost"])
         record["_label_cost"] = -reward
         meta["reward"] = reward
-        yield record
+        yield record, decided

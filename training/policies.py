@@ -15,6 +15,8 @@ Built in:
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +148,8 @@ def save_model(directory: Path, model_bytes: bytes, settings: ModelSettings, inf
     (directory / MODEL_FILE).write_bytes(model_bytes)
     (directory / SETTINGS_FILE).write_text(json.dumps(
         {"cb_type": settings.cb_type, "learning_rate": settings.learning_rate,
-         "interactions": list(settings.interactions), "bits": settings.bits, **info}, indent=2))
+         "interactions": list(settings.interactions), "bits": settings.bits,
+         "power_t": settings.power_t, "importance_weighted": settings.importance_weighted, **info}, indent=2))
     return directory
 
 
@@ -154,24 +157,23 @@ def load_model(path: str | Path, catalog: Catalog, version: str | None = None) -
     """A VW model from a model directory (with its settings), or a bare model file (read with
     the catalog's model settings)."""
     path = Path(path)
-    settings, extra = catalog.model, ()
+    settings = dataclasses.replace(catalog.model, replicas=1)
     if path.is_dir():
         meta = path / SETTINGS_FILE
         if meta.exists():
             try:
                 saved = json.loads(meta.read_text())
                 settings = ModelSettings(cb_type=saved["cb_type"], learning_rate=saved["learning_rate"],
-                                         interactions=tuple(saved["interactions"]), bits=saved["bits"])
+                                         interactions=tuple(saved["interactions"]), bits=saved["bits"],
+                                         power_t=float(saved.get("power_t", ModelSettings.power_t)),
+                                         importance_weighted=bool(saved.get("importance_weighted", True)))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigError(f"{meta}: not a model settings file ({exc})") from None
-            if "power_t" in saved:
-                extra = ("--power_t", repr(float(saved["power_t"])))
         path = path / MODEL_FILE
     if not path.is_file():
         raise ConfigError(f"no VW model at {path}")
     try:
-        return ValueModel(settings, model_data=path.read_bytes(), version=version or f"file:{path.name}",
-                          extra_args=extra)
+        return ValueModel(settings, model_data=path.read_bytes(), version=version or f"file:{path.name}")
     except Exception as exc:  # VW raises its own error types
         raise ConfigError(f"{path}: not a VW model for these settings ({exc})") from None
 

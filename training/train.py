@@ -33,7 +33,8 @@ class TrainParams:
     interactions: tuple[str, ...] | None = None
     cb_type: str | None = None
     bits: int | None = None
-    power_t: float = 0.5
+    power_t: float | None = None
+    importance_weighted: bool | None = None
 
     def settings(self, catalog: Catalog) -> ModelSettings:
         if self.passes < 1:
@@ -42,21 +43,30 @@ class TrainParams:
             raise ValueError(f"cb_type must be one of {', '.join(CB_TYPES)}, got {self.cb_type!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.power_t is not None and not 0 <= self.power_t <= 1:
+            raise ValueError(f"power_t must be from 0 to 1, got {self.power_t}")
         for pair in self.interactions or ():
             if len(pair) != 2 or not pair.isalpha():
                 raise ValueError(f"interaction {pair!r} must be two namespace letters, e.g. UO")
         base = catalog.model
-        return dataclasses.replace(
+        settings = dataclasses.replace(
             base, replicas=1,
             cb_type=self.cb_type or base.cb_type,
             learning_rate=self.learning_rate if self.learning_rate is not None else base.learning_rate,
             interactions=tuple(self.interactions) if self.interactions is not None else base.interactions,
-            bits=self.bits or base.bits)
+            bits=self.bits or base.bits,
+            power_t=self.power_t if self.power_t is not None else base.power_t,
+            importance_weighted=(self.importance_weighted if self.importance_weighted is not None
+                                 else base.importance_weighted))
+        if not settings.importance_weighted and settings.cb_type != "mtr":
+            raise ValueError(f"importance weights can only be turned off for cb_type mtr, not {settings.cb_type!r}")
+        return settings
 
     def as_params(self, catalog: Catalog) -> dict:
         s = self.settings(catalog)
         return {"passes": self.passes, "learning_rate": s.learning_rate, "cb_type": s.cb_type,
-                "interactions": ",".join(s.interactions), "bits": s.bits, "power_t": self.power_t}
+                "interactions": ",".join(s.interactions), "bits": s.bits, "power_t": s.power_t,
+                "importance_weighted": s.importance_weighted}
 
 
 @dataclass
@@ -79,7 +89,7 @@ def train(log_dir: str | Path, catalog: Catalog, params: TrainParams = TrainPara
     """Learn a VW model from the decisions logged in [start, end), ``params.passes`` times
     over them in log order."""
     settings = params.settings(catalog)
-    model = ValueModel(settings, version="candidate", extra_args=("--power_t", repr(params.power_t)))
+    model = ValueModel(settings, version="candidate")
     started = time.perf_counter()
     examples, report = 0, ReadReport()
     for k in range(params.passes):
