@@ -1,8 +1,10 @@
 """Off-policy estimates from logs vs the simulator's ground truth, over many seeds.
 
-Per seed: a fresh population (default scenario) on which the engine, exploring uniformly over
-its feasible actions, logs ``--weeks`` weekly decisions per customer (DSJSON + outcome logs,
-as in production). From the logs alone, ``training.evaluate`` estimates the value of: the
+Per seed: a fresh population (default scenario) on which the engine logs ``--weeks`` weekly
+decisions per customer (DSJSON + outcome logs, as in production), exploring either uniformly
+over its feasible actions (``--logging uniform``) or around the evaluated policies
+(``--logging targeted``: softmax over how many of rules, candidate and oracle choose each
+action; every feasible action keeps a probability of ~0.01). From the logs alone, ``training.evaluate`` estimates the value of: the
 marketer's rules, the oracle (best logged feasible action by ground truth), a trained candidate
 (a VW policy trained offline on a separate, earlier logging run, served with the catalog's
 exploration), and no contact. Their true values on the same decisions come from
@@ -12,7 +14,8 @@ Prints per policy: the true value, DR's estimate and relative error for each see
 of seeds whose 95 % interval covers the truth (DR and the other estimators), and writes
 ``OUT/validation.json`` and ``OUT/validation.png``.
 
-    .venv/bin/python bench/ope_validation.py [--seeds 20] [--customers 19000] [--weeks 6] [--workers 2]
+    .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 19000]
+        [--weeks 6] [--workers 2]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.ope import OraclePolicy, TruthAccumulator, log_uniform  # noqa: E402
+from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
@@ -53,16 +56,20 @@ def train_candidate(customers: int, weeks: int, out: Path) -> Path:
     return save_model(out / "candidate", result.model.serialize(), result.settings, {})
 
 
-def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str) -> dict:
+def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging: str = "uniform",
+             softmax_lambda: float = 3.0) -> dict:
     scenario = load_scenario("default")
     catalog = scenario.catalog
     sim = Simulation(scenario, customers=customers, days=7 * weeks, seed=seed)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f"ope-{seed}-"))
     try:
-        recorder = log_uniform(sim, tmp, seed=seed)
-        logged = time.perf_counter() - started
         candidate = ModelPolicy("candidate", load_model(candidate_dir, catalog, "candidate"), catalog.exploration)
+        if logging == "targeted":
+            recorder = log_targeted(sim, tmp, seed, [Rules(), candidate], softmax_lambda)
+        else:
+            recorder = log_uniform(sim, tmp, seed=seed)
+        logged = time.perf_counter() - started
         policies = [Rules(), OraclePolicy(recorder), candidate, NoContact()]
         truth = TruthAccumulator(recorder)
         evaluation = evaluate_logs(tmp, catalog, policies, observer=truth)
@@ -98,10 +105,12 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
-def print_report(results: list[dict], summary: dict) -> None:
+def print_report(results: list[dict], summary: dict, logging: str) -> None:
     n = np.mean([r["n"] for r in results])
-    print(f"\n{len(results)} seeds, {n:,.0f} logged decisions evaluated per seed (uniform logging "
-          f"over ~60 feasible actions); values in EUR per decision\n")
+    how = ("uniform over ~60 feasible actions" if logging == "uniform"
+           else "targeted: softmax around rules, candidate and oracle")
+    print(f"\n{len(results)} seeds, {n:,.0f} logged decisions evaluated per seed (logging {how}); "
+          f"values in EUR per decision\n")
     print(f"{'policy':<12} {'truth':>7} {'ESS':>7}  {'DR |rel err| median':>20} {'max':>7} "
           f"{'<=3%':>6} {'DR 95% coverage':>16} {'DR ±':>7}   coverage ips/snips/dm/dr_os")
     for name, s in summary.items():
@@ -148,6 +157,10 @@ def main() -> int:
     parser.add_argument("--candidate-customers", type=int, default=10_000)
     parser.add_argument("--candidate-weeks", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--logging", choices=("uniform", "targeted"), default="uniform",
+                        help="the exploring policy that logs (default uniform)")
+    parser.add_argument("--softmax-lambda", type=float, default=3.0,
+                        help="targeted logging's inverse temperature (default 3)")
     parser.add_argument("--out", type=Path, default=Path("runs/ope_validation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +168,8 @@ def main() -> int:
     candidate = train_candidate(args.candidate_customers, args.candidate_weeks, args.out)
     results = []
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_seed, s, args.customers, args.weeks, str(candidate))
+        futures = [pool.submit(one_seed, s, args.customers, args.weeks, str(candidate), args.logging,
+                               args.softmax_lambda)
                    for s in range(1, args.seeds + 1)]
         for f in futures:
             r = f.result()
@@ -164,9 +178,11 @@ def main() -> int:
             print(f"seed {r['seed']}: {r['n']:,} decisions, logged in {r['log_seconds']:.0f} s, "
                   f"evaluated in {r['eval_seconds']:.0f} s", flush=True)
     summary = summarise(results)
-    (args.out / "validation.json").write_text(json.dumps({"summary": summary, "seeds": results}, indent=1))
+    (args.out / "validation.json").write_text(json.dumps(
+        {"logging": args.logging, "softmax_lambda": args.softmax_lambda, "summary": summary,
+         "seeds": results}, indent=1))
     plot(results, args.out / "validation.png")
-    print_report(results, summary)
+    print_report(results, summary, args.logging)
     print(f"\n{args.out / 'validation.json'}, {args.out / 'validation.png'}; "
           f"total {time.perf_counter() - started:.0f} s")
     return 0

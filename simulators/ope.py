@@ -1,7 +1,9 @@
 """Off-policy evaluation checked against the simulator's ground truth.
 
-The engine, exploring uniformly, logs decisions in the simulator exactly as it does in
-production (DSJSON decisions + outcomes). While it runs, ``TruthRecorder`` asks the simulator
+The engine logs decisions in the simulator exactly as it does in production (DSJSON decisions +
+outcomes), exploring either uniformly over the feasible actions (``log_uniform``) or around the
+policies that will be evaluated (``log_targeted``: softmax over how many of them choose each
+action, so every target's choice is likely and every other action still possible). While it runs, ``TruthRecorder`` asks the simulator
 for the *exact* expected logged reward of every feasible action of every decision
 (``ResponseModel.expected_reward``: hidden traits, the funnel, the attribution window). The true
 value of any policy pi on those decisions is then
@@ -16,9 +18,11 @@ highest Q* among each decision's logged feasible actions.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from engine.catalog import Catalog
 from engine.engine import DecisionEngine
@@ -28,37 +32,99 @@ from training.dataset import LoggedDecision
 from training.policies import EvalPolicy, one_hot
 
 
-def uniform_logging_catalog(catalog: Catalog) -> Catalog:
-    """The catalog with uniform exploration (every feasible action equally likely) and no
-    budgets, so every offer stays feasible for the whole run; caps and gap still apply."""
-    exploration = dataclasses.replace(catalog.exploration, algorithm="epsilon_greedy", epsilon=1.0,
-                                      no_contact_floor=0.0, pessimism=0.0)
+def logging_catalog(catalog: Catalog, algorithm: str = "epsilon_greedy", epsilon: float = 1.0,
+                    softmax_lambda: float = 1.0) -> Catalog:
+    """The catalog with the logging policy's exploration (default: uniform over every feasible
+    action) and no budgets, so every offer stays feasible for the whole run; caps and gap
+    still apply."""
+    exploration = dataclasses.replace(catalog.exploration, algorithm=algorithm, epsilon=epsilon,
+                                      softmax_lambda=softmax_lambda, no_contact_floor=0.0, pessimism=0.0)
     constraints = dataclasses.replace(catalog.constraints, budgets=())
     return dataclasses.replace(catalog, exploration=exploration, constraints=constraints)
+
+
+def uniform_logging_catalog(catalog: Catalog) -> Catalog:
+    return logging_catalog(catalog)
+
+
+def action_label(features: dict) -> str:
+    """An action's label from its features in a context (``engine.features.action_features``)."""
+    offer = next(k for k in features["O"] if k.startswith("offer="))[len("offer="):]
+    if offer == "none":
+        return "no_contact"
+    channel = next(k for k in features["C"] if k.startswith("channel="))[len("channel="):]
+    slot = next(k for k in features["T"] if k.startswith("slot="))[len("slot="):]
+    return f"{offer}/{channel}/{slot}"
+
+
+class TargetedLogger:
+    """A value model for the logging engine: the value of an action is how many of the target
+    policies choose it (their probabilities, summed; the oracle's from the ground truth), so
+    the engine's softmax explores around them. It does not learn. The simulator hands it each
+    request's Q* row in the order the engine scores the requests (``TruthRecorder``)."""
+
+    version = "targeted-logger"
+
+    def __init__(self, policies: list[EvalPolicy]):
+        self.policies = policies
+        self.args = ["targeted-logger"] + [p.name for p in policies] + ["oracle"]
+        self.pending: deque[tuple[dict[str, int], np.ndarray]] = deque()
+
+    def values(self, context_json: str, n_actions: int) -> np.ndarray:
+        index, q_row = self.pending.popleft()
+        record = orjson.loads(context_json)
+        labels = tuple(action_label(a) for a in record["_multi"])
+        if len(labels) != n_actions or any(label not in index for label in labels):
+            raise RuntimeError("targeted logger: scored actions do not match the simulator's request")
+        d = LoggedDecision("", None, labels, 0, 1.0, 0.0, {"c": record})
+        d.__dict__["context"] = context_json  # the cached property, as scored
+        mass = np.zeros(n_actions)
+        for policy in self.policies:
+            mass += policy.probabilities(d)
+        q = q_row[[index[label] for label in labels]]
+        mass[int(np.argmax(q))] += 1.0
+        return mass
+
+    def estimate(self, context_json: str, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.values(context_json, n_actions), np.zeros(n_actions)
+
+    def learn_dsjson(self, line: str) -> None:
+        pass
+
+    def serialize(self) -> bytes:
+        return b""
 
 
 class TruthRecorder:
     """Wraps the engine policy; records Q*(x, a) of every feasible action of every decision."""
 
-    def __init__(self, inner: EnginePolicy, sim: Simulation):
+    def __init__(self, inner: EnginePolicy, sim: Simulation, logger: TargetedLogger | None = None):
         self.inner = inner
         self.name = inner.name
         self.sim = sim
+        self.logger = logger
         self.truth: dict[str, tuple[dict[str, int], np.ndarray]] = {}
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
-        chosen = self.inner.decide(batch)
         sim, window = self.sim, self.sim.response.window_hours
         end = min(batch.t + window, sim.horizon)
         organic = min(sim.scenario.every_days * 24.0, window, sim.horizon - batch.t)
-        ids = self.inner._event_ids
+        rows: list = [None] * len(batch.customers)
         for g in batch.groups:
             cust = batch.customers[g.members][:, None]
             q = sim.response.expected_reward(batch.world, cust, g.offer[None, :], g.channel[None, :],
                                              g.local_hour[None, :], g.send_t[None, :], batch.t,
                                              organic, end)
             for row, pos in zip(q, g.members):
-                self.truth[ids[pos]] = (g.index, row)
+                rows[pos] = (g.index, row)
+        if self.logger is not None:
+            # The in-process engine scores the batch's requests one by one, in order.
+            self.logger.pending.extend(rows)
+        chosen = self.inner.decide(batch)
+        if self.logger is not None and self.logger.pending:
+            raise RuntimeError("targeted logger: the engine scored fewer requests than the batch holds")
+        for event_id, row in zip(self.inner._event_ids, rows):
+            self.truth[event_id] = row
         return chosen
 
     def learn(self, feedback: Feedback) -> None:
@@ -75,6 +141,23 @@ def log_uniform(sim: Simulation, log_dir: Path, seed: int, progress=None) -> Tru
     catalog = uniform_logging_catalog(sim.scenario.catalog)
     engine = DecisionEngine(catalog, log_dir=log_dir, seed=policy_seed(seed), honour_request_time=True)
     recorder = TruthRecorder(EnginePolicy.in_process(engine, name="uniform_logger"), sim)
+    return _run(sim, engine, recorder, progress)
+
+
+def log_targeted(sim: Simulation, log_dir: Path, seed: int, policies: list[EvalPolicy],
+                 softmax_lambda: float = 3.0, progress=None) -> TruthRecorder:
+    """Run the engine exploring around ``policies`` and the oracle: softmax with inverse
+    temperature ``softmax_lambda`` over the number of them choosing each action. With lambda 3
+    and ~60 feasible actions, an action one target chooses gets p ~ 0.15-0.3, any other ~0.008."""
+    catalog = logging_catalog(sim.scenario.catalog, algorithm="softmax", softmax_lambda=softmax_lambda)
+    logger = TargetedLogger(policies)
+    engine = DecisionEngine(catalog, log_dir=log_dir, seed=policy_seed(seed), honour_request_time=True,
+                            model=logger)
+    recorder = TruthRecorder(EnginePolicy.in_process(engine, name="targeted_logger"), sim, logger)
+    return _run(sim, engine, recorder, progress)
+
+
+def _run(sim: Simulation, engine: DecisionEngine, recorder: TruthRecorder, progress) -> TruthRecorder:
     try:
         sim.run(recorder, progress=progress)
     finally:

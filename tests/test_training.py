@@ -14,7 +14,7 @@ from engine.client import NBAClient
 from engine.engine import DecisionEngine
 from engine.model_source import ModelFollower
 from engine.server import start_server
-from simulators.ope import OraclePolicy, TruthAccumulator, log_uniform
+from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform
 from simulators.runner import Simulation
 from simulators.scenario import load_scenario
 from support import T0, request
@@ -73,6 +73,56 @@ def test_estimates_agree_with_ground_truth_within_their_intervals(logged):
     assert ev.summary("rules")["effective_sample_size"] < ev.n / 20
     # The oracle is the best by ground truth on every decision.
     assert truth.truth("oracle") >= max(truth.truth(n) for n in ("uniform", "rules", "no_contact"))
+
+
+def test_targeted_logging_explores_around_its_targets(tmp_path):
+    """Logging around rules and the oracle: their actions are likely, every action possible,
+    the logged probabilities are the engine's, and DR on them is closer than under uniform
+    logging (its interval is narrower) while still covering the truth."""
+    scenario = load_scenario("default")
+    catalog = scenario.catalog
+    sim = Simulation(scenario, customers=1200, days=14, seed=5)
+    recorder = log_targeted(sim, tmp_path, seed=5, policies=[Rules()], softmax_lambda=4.0)
+    oracle = OraclePolicy(recorder)
+    decisions = list(iter_decisions(tmp_path, catalog))
+    assert len(decisions) > 1500
+    logged = np.array([Logged().probabilities(d) for d in decisions], dtype=object)
+    p_rules = np.array([lp @ Rules().probabilities(d) for lp, d in zip(logged, decisions)])
+    p_oracle = np.array([lp @ oracle.probabilities(d) for lp, d in zip(logged, decisions)])
+    p_min = np.array([lp.min() for lp in logged])
+    assert p_rules.min() > 0.2 and p_oracle.min() > 0.2
+    assert p_min.min() > 0.0 and p_min.max() < 0.02
+    assert np.allclose([lp.sum() for lp in logged], 1.0)
+    truth = TruthAccumulator(recorder)
+    ev = evaluate_logs(tmp_path, catalog, [Rules(), oracle], observer=truth)
+    for name in ("rules", "oracle"):
+        s = ev.summary(name)
+        assert s["effective_sample_size"] > ev.n / 6, name
+        half = s["dr"]["high"] - s["dr"]["value"]
+        assert abs(s["dr"]["value"] - truth.truth(name)) < 2.5 * half, name
+
+
+def test_mtr_without_importance_weights_is_least_squares_on_the_chosen_action(logged):
+    """importance_weighted = false learns as if every logged probability were 1."""
+    import dataclasses
+
+    from engine.value_model import ValueModel
+
+    catalog, log_dir, _ = logged
+    decisions = [d for _, d in zip(range(300), iter_decisions(log_dir, catalog))]
+    settings = dataclasses.replace(catalog.model, cb_type="mtr", replicas=1)
+    plain = ValueModel(dataclasses.replace(settings, importance_weighted=False))
+    weighted = ValueModel(settings)
+    as_if_one = ValueModel(settings)
+    for d in decisions:
+        plain.learn_dsjson(d.line)
+        weighted.learn_dsjson(d.line)
+        record = dict(d.record, _label_probability=1.0, p=[1.0] + d.record["p"][1:])
+        as_if_one.learn_dsjson(json.dumps(record))
+    d = decisions[-1]
+    n = len(d.actions)
+    assert np.allclose(plain.values(d.context, n), as_if_one.values(d.context, n))
+    assert not np.allclose(plain.values(d.context, n), weighted.values(d.context, n))
 
 
 def test_reward_model_learns_the_mean_reward(logged):
