@@ -234,6 +234,32 @@ def test_registry_promotion_records_why(logged, tmp_path, monkeypatch):
         registry.parse_model_uri("runs:/abc/model")
 
 
+def test_promote_evaluates_after_the_candidates_training_data(logged, tmp_path, monkeypatch, capsys):
+    """Without --after, nba promote scores the candidate only on decisions later than those it
+    was trained on (in-sample estimates flatter it)."""
+    import mlflow
+
+    from training.commands import run_promote
+
+    catalog, log_dir, _ = logged
+    monkeypatch.chdir(tmp_path)
+    cut = split_time(log_dir, 0.6)
+    result = train(log_dir, catalog, PARAMS, end=cut)
+    model_dir = save_model(tmp_path / "m", result.model.serialize(), result.settings,
+                           {"trained_until": cut.isoformat()})
+    registry.use_tracking(None, "training")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+    version = registry.register(run.info.run_id, run.info.artifact_uri, "later-policy")
+    capsys.readouterr()
+    run_promote(log_dir, catalog, f"models:/later-policy/{version}", None, progress=False)
+    out = capsys.readouterr().out
+    assert f"evaluating on decisions from {cut.isoformat()}" in out
+    later = sum(1 for d in iter_decisions(log_dir, catalog) if d.time >= cut)
+    runs = mlflow.search_runs(experiment_names=["evaluation"], order_by=["start_time DESC"])
+    assert int(runs.iloc[0]["metrics.logged.n"]) == later < result.decisions + later
+
+
 def test_reload_under_load_fails_no_call(logged, tmp_path, monkeypatch):
     """A client hammers NextBestAction while the champion alias moves: no call fails, and the
     new version serves within the poll interval (plus the load time)."""

@@ -13,7 +13,7 @@ from engine.config import ConfigError
 from training import registry
 from training.dataset import split_time
 from training.evaluate import Evaluation, evaluate_logs, table
-from training.policies import Logged, ModelPolicy, load_model, make_policy, save_model
+from training.policies import SETTINGS_FILE, Logged, ModelPolicy, load_model, make_policy, save_model
 from training.train import TrainParams, train
 
 EXPERIMENT_TRAIN = "training"
@@ -186,6 +186,15 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
             "reason": decision.reason, "examples_per_second": result.examples_per_second}
 
 
+def trained_until(model_dir: Path) -> dt.datetime | None:
+    """When a model directory's training data ends (its model.json), if it says."""
+    meta = model_dir / SETTINGS_FILE
+    try:
+        return dt.datetime.fromisoformat(json.loads(meta.read_text())["trained_until"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str | None, progress: bool,
                 tracking_uri: str | None = None) -> bool:
     import mlflow
@@ -198,8 +207,14 @@ def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str 
     if incumbent_version == version:
         print(f"{name}/{version} is already the champion")
         return False
+    local, label = registry.download_version(name, version)
     start = parse_time(after, "--after")
-    candidate = make_policy(f"models:/{name}/{version}", catalog)
+    if start is None:
+        start = trained_until(local)
+        if start is not None:
+            print(f"evaluating on decisions from {start.isoformat()}, where {label}'s training data "
+                  "ends (--after to choose another start)")
+    candidate = make_policy(f"models:/{name}/{version}", catalog, resolve=lambda _: (local, label))
     policies = [candidate, Logged()]
     incumbent = "logged"
     if incumbent_version is not None:
