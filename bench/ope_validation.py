@@ -3,8 +3,8 @@
 Per seed: a fresh population (default scenario) on which the engine logs ``--weeks`` weekly
 decisions per customer (DSJSON + outcome logs, as in production), exploring either uniformly
 over its feasible actions (``--logging uniform``) or around the evaluated policies
-(``--logging targeted``: softmax over how many of rules, candidate and oracle choose each
-action; every feasible action keeps a probability of ~0.01). From the logs alone, ``training.evaluate`` estimates the value of: the
+(``--logging targeted``: p = 0.8 x the mean of rules, candidate and oracle + 0.2 / K, so every
+feasible action keeps a probability of ~0.003). From the logs alone, ``training.evaluate`` estimates the value of: the
 marketer's rules, the oracle (best logged feasible action by ground truth), a trained candidate
 (a VW policy trained offline on a separate, earlier logging run, served with the catalog's
 exploration), and no contact. Their true values on the same decisions come from
@@ -57,7 +57,7 @@ def train_candidate(customers: int, weeks: int, out: Path) -> Path:
 
 
 def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging: str = "uniform",
-             softmax_lambda: float = 3.0) -> dict:
+             explore: float = 0.2) -> dict:
     scenario = load_scenario("default")
     catalog = scenario.catalog
     sim = Simulation(scenario, customers=customers, days=7 * weeks, seed=seed)
@@ -66,7 +66,7 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
     try:
         candidate = ModelPolicy("candidate", load_model(candidate_dir, catalog, "candidate"), catalog.exploration)
         if logging == "targeted":
-            recorder = log_targeted(sim, tmp, seed, [Rules(), candidate], softmax_lambda)
+            recorder = log_targeted(sim, tmp, seed, [Rules(), candidate], explore)
         else:
             recorder = log_uniform(sim, tmp, seed=seed)
         logged = time.perf_counter() - started
@@ -108,7 +108,7 @@ def summarise(results: list[dict]) -> dict:
 def print_report(results: list[dict], summary: dict, logging: str) -> None:
     n = np.mean([r["n"] for r in results])
     how = ("uniform over ~60 feasible actions" if logging == "uniform"
-           else "targeted: softmax around rules, candidate and oracle")
+           else "targeted: mixture of rules, candidate and oracle + uniform")
     print(f"\n{len(results)} seeds, {n:,.0f} logged decisions evaluated per seed (logging {how}); "
           f"values in EUR per decision\n")
     print(f"{'policy':<12} {'truth':>7} {'ESS':>7}  {'DR |rel err| median':>20} {'max':>7} "
@@ -159,8 +159,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--logging", choices=("uniform", "targeted"), default="uniform",
                         help="the exploring policy that logs (default uniform)")
-    parser.add_argument("--softmax-lambda", type=float, default=3.0,
-                        help="targeted logging's inverse temperature (default 3)")
+    parser.add_argument("--explore", type=float, default=0.2,
+                        help="targeted logging's share of uniform exploration (default 0.2)")
     parser.add_argument("--out", type=Path, default=Path("runs/ope_validation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def main() -> int:
     results = []
     with ProcessPoolExecutor(args.workers) as pool:
         futures = [pool.submit(one_seed, s, args.customers, args.weeks, str(candidate), args.logging,
-                               args.softmax_lambda)
+                               args.explore)
                    for s in range(1, args.seeds + 1)]
         for f in futures:
             r = f.result()
@@ -179,7 +179,7 @@ def main() -> int:
                   f"evaluated in {r['eval_seconds']:.0f} s", flush=True)
     summary = summarise(results)
     (args.out / "validation.json").write_text(json.dumps(
-        {"logging": args.logging, "softmax_lambda": args.softmax_lambda, "summary": summary,
+        {"logging": args.logging, "explore": args.explore, "summary": summary,
          "seeds": results}, indent=1))
     plot(results, args.out / "validation.png")
     print_report(results, summary, args.logging)

@@ -2,8 +2,8 @@
 
 The engine logs decisions in the simulator exactly as it does in production (DSJSON decisions +
 outcomes), exploring either uniformly over the feasible actions (``log_uniform``) or around the
-policies that will be evaluated (``log_targeted``: softmax over how many of them choose each
-action, so every target's choice is likely and every other action still possible). While it runs, ``TruthRecorder`` asks the simulator
+policies that will be evaluated (``log_targeted``: a mixture of them plus uniform exploration,
+so every target's choice is likely and every other action still possible). While it runs, ``TruthRecorder`` asks the simulator
 for the *exact* expected logged reward of every feasible action of every decision
 (``ResponseModel.expected_reward``: hidden traits, the funnel, the attribution window). The true
 value of any policy pi on those decisions is then
@@ -58,16 +58,24 @@ def action_label(features: dict) -> str:
 
 
 class TargetedLogger:
-    """A value model for the logging engine: the value of an action is how many of the target
-    policies choose it (their probabilities, summed; the oracle's from the ground truth), so
-    the engine's softmax explores around them. It does not learn. The simulator hands it each
-    request's Q* row in the order the engine scores the requests (``TruthRecorder``)."""
+    """A value model for the logging engine that makes it explore around the target policies:
+    with the engine's softmax at inverse temperature 1, the logged probabilities are
+
+        p(a|x) = (1 - explore) * mean_j pi_j(a|x) + explore / K
+
+    a mixture of the targets (their probabilities; the oracle's from the ground truth) and
+    uniform exploration over the K feasible actions -- every value is log of that. It does not
+    learn. The simulator hands it each request's Q* row, in the order the engine scores the
+    requests (``TruthRecorder``)."""
 
     version = "targeted-logger"
 
-    def __init__(self, policies: list[EvalPolicy]):
+    def __init__(self, policies: list[EvalPolicy], explore: float = 0.2):
+        if not 0.0 < explore <= 1.0:
+            raise ValueError(f"explore must be in (0, 1], got {explore}")
         self.policies = policies
-        self.args = ["targeted-logger"] + [p.name for p in policies] + ["oracle"]
+        self.explore = explore
+        self.args = ["targeted-logger", f"explore={explore}"] + [p.name for p in policies] + ["oracle"]
         self.pending: deque[tuple[dict[str, int], np.ndarray]] = deque()
 
     def values(self, context_json: str, n_actions: int) -> np.ndarray:
@@ -78,12 +86,13 @@ class TargetedLogger:
             raise RuntimeError("targeted logger: scored actions do not match the simulator's request")
         d = LoggedDecision("", None, labels, 0, 1.0, 0.0, {"c": record})
         d.__dict__["context"] = context_json  # the cached property, as scored
-        mass = np.zeros(n_actions)
+        mixture = np.zeros(n_actions)
         for policy in self.policies:
-            mass += policy.probabilities(d)
+            mixture += policy.probabilities(d)
         q = q_row[[index[label] for label in labels]]
-        mass[int(np.argmax(q))] += 1.0
-        return mass
+        mixture[int(np.argmax(q))] += 1.0
+        mixture /= len(self.policies) + 1
+        return np.log((1.0 - self.explore) * mixture + self.explore / n_actions)
 
     def estimate(self, context_json: str, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
         return self.values(context_json, n_actions), np.zeros(n_actions)
@@ -145,12 +154,12 @@ def log_uniform(sim: Simulation, log_dir: Path, seed: int, progress=None) -> Tru
 
 
 def log_targeted(sim: Simulation, log_dir: Path, seed: int, policies: list[EvalPolicy],
-                 softmax_lambda: float = 3.0, progress=None) -> TruthRecorder:
-    """Run the engine exploring around ``policies`` and the oracle: softmax with inverse
-    temperature ``softmax_lambda`` over the number of them choosing each action. With lambda 3
-    and ~60 feasible actions, an action one target chooses gets p ~ 0.15-0.3, any other ~0.008."""
-    catalog = logging_catalog(sim.scenario.catalog, algorithm="softmax", softmax_lambda=softmax_lambda)
-    logger = TargetedLogger(policies)
+                 explore: float = 0.2, progress=None) -> TruthRecorder:
+    """Run the engine exploring around ``policies`` and the oracle (``TargetedLogger``): with
+    three targets and ~60 feasible actions, each target's choice gets p >= 0.27, every other
+    action 0.2 / 60 = 0.0033."""
+    catalog = logging_catalog(sim.scenario.catalog, algorithm="softmax", softmax_lambda=1.0)
+    logger = TargetedLogger(policies, explore)
     engine = DecisionEngine(catalog, log_dir=log_dir, seed=policy_seed(seed), honour_request_time=True,
                             model=logger)
     recorder = TruthRecorder(EnginePolicy.in_process(engine, name="targeted_logger"), sim, logger)

@@ -82,7 +82,7 @@ def test_targeted_logging_explores_around_its_targets(tmp_path):
     scenario = load_scenario("default")
     catalog = scenario.catalog
     sim = Simulation(scenario, customers=1200, days=14, seed=5)
-    recorder = log_targeted(sim, tmp_path, seed=5, policies=[Rules()], softmax_lambda=4.0)
+    recorder = log_targeted(sim, tmp_path, seed=5, policies=[Rules()], explore=0.2)
     oracle = OraclePolicy(recorder)
     decisions = list(iter_decisions(tmp_path, catalog))
     assert len(decisions) > 1500
@@ -90,14 +90,16 @@ def test_targeted_logging_explores_around_its_targets(tmp_path):
     p_rules = np.array([lp @ Rules().probabilities(d) for lp, d in zip(logged, decisions)])
     p_oracle = np.array([lp @ oracle.probabilities(d) for lp, d in zip(logged, decisions)])
     p_min = np.array([lp.min() for lp in logged])
-    assert p_rules.min() > 0.2 and p_oracle.min() > 0.2
-    assert p_min.min() > 0.0 and p_min.max() < 0.02
+    # p = 0.8 * (rules + oracle) / 2 + 0.2 / K
+    assert p_rules.min() >= 0.4 and p_oracle.min() >= 0.4
+    k = np.array([len(lp) for lp in logged])
+    assert np.allclose(p_min, 0.2 / k)
     assert np.allclose([lp.sum() for lp in logged], 1.0)
     truth = TruthAccumulator(recorder)
     ev = evaluate_logs(tmp_path, catalog, [Rules(), oracle], observer=truth)
     for name in ("rules", "oracle"):
         s = ev.summary(name)
-        assert s["effective_sample_size"] > ev.n / 6, name
+        assert s["effective_sample_size"] > ev.n / 3, name
         half = s["dr"]["high"] - s["dr"]["value"]
         assert abs(s["dr"]["value"] - truth.truth(name)) < 2.5 * half, name
 
