@@ -41,6 +41,10 @@ def write(tmp_path, text):
      "unknown key 'channels.email.consnet'; allowed: ['consent', 'contact_cost', 'inbound_only', 'quiet_hours']"),
     ("epsilon = 0.05", "epsilon = true", "key 'exploration.epsilon': expected a number >= 0 <= 1, got True"),
     ("max_features = 256", "max_features = 0", "key 'limits.max_features': expected an integer from 1"),
+    ('cb_type = "mtr"', 'cb_type = "dm"', "key 'model.importance_weighted': expected true unless model.cb_type"),
+    ("importance_weighted = false", 'importance_weighted = "no"',
+     "key 'model.importance_weighted': expected true or false, got 'no'"),
+    ("power_t = 0.5", "power_t = 2", "key 'model.power_t': expected a number >= 0 <= 1, got 2"),
 ])
 def test_invalid_catalog_names_file_key_and_allowed(tmp_path, old, new, expected):
     assert old in DEFAULT

@@ -112,7 +112,7 @@ def test_mtr_without_importance_weights_is_least_squares_on_the_chosen_action(lo
 
     catalog, log_dir, _ = logged
     decisions = [d for _, d in zip(range(300), iter_decisions(log_dir, catalog))]
-    settings = dataclasses.replace(catalog.model, cb_type="mtr", replicas=1)
+    settings = dataclasses.replace(catalog.model, cb_type="mtr", replicas=1, importance_weighted=True)
     plain = ValueModel(dataclasses.replace(settings, importance_weighted=False))
     weighted = ValueModel(settings)
     as_if_one = ValueModel(settings)
