@@ -41,7 +41,7 @@ from training.policies import ModelPolicy, NoContact, Rules, load_model, save_mo
 from training.train import TrainParams, train  # noqa: E402
 
 ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os")
-CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, power_t=0.0)
+CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, power_t=0.0, importance_weighted=True)
 
 
 def train_candidate(customers: int, weeks: int, out: Path) -> Path:
