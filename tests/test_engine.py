@@ -86,8 +86,11 @@ def test_online_learning_moves_values_toward_rewards(catalog):
             e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 100.0, when))
     e.mature(when + catalog.attribution_window)
     d = e.decide(request("fresh", when + catalog.attribution_window, consented_channels=("email",)))
-    assert d.ranking[0].action.offer_id == "new_collection"
-    assert d.ranking[0].expected_value > 5.0
+    assert [r.action.offer_id for r in d.ranking[:3]] == ["new_collection"] * 3
+    # Every other action earns at most nothing (contact cost): a value above 1 EUR can only come
+    # from the conversions (the default model is a cautious least squares: ~35 EUR a conversion,
+    # learned at rate 0.1 / sqrt(t)).
+    assert d.ranking[0].expected_value > 1.0
 
 
 def test_history_features_count_contacts(engine):
