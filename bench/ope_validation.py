@@ -4,10 +4,10 @@ Per seed: a fresh population (default scenario) on which the engine logs ``--wee
 decisions per customer (DSJSON + outcome logs, as in production), exploring either uniformly
 over its feasible actions (``--logging uniform``) or around the evaluated policies
 (``--logging targeted``: p = 0.8 x the mean of rules, candidate and oracle + 0.2 / K, so every
-feasible action keeps a probability of ~0.003). From the logs alone, ``training.evaluate`` estimates the value of: the
-marketer's rules, the oracle (best logged feasible action by ground truth), a trained candidate
-(a VW policy trained offline on a separate, earlier logging run, served with the catalog's
-exploration), and no contact. Their true values on the same decisions come from
+feasible action keeps a probability of ~0.003). From the logs alone, ``training.evaluate``
+estimates the value of: the marketer's rules, the oracle (best logged feasible action by ground
+truth), a trained candidate (a VW policy trained offline on a separate, earlier logging run,
+served with the catalog's exploration), and no contact. Their true values on the same decisions come from
 ``ResponseModel.expected_reward`` (exact expectations of the logged reward; see simulators/ope.py).
 
 Prints per policy: the true value, DR's estimate and relative error for each seed, the share

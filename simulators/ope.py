@@ -3,9 +3,10 @@
 The engine logs decisions in the simulator exactly as it does in production (DSJSON decisions +
 outcomes), exploring either uniformly over the feasible actions (``log_uniform``) or around the
 policies that will be evaluated (``log_targeted``: a mixture of them plus uniform exploration,
-so every target's choice is likely and every other action still possible). While it runs, ``TruthRecorder`` asks the simulator
-for the *exact* expected logged reward of every feasible action of every decision
-(``ResponseModel.expected_reward``: hidden traits, the funnel, the attribution window). The true
+so every target's choice is likely and every other action still possible). While it runs,
+``TruthRecorder`` asks the simulator for the *exact* expected logged reward of every feasible
+action of every decision (``ResponseModel.expected_reward``: hidden traits, the funnel, the
+attribution window). The true
 value of any policy pi on those decisions is then
 
     V(pi) = mean_i sum_a pi(a|x_i) Q*(x_i, a)
@@ -43,10 +44,6 @@ def logging_catalog(catalog: Catalog, algorithm: str = "epsilon_greedy", epsilon
     return dataclasses.replace(catalog, exploration=exploration, constraints=constraints)
 
 
-def uniform_logging_catalog(catalog: Catalog) -> Catalog:
-    return logging_catalog(catalog)
-
-
 def action_label(features: dict) -> str:
     """An action's label from its features in a context (``engine.features.action_features``)."""
     offer = next(k for k in features["O"] if k.startswith("offer="))[len("offer="):]
@@ -55,6 +52,12 @@ def action_label(features: dict) -> str:
     channel = next(k for k in features["C"] if k.startswith("channel="))[len("channel="):]
     slot = next(k for k in features["T"] if k.startswith("slot="))[len("slot="):]
     return f"{offer}/{channel}/{slot}"
+
+
+def q_of_labels(index: dict[str, int], q_row: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
+    """A request's Q* row (in the simulator's action order, ``index``: label -> column) for the
+    actions ``labels``, in their order."""
+    return q_row[[index[label] for label in labels]]
 
 
 class TargetedLogger:
@@ -89,8 +92,7 @@ class TargetedLogger:
         mixture = np.zeros(n_actions)
         for policy in self.policies:
             mixture += policy.probabilities(d)
-        q = q_row[[index[label] for label in labels]]
-        mixture[int(np.argmax(q))] += 1.0
+        mixture[int(np.argmax(q_of_labels(index, q_row, labels)))] += 1.0
         mixture /= len(self.policies) + 1
         return np.log((1.0 - self.explore) * mixture + self.explore / n_actions)
 
@@ -141,13 +143,12 @@ class TruthRecorder:
 
     def q_star(self, d: LoggedDecision) -> np.ndarray:
         """Q* of the decision's logged feasible actions, in their logged order."""
-        index, row = self.truth[d.event_id]
-        return row[[index[label] for label in d.actions]]
+        return q_of_labels(*self.truth[d.event_id], d.actions)
 
 
 def log_uniform(sim: Simulation, log_dir: Path, seed: int, progress=None) -> TruthRecorder:
     """Run the engine with uniform exploration in the simulator, logging to ``log_dir``."""
-    catalog = uniform_logging_catalog(sim.scenario.catalog)
+    catalog = logging_catalog(sim.scenario.catalog)
     engine = DecisionEngine(catalog, log_dir=log_dir, seed=policy_seed(seed), honour_request_time=True)
     recorder = TruthRecorder(EnginePolicy.in_process(engine, name="uniform_logger"), sim)
     return _run(sim, engine, recorder, progress)

@@ -13,7 +13,7 @@ from engine.config import ConfigError
 from training import registry
 from training.dataset import split_time
 from training.evaluate import Evaluation, evaluate_logs, table
-from training.policies import SETTINGS_FILE, Logged, ModelPolicy, load_model, make_policy, save_model
+from training.policies import Logged, ModelPolicy, load_model, make_policy, save_model, trained_until
 from training.train import TrainParams, train
 
 EXPERIMENT_TRAIN = "training"
@@ -184,15 +184,6 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
         print("would " + ("" if decision.promoted else "not ") + "be promoted: " + decision.reason)
     return {"version": version, "promoted": promote and version is not None and decision.promoted,
             "reason": decision.reason, "examples_per_second": result.examples_per_second}
-
-
-def trained_until(model_dir: Path) -> dt.datetime | None:
-    """When a model directory's training data ends (its model.json), if it says."""
-    meta = model_dir / SETTINGS_FILE
-    try:
-        return dt.datetime.fromisoformat(json.loads(meta.read_text())["trained_until"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str | None, progress: bool,

@@ -16,7 +16,7 @@ Built in:
 from __future__ import annotations
 
 import dataclasses
-
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,6 +151,14 @@ def save_model(directory: Path, model_bytes: bytes, settings: ModelSettings, inf
          "interactions": list(settings.interactions), "bits": settings.bits,
          "power_t": settings.power_t, "importance_weighted": settings.importance_weighted, **info}, indent=2))
     return directory
+
+
+def trained_until(model_dir: Path) -> dt.datetime | None:
+    """When a model directory's training data ends (its settings file), if it says."""
+    try:
+        return dt.datetime.fromisoformat(json.loads((model_dir / SETTINGS_FILE).read_text())["trained_until"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_model(path: str | Path, catalog: Catalog, version: str | None = None) -> ValueModel:
