@@ -11,7 +11,9 @@ served with the catalog's exploration), and no contact. Their true values on the
 ``ResponseModel.expected_reward`` (exact expectations of the logged reward; see simulators/ope.py).
 
 Prints per policy: the true value, DR's estimate and relative error for each seed, the share
-of seeds whose 95 % interval covers the truth (DR and the other estimators), and writes
+of seeds whose 95 % interval covers the truth (DR and the other estimators, all cluster-robust
+by customer; ``dr_independent`` is DR's interval as if a customer's decisions were
+independent, for comparison), and writes
 ``OUT/validation.json`` and ``OUT/validation.png``.
 
     .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 19000]
@@ -21,6 +23,7 @@ of seeds whose 95 % interval covers the truth (DR and the other estimators), and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -36,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402
+from training.estimators import DR  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from training.policies import ModelPolicy, NoContact, Rules, load_model, save_model  # noqa: E402
 from training.train import TrainParams, train  # noqa: E402
 
-ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os")
+ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_independent")
 CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, power_t=0.0, importance_weighted=True)
 
 
@@ -78,9 +82,12 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
     out = {"seed": seed, "n": evaluation.n, "log_seconds": logged, "eval_seconds": evaluation.seconds,
            "policies": {}}
     for p in policies:
-        s = evaluation.summary(p.name)
+        s = dict(evaluation.summary(p.name))
+        # for comparison: DR's interval as if a customer's decisions were independent
+        independent = dataclasses.replace(evaluation.rounds[p.name], cluster=None)
+        s["dr_independent"] = DR().interval(independent).as_dict()
         out["policies"][p.name] = {"truth": truth.truth(p.name), "ess": s["effective_sample_size"],
-                                   **{e: s[e] for e in ESTIMATORS}}
+                                   "customers": s["customers"], **{e: s[e] for e in ESTIMATORS}}
     return out
 
 
@@ -112,10 +119,10 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
     print(f"\n{len(results)} seeds, {n:,.0f} logged decisions evaluated per seed (logging {how}); "
           f"values in EUR per decision\n")
     print(f"{'policy':<12} {'truth':>7} {'ESS':>7}  {'DR |rel err| median':>20} {'max':>7} "
-          f"{'<=3%':>6} {'DR 95% coverage':>16} {'DR ±':>7}   coverage ips/snips/dm/dr_os")
+          f"{'<=3%':>6} {'DR 95% coverage':>16} {'DR ±':>7}   coverage ips/snips/dm/dr_os/dr_independent")
     for name, s in summary.items():
         dr = s["dr"]
-        others = "/".join(f"{s[e]['coverage']:.0%}" for e in ("ips", "snips", "dm", "dr_os"))
+        others = "/".join(f"{s[e]['coverage']:.0%}" for e in ("ips", "snips", "dm", "dr_os", "dr_independent"))
         print(f"{name:<12} {s['truth_mean']:>7.3f} {s['ess_mean']:>7,.0f}  {dr['median_abs_rel_error']:>20.1%} "
               f"{dr['max_abs_rel_error']:>7.1%} {dr['seeds_within_3pct']:>3}/{len(results):<2} "
               f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}   {others}")

@@ -38,7 +38,7 @@ def check_logs(log_dir: Path) -> None:
 
 
 def result_json(evaluation: Evaluation, name: str, method: str = "normal") -> dict:
-    """``{"n", "effective_sample_size", "ips": {"value","low","high"}, "snips", "dm", "dr",
+    """``{"n", "customers", "effective_sample_size", "ips": {"value","low","high"}, "snips", "dm", "dr",
     "dr_os"}`` for one policy."""
     s = evaluation.summary(name, method)
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in s.items()}
@@ -85,6 +85,7 @@ def log_evaluation_metrics(evaluation: Evaluation) -> None:
         key = name.replace(":", "_").replace("/", "_").replace("@", "_")
         metrics[f"{key}.n"] = s["n"]
         metrics[f"{key}.ess"] = s["effective_sample_size"]
+        metrics[f"{key}.customers"] = s["customers"]
         for est in ("ips", "snips", "dm", "dr", "dr_os"):
             for part in ("value", "low", "high"):
                 if math.isfinite(s[est][part]):

@@ -52,6 +52,11 @@ class LoggedDecision:
         return orjson.dumps(self.record).decode()
 
     @property
+    def customer_id(self) -> str:
+        """The customer the decision was made for (the event id for logs that lack it)."""
+        return self.record["_nba"].get("customer_id") or self.event_id
+
+    @property
     def customer(self) -> dict[str, float]:
         """The customer features of the request (namespace U)."""
         return self.record["c"].get("U", {})

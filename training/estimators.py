@@ -9,6 +9,16 @@ reward r_i, target policy pi, reward model q(x, a):
     w_i   = pi(a_i|x_i) / p_i                       (importance weight)
     qhat_i = q(x_i, a_i)                             (model's reward for the logged action)
     vhat_i = sum_a pi(a|x_i) q(x_i, a)               (model's value of pi at x_i)
+
+Intervals. A customer's decisions are not independent (the same purchases, fatigue and
+consent run through all of them), so when ``LoggedRounds.cluster`` gives each round its
+customer, intervals are cluster-robust: the normal interval uses the sandwich variance
+
+    Var(V) = G / (G - 1) * sum_g (sum_{i in g} psi_i)^2 / n^2        (psi_i: round i's influence)
+
+(Liang & Zeger, "Longitudinal data analysis using generalized linear models", Biometrika 1986;
+Cameron & Miller, "A Practitioner's Guide to Cluster-Robust Inference", J. Human Resources
+2015), and the bootstrap resamples whole customers. Without clusters every round is its own.
 """
 
 from __future__ import annotations
@@ -29,14 +39,18 @@ class LoggedRounds:
     target_pscore: np.ndarray   # pi(a_i|x_i)
     q_logged: np.ndarray        # q(x_i, a_i); zeros if no reward model
     v_target: np.ndarray        # sum_a pi(a|x_i) q(x_i, a); zeros if no reward model
+    cluster: np.ndarray | None = None  # integer id of the round's customer; None: rounds independent
 
     def __post_init__(self):
         n = len(self.reward)
-        for name in ("pscore", "target_pscore", "q_logged", "v_target"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"{name} has {len(getattr(self, name))} rows, reward has {n}")
+        for name in ("pscore", "target_pscore", "q_logged", "v_target", "cluster"):
+            column = getattr(self, name)
+            if column is not None and len(column) != n:
+                raise ValueError(f"{name} has {len(column)} rows, reward has {n}")
         if n == 0:
             raise ValueError("no logged rounds")
+        if self.cluster is not None and not np.issubdtype(np.asarray(self.cluster).dtype, np.integer):
+            raise ValueError(f"cluster must hold integer ids, got dtype {np.asarray(self.cluster).dtype}")
         if not np.all((self.pscore > 0) & (self.pscore <= 1)):
             raise ValueError("pscore must be in (0, 1] for every round")
         if not np.all((self.target_pscore >= 0) & (self.target_pscore <= 1)):
@@ -54,6 +68,11 @@ class LoggedRounds:
         """(sum w)^2 / sum w^2 (Kish): how many on-policy rounds the data is worth."""
         w = self.weight
         return float(w.sum() ** 2 / max((w * w).sum(), 1e-300))
+
+    @property
+    def clusters(self) -> int:
+        """How many independent units (customers) the rounds come from."""
+        return self.n if self.cluster is None else len(np.unique(self.cluster))
 
 
 @dataclass(frozen=True)
@@ -77,33 +96,67 @@ class Estimator:
     def value(self, data: LoggedRounds) -> float:
         return float(self.round_values(data).mean())
 
+    def influence(self, data: LoggedRounds) -> np.ndarray:
+        """Each round's first-order contribution to the error of the value (mean zero)."""
+        rounds = self.round_values(data)
+        return rounds - rounds.mean()
+
+    def standard_error(self, data: LoggedRounds) -> float:
+        """Standard error of the value: sd / sqrt(n) for independent rounds, the cluster-robust
+        sandwich when the rounds carry their customer (module docstring)."""
+        psi = self.influence(data)
+        n = len(psi)
+        if data.cluster is None:
+            return float(np.sqrt((psi * psi).sum() / (n - 1) / n)) if n > 1 else np.inf
+        _, codes = np.unique(data.cluster, return_inverse=True)
+        sums = np.bincount(codes, weights=psi)
+        g = len(sums)
+        if g < 2:
+            return np.inf
+        return float(np.sqrt(g / (g - 1) * (sums * sums).sum()) / n)
+
     def interval(self, data: LoggedRounds, method: str = "normal", alpha: float = 0.05,
                  n_bootstrap: int = 200, seed: int = 0) -> Estimate:
-        """Confidence interval: ``normal`` (mean +- z * sd / sqrt(n) of the per-round estimates)
-        or ``bootstrap`` (percentile interval of the value over rounds resampled with
-        replacement)."""
+        """Confidence interval: ``normal`` (value +- z * standard error) or ``bootstrap``
+        (percentile interval of the value over customers -- or rounds, without clusters --
+        resampled with replacement)."""
         if method == "normal":
             if alpha != 0.05:
                 from statistics import NormalDist
                 z = NormalDist().inv_cdf(1 - alpha / 2)
             else:
                 z = Z_95
-            rounds = self.round_values(data)
             centre = self.value(data)
-            half = z * rounds.std(ddof=1) / np.sqrt(len(rounds)) if len(rounds) > 1 else np.inf
+            half = z * self.standard_error(data)
             return Estimate(centre, centre - half, centre + half)
         if method == "bootstrap":
             rng = np.random.default_rng(seed)
-            idx = rng.integers(0, data.n, size=(n_bootstrap, data.n))
-            values = [self.value(_take(data, row)) for row in idx]
+            values = [self.value(_take(data, idx)) for idx in _resamples(data, n_bootstrap, rng)]
             low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
             return Estimate(self.value(data), float(low), float(high))
         raise ValueError(f"unknown interval method {method!r}; allowed: 'normal', 'bootstrap'")
 
 
+def _resamples(data: LoggedRounds, count: int, rng: np.random.Generator):
+    """Row indices of ``count`` bootstrap samples: whole clusters drawn with replacement."""
+    if data.cluster is None:
+        for _ in range(count):
+            yield rng.integers(0, data.n, size=data.n)
+        return
+    order = np.argsort(data.cluster, kind="stable")
+    _, starts, sizes = np.unique(data.cluster[order], return_index=True, return_counts=True)
+    for _ in range(count):
+        pick = rng.integers(0, len(starts), size=len(starts))
+        # rows of the picked clusters: for each pick, starts[pick] .. starts[pick] + sizes[pick]
+        lengths = sizes[pick]
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        yield order[np.repeat(starts[pick], lengths) + offsets]
+
+
 def _take(data: LoggedRounds, idx: np.ndarray) -> LoggedRounds:
     return LoggedRounds(data.reward[idx], data.pscore[idx], data.target_pscore[idx],
-                        data.q_logged[idx], data.v_target[idx])
+                        data.q_logged[idx], data.v_target[idx],
+                        None if data.cluster is None else data.cluster[idx])
 
 
 class IPS(Estimator):
@@ -121,14 +174,18 @@ class SNIPS(Estimator):
     """Self-normalised IPS: V = sum(w_i r_i) / sum(w_i).
     Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learning",
     NeurIPS 2015. Slightly biased, much lower variance than IPS. Per-round estimates are
-    w_i r_i / mean(w) (their mean is the estimate; the normal interval is the delta method's
-    first-order approximation)."""
+    w_i r_i / mean(w) (their mean is the estimate); the normal interval uses the delta method's
+    influence w_i (r_i - V) / mean(w)."""
 
     name = "snips"
 
     def round_values(self, data):
         w = data.weight
         return w * data.reward / max(w.mean(), 1e-300)
+
+    def influence(self, data):
+        w = data.weight
+        return w * (data.reward - self.value(data)) / max(w.mean(), 1e-300)
 
 
 class DM(Estimator):
@@ -177,7 +234,8 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (IPS(), SNIPS(), DM(), DR
 def evaluate(data: LoggedRounds, method: str = "normal", estimators: dict[str, Estimator] | None = None
              ) -> dict[str, object]:
     """Every estimator's value and 95 % interval, the sample size and the effective sample size."""
-    result: dict[str, object] = {"n": data.n, "effective_sample_size": data.effective_sample_size()}
+    result: dict[str, object] = {"n": data.n, "customers": data.clusters,
+                                 "effective_sample_size": data.effective_sample_size()}
     for name, est in (estimators or ESTIMATORS).items():
         result[name] = est.interval(data, method=method).as_dict()
     return result
