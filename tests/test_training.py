@@ -68,6 +68,10 @@ def test_estimates_agree_with_ground_truth_within_their_intervals(logged):
     # The logging policy is uniform: its estimate is the mean reward, with the full sample.
     s = ev.summary("uniform")
     assert s["effective_sample_size"] == pytest.approx(ev.n)
+    # Intervals are clustered by customer: each customer had several decisions.
+    customers = {d.customer_id for d in iter_decisions(log_dir, catalog)}
+    assert s["customers"] == len(customers) < ev.n
+    assert ev.rounds["uniform"].clusters == len(customers)
     assert s["ips"]["value"] == pytest.approx(ev.rounds["uniform"].reward.mean())
     # Deterministic targets keep about 1/K of it.
     assert ev.summary("rules")["effective_sample_size"] < ev.n / 20
