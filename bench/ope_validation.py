@@ -17,7 +17,8 @@ independent, for comparison), and writes
 ``OUT/validation.json`` and ``OUT/validation.png``.
 
     .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 19000]
-        [--weeks 6] [--workers 2]
+        [--weeks 6] [--workers 2] [--first-seed 1]
+    .venv/bin/python bench/ope_validation.py --report RUN1/validation.json RUN2/validation.json
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ def summarise(results: list[dict]) -> dict:
                         "mean_rel_error": float(rel.mean()),
                         "seeds_within_3pct": int((np.abs(rel) <= 0.03).sum()),
                         "coverage": float(((low <= truth) & (truth <= high)).mean()),
+                        # (estimate - truth) / stated standard error: sd ~1 when intervals are right
+                        "z_sd": float(np.std((value - truth) / np.maximum((high - low) / (2 * 1.959964), 1e-300),
+                                             ddof=1)) if len(rows) > 1 else float("nan"),
                         "mean_half_width": float(((high - low) / 2).mean())}
         summary[name] = entry
     return summary
@@ -126,6 +130,8 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
         print(f"{name:<12} {s['truth_mean']:>7.3f} {s['ess_mean']:>7,.0f}  {dr['median_abs_rel_error']:>20.1%} "
               f"{dr['max_abs_rel_error']:>7.1%} {dr['seeds_within_3pct']:>3}/{len(results):<2} "
               f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}   {others}")
+    print("\nDR error / its stated standard error, sd over seeds (1 = intervals right): "
+          + ", ".join(f"{name} {s['dr']['z_sd']:.2f}" for name, s in summary.items()))
     print("\nper seed (DR estimate [95% interval] vs truth):")
     for r in results:
         cells = "  ".join(f"{name} {p['dr']['value']:.3f} [{p['dr']['low']:.3f},{p['dr']['high']:.3f}] "
@@ -156,9 +162,25 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def report_only(paths: list[Path]) -> int:
+    """The report over the seeds of earlier runs (one logging setting; a seed counts once)."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    loggings = {r.get("logging") for r in runs}
+    if len(loggings) != 1:
+        raise SystemExit(f"--report: runs logged differently ({sorted(map(str, loggings))}); compare like with like")
+    by_seed = {s["seed"]: s for r in runs for s in r["seeds"]}
+    results = [by_seed[k] for k in sorted(by_seed)]
+    print_report(results, summarise(results), loggings.pop())
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="seeds run from here (default 1): more seeds add to earlier runs")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
+                        help="no run: summarise the seeds of these validation.json files together")
     parser.add_argument("--customers", type=int, default=19_000)
     parser.add_argument("--weeks", type=int, default=6)
     parser.add_argument("--candidate-customers", type=int, default=10_000)
@@ -170,6 +192,8 @@ def main() -> int:
                         help="targeted logging's share of uniform exploration (default 0.2)")
     parser.add_argument("--out", type=Path, default=Path("runs/ope_validation"))
     args = parser.parse_args()
+    if args.report:
+        return report_only(args.report)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     candidate = train_candidate(args.candidate_customers, args.candidate_weeks, args.out)
@@ -177,7 +201,7 @@ def main() -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         futures = [pool.submit(one_seed, s, args.customers, args.weeks, str(candidate), args.logging,
                                args.explore)
-                   for s in range(1, args.seeds + 1)]
+                   for s in range(args.first_seed, args.first_seed + args.seeds)]
         for f in futures:
             r = f.result()
             results.append(r)
