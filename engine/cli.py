@@ -142,7 +142,8 @@ def cmd_simulate(args) -> int:
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     result = simulate(args.scenario, customers=args.customers, days=args.days, policies=policies,
                       seed=args.seed, out=args.out, engine_url=args.engine_url,
-                      mlflow=not args.no_mlflow, progress=not args.no_progress, redis_url=args.redis)
+                      mlflow=not args.no_mlflow, progress=not args.no_progress, redis_url=args.redis,
+                      engine_model=args.engine_model)
     _print_simulation(result)
     return 0
 
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--redis", default=None, metavar="URL",
                      help="the in-process engine keeps caps, budgets and pending decisions in this "
                           "Redis (default: in memory)")
+    sim.add_argument("--engine-model", type=Path, default=None, metavar="PATH",
+                     help="the in-process engine starts from this trained model (an `nba train` "
+                          "model directory or a VW model file) instead of an empty one")
     sim.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)

@@ -29,14 +29,17 @@ class UnknownPolicy(ConfigError):
 
 @contextlib.contextmanager
 def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None,
-                redis_url: str | None = None):
+                redis_url: str | None = None, engine_model: Path | None = None):
     """Yield a policy by name: a built-in one, or ``package.module:factory`` for your own
     (``factory(scenario=..., seed=...)`` must return an object with name, decide and learn).
     ``redis_url``: the in-process engine keeps its state (caps, budgets, pending decisions) in
-    that Redis, under a prefix of its own, instead of in memory."""
+    that Redis, under a prefix of its own, instead of in memory. ``engine_model``: the in-process
+    engine starts from this trained model (a ``nba train`` model directory or a VW model file)
+    instead of an empty one, and keeps learning online from it."""
     if name == "engine":
         from engine.engine import DecisionEngine
 
+        model = load_engine_model(engine_model, scenario) if engine_model is not None else None
         store = None
         if redis_url:
             import uuid
@@ -47,7 +50,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             if not store.ping():
                 raise ConfigError(f"--redis: no Redis answers at {redis_url}")
         engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs", seed=policy_seed(seed),
-                                honour_request_time=True)
+                                honour_request_time=True, model=model)
         try:
             yield EnginePolicy.in_process(engine)
         finally:
@@ -75,6 +78,16 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         raise UnknownPolicy(name)
 
 
+def load_engine_model(path: Path, scenario: Scenario):
+    """The model the engine starts from, checked before any policy runs."""
+    from training.policies import load_model
+
+    try:
+        return load_model(path, scenario.catalog)
+    except ConfigError as exc:
+        raise ConfigError(f"--engine-model: {exc}") from None
+
+
 def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | None):
     from engine.client import NBAClient
     from engine.demo import start_server_process
@@ -100,11 +113,15 @@ def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | Non
 def simulate(scenario: str | Path = "default", customers: int | None = None, days: int | None = None,
              policies: tuple[str, ...] = DEFAULT_POLICIES, seed: int = 1, out: Path = Path("runs/latest"),
              engine_url: str | None = None, mlflow: bool = True, progress: bool = True,
-             plots: bool = True, redis_url: str | None = None) -> dict:
+             plots: bool = True, redis_url: str | None = None, engine_model: Path | None = None) -> dict:
     sc = load_scenario(scenario)
     for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
             raise UnknownPolicy(name)
+    if engine_model is not None:
+        if "engine" not in policies:
+            raise ConfigError("--engine-model is for the in-process engine: add 'engine' to the policies")
+        load_engine_model(engine_model, sc)
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(sc, customers=customers, days=days, seed=seed)
     runs, traces = {}, {}
@@ -112,7 +129,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
         for done, name in enumerate(policies, start=1):
-            with make_policy(name, sc, seed, out, engine_url, redis_url) as policy:
+            with make_policy(name, sc, seed, out, engine_url, redis_url, engine_model) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 runs[policy.name] = sim.run(policy, progress=bar.update)
                 if getattr(policy, "budget_trace", None):
@@ -124,6 +141,8 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     report.add_oracle_comparison(results)
     meta = {"scenario": sc.name, "scenario_file": sc.source, "catalog": sc.catalog.version,
             "customers": sim.customers, "days": sim.days, "seed": seed}
+    if engine_model is not None:
+        meta["engine_model"] = str(engine_model)
     budgets = {name: report.budget_periods(trace) for name, trace in traces.items()}
     results_path = out / "results.json"
     report.write_json(results_path, meta, results, budgets)

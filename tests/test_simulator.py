@@ -204,3 +204,38 @@ def test_unknown_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown policy 'oracel'"):
         simulate("default", customers=10, days=7, policies=("oracel",), out=tmp_path, mlflow=False,
                  progress=False)
+
+
+def test_engine_starts_from_a_trained_model(tmp_path):
+    """`--engine-model`: the in-process engine starts from a model trained offline on an earlier
+    run's logs (its decisions carry that model's version) instead of an empty one."""
+    from training.policies import save_model
+    from training.train import TrainParams, train
+
+    kwargs = dict(customers=400, days=14, policies=("engine",), mlflow=False, progress=False, plots=False)
+    simulate("default", seed=3, out=tmp_path / "earlier", **kwargs)
+    catalog = load_scenario("default").catalog
+    trained = train(tmp_path / "earlier" / "logs", catalog, TrainParams())
+    assert trained.decisions > 0
+    model_dir = save_model(tmp_path / "model", trained.model.serialize(), trained.settings, {})
+    fresh = simulate("default", seed=4, out=tmp_path / "fresh", **kwargs)
+    warm = simulate("default", seed=4, out=tmp_path / "warm", engine_model=model_dir, **kwargs)
+    assert warm["meta"]["engine_model"] == str(model_dir) and "engine_model" not in fresh["meta"]
+
+    def versions(run: str) -> set[str]:
+        lines = (tmp_path / run / "logs").glob("decisions*")
+        return {json.loads(line)["VWState"]["m"] for f in lines for line in f.read_text().splitlines()}
+
+    assert versions("warm") == {"file:model.vw"}
+    assert versions("fresh") != versions("warm")
+    # Starting from what it learned, the engine decides differently on the same customers.
+    assert warm["results"]["engine"] != fresh["results"]["engine"]
+
+
+def test_engine_model_errors_name_the_option(tmp_path):
+    kwargs = dict(customers=10, days=7, out=tmp_path, mlflow=False, progress=False)
+    with pytest.raises(ValueError, match="--engine-model: no VW model at"):
+        simulate("default", policies=("engine",), engine_model=tmp_path / "missing", **kwargs)
+    with pytest.raises(ValueError, match="--engine-model is for the in-process engine"):
+        simulate("default", policies=("rules",), engine_model=tmp_path / "missing", **kwargs)
+    assert not (tmp_path / "results.json").exists()
