@@ -96,6 +96,117 @@ class Oracle:
         pass
 
 
+class ObservableOracle:
+    """The ceiling of any policy that decides from what a CRM sees, however much data it has.
+
+    At each opportunity the oracle's exact expected net value of every feasible action of every
+    customer is regressed on observable data only -- the request's features (segment, usual open
+    slot, birthday month, basket, promo share, purchases, days since the last purchase, recent
+    opens), opt-ins, time zone, this policy's own contact history -- and the action (offer,
+    channel, local hour, distance to the usual open slot). The fit is *cross-fitted* over two
+    halves of the customers, so a customer's prediction never comes from its own hidden traits,
+    and the targets are noise-free: the prediction approximates E[value | observables, action].
+    The action of highest predicted value is taken (no contact = 0), myopically, as the oracle.
+
+    It is a diagnostic, not a baseline a marketer could run: it answers "how much of the oracle's
+    value can observable data explain?". What it does not see -- channel affinity, the exact
+    preferred hour, motivation, incentive sensitivity, organic purchase rate, fatigue -- no
+    learner on these features can act on either, except through what each customer's own
+    responses reveal over time. ``diagnostics`` keeps, per opportunity, the fit's R² and the
+    true value of the chosen actions against the best actions' (both in this policy's world).
+    """
+
+    name = "observable_oracle"
+
+    def __init__(self, seed: int = 0, max_rows: int = 400_000, max_iter: int = 400, max_leaf_nodes: int = 127):
+        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.max_rows, self.max_iter, self.max_leaf_nodes = max_rows, max_iter, max_leaf_nodes
+        self.diagnostics: list[dict[str, float]] = []
+        self._last_contact: np.ndarray | None = None
+        self._contacted: list[tuple[float, np.ndarray]] = []  # (time, customers contacted)
+
+    def _customer_features(self, batch: DecisionBatch) -> np.ndarray:
+        w, c, t = batch.world, batch.customers, batch.t
+        if self._last_contact is None:
+            self._last_contact = np.full(w.n, -np.inf)
+        recent = np.zeros(w.n)
+        for when, who in self._contacted:
+            if t - when < 28 * 24:
+                recent[who] += 1
+        return np.column_stack([
+            w.segment[c], w.observed_slot[c], (w.birthday_month[c] == batch.when.month), w.basket[c],
+            w.promo_share[c], w.purchases_12m[c], np.log1p(np.maximum(t - w.last_purchase[c], 0) / 24),
+            w.recent_opens[c], w.reachable()[c], w.tz[c],
+            np.minimum(t - self._last_contact[c], 60 * 24), recent[c]]).astype(float)
+
+    def _rows(self, batch: DecisionBatch, features: np.ndarray):
+        X, y, pos, act = [], [], [], []
+        for g in batch.groups:
+            contact = np.flatnonzero(g.offer >= 0)
+            if len(contact) == 0:
+                continue
+            cust = batch.customers[g.members]
+            m, k = len(g.members), len(contact)
+            value = batch.response.expected_value(
+                batch.world, cust[:, None], g.offer[contact][None, :], g.channel[contact][None, :],
+                g.local_hour[contact][None, :], g.send_t[contact][None, :])
+            usual = 2.0 * batch.world.observed_slot[cust]
+            distance = np.abs((g.local_hour[contact][None, :] - usual[:, None] + 12) % 24 - 12)
+            X.append(np.hstack([np.repeat(features[g.members], k, axis=0),
+                                np.column_stack([np.tile(g.offer[contact], m), np.tile(g.channel[contact], m),
+                                                 np.tile(g.local_hour[contact], m), distance.ravel()])]))
+            y.append(value.ravel())
+            pos.append(np.repeat(g.members, k))
+            act.append(np.tile(contact, m))
+        return tuple(map(np.concatenate, (X, y, pos, act))) if X else None
+
+    def decide(self, batch: DecisionBatch) -> np.ndarray:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        features = self._customer_features(batch)
+        chosen = np.zeros(len(batch.customers), dtype=int)
+        for g in batch.groups:
+            chosen[g.members] = len(g.actions) - 1  # no_contact is always last
+        rows = self._rows(batch, features)
+        if rows is None:
+            return chosen
+        X, y, pos, act = rows
+        n_customer = features.shape[1]
+        fold = batch.customers[pos] % 2
+        predicted = np.empty(len(y))
+        for f in (0, 1):
+            train = np.flatnonzero(fold != f)
+            if len(train) > self.max_rows:
+                train = self.rng.choice(train, self.max_rows, replace=False)
+            model = HistGradientBoostingRegressor(
+                max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes, random_state=self.seed,
+                categorical_features=[0, n_customer - 3, n_customer, n_customer + 1])
+            model.fit(X[train], y[train])
+            predicted[fold == f] = model.predict(X[fold == f])
+        # Per customer: the contact of highest predicted value, if above no contact's 0.
+        order = np.lexsort((predicted, pos))
+        last = np.r_[pos[order][1:] != pos[order][:-1], True]
+        best = order[last]
+        take = predicted[best] > 0
+        chosen[pos[best][take]] = act[best][take]
+        # The true value of the choices against the best choices, in this policy's world.
+        top = np.zeros(len(chosen))
+        np.maximum.at(top, pos, y)
+        got = np.zeros(len(chosen))
+        got[pos[best][take]] = y[best][take]
+        self.diagnostics.append({"t": batch.t, "rows": float(len(y)),
+                                 "r2": float(1 - ((predicted - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()),
+                                 "value_chosen": float(got.sum()), "value_best": float(top.sum())})
+        contacted = batch.customers[pos[best][take]]
+        self._last_contact[contacted] = batch.t
+        self._contacted = [(w, c) for w, c in self._contacted if batch.t - w < 28 * 24] + [(batch.t, contacted)]
+        return chosen
+
+    def learn(self, feedback: Feedback) -> None:
+        pass
+
+
 class EnginePolicy:
     """The decision engine, driven through requests and outcomes like a channel system would.
 

@@ -11,11 +11,11 @@ from tqdm import tqdm
 
 from engine.config import ConfigError
 from simulators import report
-from simulators.policies import EnginePolicy, MarketerRules, NoContact, Oracle, RandomPolicy
+from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario
 
-BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle")
+BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "observable_oracle")
 DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
 
 
@@ -67,6 +67,8 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         yield NoContact()
     elif name == "oracle":
         yield Oracle()
+    elif name == "observable_oracle":
+        yield ObservableOracle(policy_seed(seed))
     elif ":" in name:
         module, _, attr = name.partition(":")
         try:
