@@ -97,7 +97,7 @@ class Oracle:
 
 
 class ObservableOracle:
-    """The ceiling of any policy that decides from what a CRM sees, however much data it has.
+    """An estimate, from below, of the best a policy deciding from what a CRM sees could do.
 
     At each opportunity the oracle's exact expected net value of every feasible action of every
     customer is regressed on observable data only -- the request's features (segment, usual open
@@ -105,7 +105,8 @@ class ObservableOracle:
     opens), opt-ins, time zone, this policy's own contact history -- and the action (offer,
     channel, local hour, distance to the usual open slot). The fit is *cross-fitted* over two
     halves of the customers, so a customer's prediction never comes from its own hidden traits,
-    and the targets are noise-free: the prediction approximates E[value | observables, action].
+    and the targets are noise-free: the prediction approximates E[value | observables, action]
+    (the better, the more customers it is fitted on).
     The action of highest predicted value is taken (no contact = 0), myopically, as the oracle.
 
     It is a diagnostic, not a baseline a marketer could run: it answers "how much of the oracle's
