@@ -15,7 +15,7 @@ import numpy as np
 from engine.client import NBAClient
 from engine.domain import Decision, DecisionRequest, Outcome
 from engine.engine import DecisionEngine
-from simulators.runner import OUTCOME_TYPES, DecisionBatch, Feedback
+from simulators.runner import OUTCOME_TYPES, DecisionBatch, FeasibleGroup, Feedback
 from training.policies import PROMO_SHARE_THRESHOLD, rules_actions
 
 
@@ -73,6 +73,14 @@ class MarketerRules:
         pass
 
 
+def contact_values(batch: DecisionBatch, group: FeasibleGroup, contact: np.ndarray) -> np.ndarray:
+    """(members, contacts): the exact expected net value of the group's ``contact`` actions for
+    each of its members, from hidden traits (what the oracles decide on)."""
+    return batch.response.expected_value(
+        batch.world, batch.customers[group.members][:, None], group.offer[contact][None, :],
+        group.channel[contact][None, :], group.local_hour[contact][None, :], group.send_t[contact][None, :])
+
+
 class Oracle:
     """The best feasible action by exact expected net value, from hidden traits (myopic: one
     decision at a time, under the same constraints as everyone)."""
@@ -82,13 +90,10 @@ class Oracle:
     def decide(self, batch: DecisionBatch) -> np.ndarray:
         chosen = np.zeros(len(batch.customers), dtype=int)
         for g in batch.groups:
-            cust = batch.customers[g.members][:, None]
             contact = g.offer >= 0
             values = np.zeros((len(g.members), len(g.actions)))
             if contact.any():
-                values[:, contact] = batch.response.expected_value(
-                    batch.world, cust, g.offer[contact][None, :], g.channel[contact][None, :],
-                    g.local_hour[contact][None, :], g.send_t[contact][None, :])
+                values[:, contact] = contact_values(batch, g, contact)
             chosen[g.members] = np.argmax(values, axis=1)
         return chosen
 
@@ -147,12 +152,9 @@ class ObservableOracle:
             contact = np.flatnonzero(g.offer >= 0)
             if len(contact) == 0:
                 continue
-            cust = batch.customers[g.members]
             m, k = len(g.members), len(contact)
-            value = batch.response.expected_value(
-                batch.world, cust[:, None], g.offer[contact][None, :], g.channel[contact][None, :],
-                g.local_hour[contact][None, :], g.send_t[contact][None, :])
-            usual = 2.0 * batch.world.observed_slot[cust]
+            value = contact_values(batch, g, contact)
+            usual = 2.0 * batch.world.observed_slot[batch.customers[g.members]]
             distance = np.abs((g.local_hour[contact][None, :] - usual[:, None] + 12) % 24 - 12)
             X.append(np.hstack([np.repeat(features[g.members], k, axis=0),
                                 np.column_stack([np.tile(g.offer[contact], m), np.tile(g.channel[contact], m),
@@ -166,9 +168,7 @@ class ObservableOracle:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         features = self._customer_features(batch)
-        chosen = np.zeros(len(batch.customers), dtype=int)
-        for g in batch.groups:
-            chosen[g.members] = len(g.actions) - 1  # no_contact is always last
+        chosen = NoContact().decide(batch)
         rows = self._rows(batch, features)
         if rows is None:
             return chosen

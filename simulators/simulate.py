@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.config import ConfigError
+from engine.value_model import ValueModel
 from simulators import report
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
 from simulators.runner import Simulation, policy_seed
@@ -29,17 +30,16 @@ class UnknownPolicy(ConfigError):
 
 @contextlib.contextmanager
 def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None,
-                redis_url: str | None = None, engine_model: Path | None = None):
+                redis_url: str | None = None, engine_model: ValueModel | None = None):
     """Yield a policy by name: a built-in one, or ``package.module:factory`` for your own
     (``factory(scenario=..., seed=...)`` must return an object with name, decide and learn).
     ``redis_url``: the in-process engine keeps its state (caps, budgets, pending decisions) in
     that Redis, under a prefix of its own, instead of in memory. ``engine_model``: the in-process
-    engine starts from this trained model (a ``nba train`` model directory or a VW model file)
-    instead of an empty one, and keeps learning online from it."""
+    engine starts from this trained model (see ``load_engine_model``) instead of an empty one,
+    and keeps learning online from it."""
     if name == "engine":
         from engine.engine import DecisionEngine
 
-        model = load_engine_model(engine_model, scenario) if engine_model is not None else None
         store = None
         if redis_url:
             import uuid
@@ -50,7 +50,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             if not store.ping():
                 raise ConfigError(f"--redis: no Redis answers at {redis_url}")
         engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs", seed=policy_seed(seed),
-                                honour_request_time=True, model=model)
+                                honour_request_time=True, model=engine_model)
         try:
             yield EnginePolicy.in_process(engine)
         finally:
@@ -80,8 +80,9 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         raise UnknownPolicy(name)
 
 
-def load_engine_model(path: Path, scenario: Scenario):
-    """The model the engine starts from, checked before any policy runs."""
+def load_engine_model(path: Path, scenario: Scenario) -> ValueModel:
+    """The model the engine starts from (an ``nba train`` model directory or a VW model file),
+    loaded before any policy runs."""
     from training.policies import load_model
 
     try:
@@ -120,10 +121,11 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
             raise UnknownPolicy(name)
+    model = None
     if engine_model is not None:
         if "engine" not in policies:
             raise ConfigError("--engine-model is for the in-process engine: add 'engine' to the policies")
-        load_engine_model(engine_model, sc)
+        model = load_engine_model(engine_model, sc)
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(sc, customers=customers, days=days, seed=seed)
     runs, traces = {}, {}
@@ -131,7 +133,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
         for done, name in enumerate(policies, start=1):
-            with make_policy(name, sc, seed, out, engine_url, redis_url, engine_model) as policy:
+            with make_policy(name, sc, seed, out, engine_url, redis_url, model) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 runs[policy.name] = sim.run(policy, progress=bar.update)
                 if getattr(policy, "budget_trace", None):
