@@ -37,9 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform  # noqa: E402
+from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
-from simulators.scenario import load_scenario  # noqa: E402
 from training.estimators import DR  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from training.policies import ModelPolicy, NoContact, Rules, load_model, save_model  # noqa: E402
@@ -51,7 +50,7 @@ CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, powe
 
 def train_candidate(customers: int, weeks: int, out: Path) -> Path:
     """The candidate: trained on its own logging run (seed 1000), before any evaluated seed."""
-    scenario = load_scenario("default")
+    scenario = validation_scenario()
     sim = Simulation(scenario, customers=customers, days=7 * weeks, seed=1000)
     with tempfile.TemporaryDirectory() as tmp:
         log_uniform(sim, Path(tmp), seed=1000)
@@ -63,7 +62,7 @@ def train_candidate(customers: int, weeks: int, out: Path) -> Path:
 
 def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging: str = "uniform",
              explore: float = 0.2) -> dict:
-    scenario = load_scenario("default")
+    scenario = validation_scenario()
     catalog = scenario.catalog
     sim = Simulation(scenario, customers=customers, days=7 * weeks, seed=seed)
     started = time.perf_counter()
@@ -106,6 +105,7 @@ def summarise(results: list[dict]) -> dict:
             entry[e] = {"median_abs_rel_error": float(np.median(np.abs(rel))),
                         "max_abs_rel_error": float(np.max(np.abs(rel))),
                         "mean_rel_error": float(rel.mean()),
+                        "mean_abs_rel_error": float(np.abs(rel).mean()),
                         "seeds_within_3pct": int((np.abs(rel) <= 0.03).sum()),
                         "coverage": float(((low <= truth) & (truth <= high)).mean()),
                         # (estimate - truth) / stated standard error: sd ~1 when intervals are right
@@ -132,6 +132,9 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
               f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}   {others}")
     print("\nDR error / its stated standard error, sd over seeds (1 = intervals right): "
           + ", ".join(f"{name} {s['dr']['z_sd']:.2f}" for name, s in summary.items()))
+    print("DR relative error over seeds, mean signed (bias) / mean absolute: "
+          + ", ".join(f"{name} {s['dr']['mean_rel_error']:+.1%} / {s['dr']['mean_abs_rel_error']:.1%}"
+                      for name, s in summary.items()))
     print("\nper seed (DR estimate [95% interval] vs truth):")
     for r in results:
         cells = "  ".join(f"{name} {p['dr']['value']:.3f} [{p['dr']['low']:.3f},{p['dr']['high']:.3f}] "

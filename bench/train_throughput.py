@@ -1,6 +1,7 @@
 """Offline training throughput and the wall time of train + evaluate on N logged decisions.
 
-Logs come from the engine exploring uniformly in the simulator (default scenario). To reach
+Logs come from the engine exploring uniformly in the simulator (default scenario, window
+attribution: ``simulators.ope.validation_scenario``, as in bench/ope_validation.py). To reach
 ``--decisions`` without simulating them all, the base logs are copied with event ids made
 unique per copy (same contexts, actions and outcomes: the work per decision is the same).
 Then: ``train`` (one pass, the candidate settings of bench/ope_validation.py) on the first
@@ -22,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.ope import log_uniform  # noqa: E402
+from simulators.ope import log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
-from simulators.scenario import load_scenario  # noqa: E402
 from training.dataset import split_time  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from training.policies import ModelPolicy, Rules, Uniform  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("--base-customers", type=int, default=20_000)
     parser.add_argument("--base-weeks", type=int, default=5)
     args = parser.parse_args()
-    scenario = load_scenario("default")
+    scenario = validation_scenario()
     catalog = scenario.catalog
     work = Path(tempfile.mkdtemp(prefix="train-bench-"))
     try:

@@ -90,6 +90,7 @@ def test_offline_join_matches_online_reward(tmp_path, catalog):
         when = T0 + dt.timedelta(hours=i)
         d = e.decide(request(f"c{i}", when))
         if i % 3 == 0:
+            e.report_outcome(Outcome(d.event_id, "click", OutcomeType.CLICKED, 0, when))
             e.report_outcome(Outcome(d.event_id, "buy", OutcomeType.CONVERTED, 50.0 + i, when))
             e.report_outcome(Outcome(d.event_id, "buy", OutcomeType.CONVERTED, 50.0 + i, when))
         if i % 5 == 0:
@@ -110,6 +111,7 @@ def test_vw_learns_from_a_joined_server_log(server, tmp_path, catalog):
                     for i in range(1500)]
         for d, r in zip(client.decide_many(requests, timeout=120), requests):
             if d.action.offer_id == "free_shipping":
+                client.report_outcome(d.event_id, "c", "CLICKED", 0.0, time=r.decision_time)
                 client.report_outcome(d.event_id, "b", "CONVERTED", 90.0, time=r.decision_time)
     server.stop(grace=5)
     log_dir = server.engine.decision_log.directory

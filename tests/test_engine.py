@@ -83,6 +83,7 @@ def test_online_learning_moves_values_toward_rewards(catalog):
         when = when + dt.timedelta(hours=1)
         d = e.decide(request(f"c{i % 50}", when, consented_channels=("email",)))
         if d.action.offer_id == "new_collection":
+            e.report_outcome(Outcome(d.event_id, "c", OutcomeType.CLICKED, 0, when))
             e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 100.0, when))
     e.mature(when + catalog.attribution_window)
     d = e.decide(request("fresh", when + catalog.attribution_window, consented_channels=("email",)))

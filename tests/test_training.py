@@ -14,9 +14,8 @@ from engine.client import NBAClient
 from engine.engine import DecisionEngine
 from engine.model_source import ModelFollower
 from engine.server import start_server
-from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform
+from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform, validation_scenario
 from simulators.runner import Simulation
-from simulators.scenario import load_scenario
 from support import T0, request
 from training import registry
 from training.commands import run_evaluate
@@ -32,7 +31,7 @@ PARAMS = TrainParams(cb_type="mtr", learning_rate=0.02, power_t=0.0)
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
     """The engine exploring uniformly in the simulator: logs plus the ground truth."""
-    scenario = load_scenario("default")
+    scenario = validation_scenario()
     sim = Simulation(scenario, customers=2500, days=21, seed=11)
     log_dir = tmp_path_factory.mktemp("uniform-logs")
     recorder = log_uniform(sim, log_dir, seed=11)
@@ -83,7 +82,7 @@ def test_targeted_logging_explores_around_its_targets(tmp_path):
     """Logging around rules and the oracle: their actions are likely, every action possible,
     the logged probabilities are the engine's, and DR on them is closer than under uniform
     logging (its interval is narrower) while still covering the truth."""
-    scenario = load_scenario("default")
+    scenario = validation_scenario()
     catalog = scenario.catalog
     sim = Simulation(scenario, customers=1200, days=14, seed=5)
     recorder = log_targeted(sim, tmp_path, seed=5, policies=[Rules()], explore=0.2)
