@@ -16,6 +16,7 @@ from engine.client import NBAClient
 from engine.domain import Decision, DecisionRequest, Outcome
 from engine.engine import DecisionEngine
 from simulators.runner import OUTCOME_TYPES, DecisionBatch, FeasibleGroup, Feedback
+from simulators.world import hour_distance
 from training.policies import PROMO_SHARE_THRESHOLD, rules_actions
 
 
@@ -101,6 +102,10 @@ class Oracle:
         pass
 
 
+# The observable oracle's own contact history: contacts in this many hours back.
+RECENT_HOURS = 28 * 24
+
+
 class ObservableOracle:
     """An estimate, from below, of the best a policy deciding from what a CRM sees could do.
 
@@ -138,7 +143,7 @@ class ObservableOracle:
             self._last_contact = np.full(w.n, -np.inf)
         recent = np.zeros(w.n)
         for when, who in self._contacted:
-            if t - when < 28 * 24:
+            if t - when < RECENT_HOURS:
                 recent[who] += 1
         return np.column_stack([
             w.segment[c], w.observed_slot[c], (w.birthday_month[c] == batch.when.month), w.basket[c],
@@ -154,8 +159,8 @@ class ObservableOracle:
                 continue
             m, k = len(g.members), len(contact)
             value = contact_values(batch, g, contact)
-            usual = 2.0 * batch.world.observed_slot[batch.customers[g.members]]
-            distance = np.abs((g.local_hour[contact][None, :] - usual[:, None] + 12) % 24 - 12)
+            usual = batch.world.usual_open_hour(batch.customers[g.members])
+            distance = hour_distance(g.local_hour[contact][None, :], usual[:, None])
             X.append(np.hstack([np.repeat(features[g.members], k, axis=0),
                                 np.column_stack([np.tile(g.offer[contact], m), np.tile(g.channel[contact], m),
                                                  np.tile(g.local_hour[contact], m), distance.ravel()])]))
@@ -201,7 +206,7 @@ class ObservableOracle:
                                  "value_chosen": float(got.sum()), "value_best": float(top.sum())})
         contacted = batch.customers[pos[best][take]]
         self._last_contact[contacted] = batch.t
-        self._contacted = [(w, c) for w, c in self._contacted if batch.t - w < 28 * 24] + [(batch.t, contacted)]
+        self._contacted = [(w, c) for w, c in self._contacted if batch.t - w < RECENT_HOURS] + [(batch.t, contacted)]
         return chosen
 
     def learn(self, feedback: Feedback) -> None:

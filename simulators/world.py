@@ -28,6 +28,8 @@ import numpy as np
 from engine.domain import DecisionRequest
 from simulators.scenario import MOTIVATIONS, SEGMENTS, Scenario
 
+# The CRM keeps a customer's usual open hour in buckets of this many hours.
+OBSERVED_SLOT_HOURS = 2
 HOURS_PER_DAY = 24.0
 DORMANT = SEGMENTS.index("dormant")
 OCCASIONAL = SEGMENTS.index("occasional")
@@ -49,7 +51,7 @@ class World:
     organic_per_day: np.ndarray  # organic purchase rate
     birthday_month: np.ndarray   # 1..12
     # observable CRM data
-    observed_slot: np.ndarray    # int, 2-hour bucket of the usual open hour as the CRM sees it
+    observed_slot: np.ndarray    # int, OBSERVED_SLOT_HOURS bucket of the usual open hour as the CRM sees it
     promo_share: np.ndarray      # share of past purchases made with a discount
     purchases_12m: np.ndarray    # float
     last_purchase: np.ndarray    # hours (negative = before the start)
@@ -69,6 +71,10 @@ class World:
     def copy(self) -> World:
         return World(**{f.name: (getattr(self, f.name).copy() if isinstance(getattr(self, f.name), np.ndarray)
                                  else getattr(self, f.name)) for f in fields(self)})
+
+    def usual_open_hour(self, idx: np.ndarray | int) -> np.ndarray | int:
+        """The local hour the CRM's usual open slot starts at (what requests carry)."""
+        return OBSERVED_SLOT_HOURS * self.observed_slot[idx]
 
     def reachable(self) -> np.ndarray:
         """(n, channels) bool: opted in and not unsubscribed."""
@@ -114,7 +120,7 @@ def generate(scenario: Scenario, n: int, rng: np.random.Generator) -> World:
     return World(
         segment=segment, motivation=motivation, tz=tz, consent=consent, affinity=affinity,
         pref_hour=pref_hour, basket=basket, sensitivity=sensitivity, organic_per_day=organic,
-        birthday_month=rng.integers(1, 13, n), observed_slot=(observed_hour // 2).astype(int),
+        birthday_month=rng.integers(1, 13, n), observed_slot=(observed_hour // OBSERVED_SLOT_HOURS).astype(int),
         promo_share=promo_share, purchases_12m=purchases_12m, last_purchase=last_purchase,
         recent_opens=recent_opens, unsubscribed=np.zeros_like(consent), disengaged=np.zeros_like(consent),
         fatigue=np.zeros(n), fatigue_time=np.zeros(n), tz_names=tz_names, channels=channels,
@@ -125,7 +131,7 @@ def observable_request(world: World, i: int, when: dt.datetime, t_hours: float) 
     """What a channel system would send for customer i: CRM data, opt-ins, time zone."""
     reachable = world.consent[i] & ~world.unsubscribed[i]
     categorical = {"segment": SEGMENTS[world.segment[i]],
-                   "usual_open_slot": f"s{2 * world.observed_slot[i]:02d}"}
+                   "usual_open_slot": f"s{world.usual_open_hour(i):02d}"}
     if world.birthday_month[i] == when.month:
         categorical["birthday_month"] = "yes"
     return DecisionRequest(
@@ -171,8 +177,7 @@ class ResponseModel:
     # -- probabilities ------------------------------------------------------------------------
 
     def hour_factor(self, pref_hour: np.ndarray, local_hour: np.ndarray) -> np.ndarray:
-        d = np.abs(pref_hour - local_hour) % 24
-        d = np.minimum(d, 24 - d)
+        d = hour_distance(pref_hour, local_hour)
         s = self.scenario.response.send_time_effect
         return 1.0 - s + s * np.exp(-d * d / 8.0)  # closeness: Gaussian, 2 h standard deviation
 
@@ -273,6 +278,12 @@ class ResponseModel:
         out = value.astype(float).ravel().copy()
         out[c] += v
         return out.reshape(value.shape)
+
+
+def hour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hours between two local times around the clock, in [0, 12]."""
+    d = np.abs(a - b) % 24
+    return np.minimum(d, 24 - d)
 
 
 def _hypoexp_cdf(x: np.ndarray, means: tuple[float, ...]) -> np.ndarray:
