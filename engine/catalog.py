@@ -21,6 +21,7 @@ from engine.constraints import Budget, Cap, Constraints, ControlGroup, Pressure
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
+MODEL_STRUCTURES = ("direct", "direct_open_slots", "open_funnel")
 INCENTIVE_PAID_ON = ("redemption", "conversion")
 PURCHASE_ATTRIBUTION = ("window", "click")
 NAMESPACE_LETTERS = "UHOCT"
@@ -153,6 +154,8 @@ class ModelSettings:
     # least squares on the chosen action (the regression oracle of SquareCB), which does not
     # let one explored purchase at p ~ 0.001 count a thousand times.
     importance_weighted: bool = True
+    # "direct", "direct_open_slots" or "open_funnel" (engine.value_model.ValueModel).
+    structure: str = "direct"
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -263,7 +266,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
-                              "importance_weighted"})
+                              "importance_weighted", "structure"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -279,7 +282,11 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         replicas=r.integer(md, "replicas", "model.replicas", default=1, low=1, high=32),
         power_t=r.number(md, "power_t", "model.power_t", default=0.5, low=0, high=1),
         importance_weighted=r.boolean(md, "importance_weighted", "model.importance_weighted", default=True),
+        structure=r.choice(md, "structure", "model.structure", MODEL_STRUCTURES, default="direct"),
     )
+    if model.structure != "direct" and model.replicas > 1:
+        raise r.error("model.replicas", f"1 with model.structure = \"{model.structure}\" (replicas are "
+                      "for a direct model)", model.replicas)
     if not model.importance_weighted and model.cb_type != "mtr":
         raise r.error("model.importance_weighted", "true unless model.cb_type is \"mtr\" (only mtr "
                       "regresses on the chosen action alone)", False)

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.catalog import load_catalog
+from engine.catalog import MODEL_STRUCTURES, load_catalog
 from engine.config import ConfigError
 
 
@@ -102,7 +102,7 @@ def cmd_train(args) -> int:
     interactions = tuple(p.strip() for p in args.interactions.split(",")) if args.interactions else None
     params = TrainParams(passes=args.passes, learning_rate=args.learning_rate, interactions=interactions,
                          cb_type=args.cb_type, bits=args.bits, power_t=args.power_t,
-                         importance_weighted=args.importance_weighted)
+                         importance_weighted=args.importance_weighted, structure=args.structure)
     try:
         params.settings(catalog)
     except ValueError as exc:
@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="learning-rate decay, VW's --power_t (default: the catalog's)")
     train_p.add_argument("--importance-weighted", default=None, type=_yes_no,
                          help="yes/no: weigh mtr examples by 1/p (default: the catalog's)")
+    train_p.add_argument("--structure", default=None, choices=MODEL_STRUCTURES,
+                         help="how values are modelled (default: the catalog's model.structure)")
     train_p.add_argument("--baselines", default="uniform,rules",
                          help="also evaluate these built-in policies (default uniform,rules)")
     train_p.add_argument("--out", type=Path, default=Path("runs/train"), help="where the model is written")

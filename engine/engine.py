@@ -28,7 +28,7 @@ from engine.domain import (
 from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure, to_cents
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
-from engine.rewards import net_reward
+from engine.rewards import net_reward, was_opened
 from engine.state import InMemoryStateStore, PendingDecision, Snapshot, StateStore, StoreUnavailable
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
@@ -149,8 +149,9 @@ class DecisionEngine:
         history = snap.customer.history(now)
         context = self.features.context_json(request, history, actions)
         model = self.model  # one model for the whole decision, even if a reload swaps it
+        labels = [a.label for a in actions]
         if control:
-            values = model.values(context, len(actions))
+            values = model.values(context, len(actions), labels)
             chosen = control_choice(actions, constraints.control)
             p = np.zeros(len(actions))
             p[chosen] = 1.0
@@ -158,10 +159,10 @@ class DecisionEngine:
         else:
             settings = self.catalog.exploration
             if settings.pessimism > 0:
-                values, spread = model.estimate(context, len(actions))
+                values, spread = model.estimate(context, len(actions), labels)
                 scores = values - settings.pessimism * spread
             else:
-                values = scores = model.values(context, len(actions))
+                values = scores = model.values(context, len(actions), labels)
             scores = scores - self._shadow_costs(actions, snap, now)
             p = exploration.probabilities(scores, settings)
         with self._lock:
@@ -188,7 +189,7 @@ class DecisionEngine:
                        "send_slot": action.send_slot,
                        "send_at": iso(action.send_at) if action.send_at else None,
                        "no_contact": action.no_contact},
-            "actions": [a.label for a in actions],
+            "actions": labels,
             "offer_cost": offer_cost,
             "contact_cost": contact_cost,
             "control": control,
@@ -301,7 +302,7 @@ class DecisionEngine:
             for pending in batch:
                 reward = net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
                                     pending.offer_cost, pending.contact_cost)
-                self.model.learn_dsjson(pending.dsjson.with_cost(-reward))
+                self.model.learn_decision(pending.dsjson, reward, was_opened(pending.outcomes), pending.contacted)
             learned += len(batch)
             if len(batch) < MATURE_BATCH:
                 break

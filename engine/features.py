@@ -8,6 +8,8 @@ Namespaces (their first letter is what VW interactions refer to):
      ``name=value: 1`` so a name/value pair can never collide with another)
   H  the engine's own history of the customer: contacts per channel in the last 7 days,
      hours since the last contact and since the last response -- lets the model learn fatigue
+     -- and, per channel, log(1 + n) of its contacts opened, ignored (settled, never opened)
+     and clicked over the customer's whole record: who still reads, who no longer does
   O  offer (id, incentive cost), C channel, T send slot; no_contact has offer and channel
      "none", so customer x offer interactions give it a value of its own.
 """
@@ -41,6 +43,11 @@ def history_namespace(history: ContactHistory, channels: list[str]) -> dict[str,
         features["never_responded"] = 1.0
     else:
         features["log_hours_since_response"] = math.log1p(max(history.hours_since_response, 0.0))
+    for channel, (settled, opened, clicked) in history.responses.items():
+        features[f"{channel}_opened"] = math.log1p(opened)
+        features[f"{channel}_ignored"] = math.log1p(max(settled - opened, 0))
+        if clicked:
+            features[f"{channel}_clicked"] = math.log1p(clicked)
     return features
 
 

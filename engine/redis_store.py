@@ -4,9 +4,11 @@ Keys (``P`` is the prefix, default ``nba``)::
 
     P:{c:<customer>}:contacts   ZSET  send time (epoch microseconds) -> "<event>|<channel>"
     P:{c:<customer>}:resp       STR   epoch microseconds of the customer's last response
+    P:{c:<customer>}:counts     HASH  "<channel>:sent|opened|clicked" -> count (the response history)
     P:{b}:<budget>:<period>     HASH  paid, committed (integer cents)
     P:{p}:e:<event>             HASH  d = pending decision (JSON), o:<outcome id> = "<type>|<value>",
-                                      settled = 1 once redeemed
+                                      settled = 1 once redeemed, ch = channel, first:<kind> = 1
+                                      once an outcome of a counted kind was counted
     P:{p}:queue                 ZSET  matures at (epoch microseconds) -> event id
     P:{p}:seq                   INT   reservation counter: matured decisions come out in this order
     P:{p}:closed:<event>        STR   set when the event matured (a late outcome: "window closed")
@@ -44,11 +46,13 @@ import redis.cluster
 
 from engine.constraints import BudgetKey, BudgetUsage, Pressure
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
-from engine.state import RESPONSES, CustomerState, PendingDecision, Snapshot, StoreUnavailable
+from engine.state import COUNTED, RESPONSES, CustomerState, PendingDecision, Snapshot, StoreUnavailable
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # Last-response keys live as long as the history features look back.
 HORIZON_SECONDS = 30 * 86400
+# A customer's response counts live this long after their last change.
+COUNTS_SECONDS = 400 * 86400
 
 # Shared Lua: the checks and writes of each part of a reservation.
 _PRELUDE = r"""
@@ -76,10 +80,12 @@ local function contact_check(key, s)
   return nil
 end
 
-local function contact_apply(key, s)
+local function contact_apply(key, counts, s)
   redis.call('ZADD', key, s.send, s.member)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (s.now - s.horizon))
   redis.call('EXPIRE', key, math.ceil((s.send - s.now + s.horizon) / 1e6 + 86400))
+  redis.call('HINCRBY', counts, s.channel .. ':sent', 1)
+  redis.call('EXPIRE', counts, s.counts_ttl)
 end
 
 local function budget_check(key, b)
@@ -98,19 +104,19 @@ end
 
 local function pending_apply(key, queue, p, data)
   local seq = redis.call('INCR', p.seq_key)
-  redis.call('HSET', key, 'd', data, 'c', p.customer, 'k', p.commit, 'n', seq)
+  redis.call('HSET', key, 'd', data, 'c', p.customer, 'k', p.commit, 'n', seq, 'ch', p.channel)
   redis.call('EXPIRE', key, p.ttl)
   redis.call('ZADD', queue, p.matures, p.event)
 end
 """
 
-# KEYS: [contacts] [budget] [pending queue], in that order, each present when its part is.
+# KEYS: [contacts counts] [budget] [pending queue], in that order, each present when its part is.
 # ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it is stored.
 RESERVE = _PRELUDE + r"""
 local spec = cjson.decode(ARGV[1])
 local k = 1
-local ckey, bkey, pkey, qkey
-if spec.contact then ckey = KEYS[k]; k = k + 1 end
+local ckey, nkey, bkey, pkey, qkey
+if spec.contact then ckey = KEYS[k]; nkey = KEYS[k + 1]; k = k + 2 end
 if spec.budget then bkey = KEYS[k]; k = k + 1 end
 if spec.pending then pkey = KEYS[k]; qkey = KEYS[k + 1] end
 if ckey then
@@ -121,25 +127,30 @@ if bkey then
   local why = budget_check(bkey, spec.budget)
   if why then return why end
 end
-if ckey then contact_apply(ckey, spec.contact) end
+if ckey then contact_apply(ckey, nkey, spec.contact) end
 if bkey then budget_apply(bkey, spec.budget) end
 if pkey then pending_apply(pkey, qkey, spec.pending, ARGV[2]) end
 return ''
 """
 
-# KEYS: pending hash, closed marker. ARGV: outcome id, "type|value", redeemed (0/1).
-# Returns {status, customer, commitment}: status ok | dup | settle | unknown | closed.
+# KEYS: pending hash, closed marker. ARGV: outcome id, "type|value", redeemed (0/1), the
+# counted kind ("opened", "clicked") or "".
+# Returns {status, customer, commitment, channel, first}: status ok | dup | settle | unknown |
+# closed; first = 1 when this is the decision's first outcome of the counted kind.
 OUTCOME = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'closed'} end
   return {'unknown'}
 end
 if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 0 then return {'dup'} end
-local v = redis.call('HMGET', KEYS[1], 'c', 'k')
+local v = redis.call('HMGET', KEYS[1], 'c', 'k', 'ch')
+local first = '0'
+if ARGV[4] ~= '' and redis.call('HSETNX', KEYS[1], 'first:' .. ARGV[4], '1') == 1 then first = '1' end
+local status = 'ok'
 if ARGV[3] == '1' and v[2] ~= '' and redis.call('HSETNX', KEYS[1], 'settled', '1') == 1 then
-  return {'settle', v[1], v[2]}
+  status = 'settle'
 end
-return {'ok', v[1], v[2]}
+return {status, v[1], v[2], v[3] or '', first}
 """
 
 # KEYS: queue. ARGV: now (epoch us), limit, pending key prefix, closed key prefix, closed ttl.
@@ -167,10 +178,15 @@ redis.call('HINCRBY', KEYS[1], 'committed', tonumber(ARGV[2]))
 return 1
 """
 
-# KEYS: customer's last-response key. ARGV: epoch us, ttl s. Keeps the latest.
+# KEYS: customer's last-response key, response counts. ARGV: epoch us, ttl s, the count to
+# add 1 to (or ""), its ttl s. Keeps the latest response time.
 RESPONSE = r"""
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) end
+if ARGV[3] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+end
 return 1
 """
 
@@ -230,6 +246,9 @@ class RedisStateStore:
     def response_key(self, customer_id: str) -> str:
         return f"{self.prefix}:{{c:{customer_id}}}:resp"
 
+    def counts_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{c:{customer_id}}}:counts"
+
     def budget_key(self, key: BudgetKey) -> str:
         return f"{self.prefix}:{{b}}:{key.name}"
 
@@ -274,13 +293,16 @@ class RedisStateStore:
         pipe.zrangebyscore(self.contacts_key(customer_id), f"({epoch(now - horizon)}", "+inf",
                            withscores=True)
         pipe.get(self.response_key(customer_id))
+        pipe.hgetall(self.counts_key(customer_id))
         for key in budgets:
             pipe.hmget(self.budget_key(key), "paid", "committed")
-        rows, resp, *ledgers = self._call(pipe.execute)
+        rows, resp, counts, *ledgers = self._call(pipe.execute)
         contacts = tuple((from_epoch(score), member.decode().rsplit("|", 1)[1]) for member, score in rows)
         usage = {key.budget_id: BudgetUsage(key, int(paid or 0), int(committed or 0))
                  for key, (paid, committed) in zip(budgets, ledgers)}
-        return Snapshot(CustomerState(contacts, from_epoch(float(resp)) if resp else None), usage)
+        state = CustomerState(contacts, from_epoch(float(resp)) if resp else None,
+                              {k.decode(): int(v) for k, v in counts.items()})
+        return Snapshot(state, usage)
 
     def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
         parts: list[tuple[list[str], dict]] = []  # (keys, spec) per slot
@@ -293,8 +315,10 @@ class RedisStateStore:
                 "caps": [{"id": c.id, "max": c.max_contacts, "window": micros(c.window),
                           "channels": {ch: True for ch in c.channels}, "text": c.describe()}
                          for c in pressure.caps],
+                "counts_ttl": COUNTS_SECONDS,
             }
-            parts.append(([self.contacts_key(pending.customer_id)], {"contact": contact}))
+            parts.append(([self.contacts_key(pending.customer_id), self.counts_key(pending.customer_id)],
+                          {"contact": contact}))
         c = pending.commitment
         if c is not None:
             parts.append(([self.budget_key(c.key)],
@@ -304,7 +328,8 @@ class RedisStateStore:
                       {"pending": {"matures": epoch(pending.matures_at),
                                    "event": pending.event_id, "ttl": ttl,
                                    "seq_key": f"{self.prefix}:{{p}}:seq",
-                                   "customer": pending.customer_id, "commit": self._commitment_text(pending)}}))
+                                   "customer": pending.customer_id, "commit": self._commitment_text(pending),
+                                   "channel": pending.channel or ""}}))
         # The DSJSON context is most of a pending decision (~18 kB, ~2 kB compressed).
         data = zlib.compress(pending.to_json().encode(), 1)
         if not self.cluster:
@@ -337,6 +362,7 @@ class RedisStateStore:
             try:
                 if "contact" in spec:
                     self._call(self.r.zrem, self.contacts_key(pending.customer_id), spec["contact"]["member"])
+                    self._call(self.r.hincrby, self.counts_key(pending.customer_id), f"{pending.channel}:sent", -1)
                 elif "budget" in spec:
                     self._call(self._ledger, keys=[self.budget_key(pending.commitment.key)],
                                args=[0, -spec["budget"]["cents"]])
@@ -345,8 +371,10 @@ class RedisStateStore:
 
     def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
                     time: dt.datetime) -> bool:
+        counted = COUNTED.get(kind, "")
         reply = self._call(self._outcome, keys=[self.pending_key(event_id), self.closed_key(event_id)],
-                           args=[outcome_id, f"{kind.value}|{value!r}", "1" if kind is OutcomeType.REDEEMED else "0"])
+                           args=[outcome_id, f"{kind.value}|{value!r}", "1" if kind is OutcomeType.REDEEMED else "0",
+                                 counted])
         status = reply[0].decode()
         if status == "unknown":
             raise UnknownEvent(f"unknown event_id {event_id!r}")
@@ -354,10 +382,11 @@ class RedisStateStore:
             raise AttributionClosed(f"event {event_id!r}: attribution window has closed")
         if status == "dup":
             return False
-        customer_id, commitment = reply[1].decode(), reply[2].decode()
-        if kind in RESPONSES:
-            self._call(self._response, keys=[self.response_key(customer_id)],
-                       args=[epoch(time), HORIZON_SECONDS])
+        customer_id, commitment, channel, first = (part.decode() for part in reply[1:5])
+        count = f"{channel}:{counted}" if channel and first == "1" else ""
+        if kind in RESPONSES:  # every counted kind is a response
+            self._call(self._response, keys=[self.response_key(customer_id), self.counts_key(customer_id)],
+                       args=[epoch(time), HORIZON_SECONDS, count, COUNTS_SECONDS])
         if status == "settle":
             budget_key, cents = commitment.rsplit("|", 1)
             self._call(self._ledger, keys=[budget_key], args=[int(cents), -int(cents)])

@@ -20,6 +20,11 @@ from engine.catalog import RewardDefinition
 from engine.domain import OutcomeType
 
 
+def was_opened(outcomes: Iterable[tuple[OutcomeType, float]]) -> bool:
+    """Whether a decision's outcomes include an open (what a model of opens learns)."""
+    return any(kind is OutcomeType.OPENED for kind, _ in outcomes)
+
+
 def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeType, float]],
                contacted: bool, offer_cost: float, contact_cost: float) -> float:
     outcomes = list(outcomes)

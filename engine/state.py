@@ -36,6 +36,11 @@ from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
 
 HISTORY_WINDOW = dt.timedelta(days=7)
 RESPONSES = {OutcomeType.OPENED, OutcomeType.CLICKED, OutcomeType.CONVERTED}
+# Responses counted per customer and channel (with "sent", counted when a contact is recorded).
+COUNTED = {OutcomeType.OPENED: "opened", OutcomeType.CLICKED: "clicked"}
+# A contact sent less than this long ago has not had its chance to be opened yet: it is not
+# counted as ignored.
+SETTLE_HOURS = 48.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -47,6 +52,8 @@ class ContactHistory:
     contacts_7d: dict[str, int]
     hours_since_contact: float | None
     hours_since_response: float | None = None
+    # channel -> (contacts settled, opened, clicked), the customer's whole record with the engine
+    responses: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,21 +62,34 @@ class CustomerState:
 
     contacts: tuple[tuple[dt.datetime, str], ...] = ()
     last_response: dt.datetime | None = None
+    # "<channel>:sent|opened|clicked" -> count, over the customer's whole record
+    counts: dict[str, int] = field(default_factory=dict)
 
     def history(self, now: dt.datetime) -> ContactHistory:
         since = now - HISTORY_WINDOW
         counts: dict[str, int] = defaultdict(int)
+        unsettled: dict[str, int] = defaultdict(int)
+        settle = now - dt.timedelta(hours=SETTLE_HOURS)
         last = None
         for t, channel in self.contacts:
             if since <= t <= now:
                 counts[channel] += 1
+            if t > settle:
+                unsettled[channel] += 1
             if t <= now and (last is None or t > last):
                 last = t
+        responses = {}
+        for key, n in self.counts.items():
+            channel, kind = key.rsplit(":", 1)
+            if kind == "sent":
+                responses[channel] = (max(n - unsettled[channel], 0), self.counts.get(f"{channel}:opened", 0),
+                                      self.counts.get(f"{channel}:clicked", 0))
         return ContactHistory(
             contacts_7d=dict(counts),
             hours_since_contact=(now - last).total_seconds() / 3600 if last else None,
             hours_since_response=((now - self.last_response).total_seconds() / 3600
                                   if self.last_response else None),
+            responses=responses,
         )
 
 
@@ -161,6 +181,7 @@ class InMemoryStateStore:
         self._lock = threading.Lock()
         self._contacts: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
         self._last_response: dict[str, dt.datetime] = {}
+        self._counts: dict[str, dict[str, int]] = defaultdict(dict)
         self._budgets: dict[str, list[int]] = {}  # BudgetKey.name -> [paid, committed] cents
         self._pending: dict[str, PendingDecision] = {}
         self._queue: list[tuple[dt.datetime, int, str]] = []
@@ -176,7 +197,8 @@ class InMemoryStateStore:
             kept = [(t, ch) for t, ch in contacts if t > now - horizon]
             if len(kept) != len(contacts):
                 self._contacts[customer_id] = kept
-            state = CustomerState(tuple(kept), self._last_response.get(customer_id))
+            state = CustomerState(tuple(kept), self._last_response.get(customer_id),
+                                  dict(self._counts.get(customer_id, {})))
             usage = {key.budget_id: self._usage(key) for key in budgets}
         return Snapshot(state, usage)
 
@@ -199,6 +221,7 @@ class InMemoryStateStore:
                 self._budgets.setdefault(c.key.name, [0, 0])[1] += c.cents
             if pending.channel is not None and pending.send_at is not None:
                 contacts.append((pending.send_at, pending.channel))
+                self._count(pending.customer_id, f"{pending.channel}:sent")
             self._pending[pending.event_id] = pending
             self._seq += 1
             heapq.heappush(self._queue, (pending.matures_at, self._seq, pending.event_id))
@@ -215,7 +238,10 @@ class InMemoryStateStore:
             if outcome_id in pending.outcome_ids:
                 return False
             pending.outcome_ids.add(outcome_id)
+            first = all(k is not kind for k, _ in pending.outcomes)
             pending.outcomes.append((kind, value))
+            if first and kind in COUNTED and pending.channel is not None:
+                self._count(pending.customer_id, f"{pending.channel}:{COUNTED[kind]}")
             if kind in RESPONSES:
                 previous = self._last_response.get(pending.customer_id)
                 if previous is None or time > previous:
@@ -227,6 +253,10 @@ class InMemoryStateStore:
                 ledger[0] += c.cents
                 ledger[1] -= c.cents
             return True
+
+    def _count(self, customer_id: str, key: str) -> None:
+        counts = self._counts[customer_id]
+        counts[key] = counts.get(key, 0) + 1
 
     def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
         matured = []

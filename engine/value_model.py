@@ -12,21 +12,96 @@ learns every example once and is the one served and saved.
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 
 import numpy as np
 import vowpal_wabbit_next as vw
 
 from engine.catalog import ModelSettings
+from engine.decision_log import DsjsonLine
+
+
+# A model of several parts is saved as this header and the structure's name, then each part's
+# VW model, length-prefixed.
+PARTS_MAGIC = b"NBA-PARTS-1\n"
+# The parts of each structure, besides the direct model's replicas.
+STRUCTURE_PARTS = {
+    "direct_open_slots": ("value", "open"),
+    "open_funnel": ("open", "opened", "unopened"),
+}
+
+
+def _pack(structure: str, parts: list[bytes]) -> bytes:
+    return PARTS_MAGIC + structure.encode() + b"\n" + b"".join(struct.pack("<Q", len(p)) + p for p in parts)
+
+
+def _saved_structure(data: bytes) -> str:
+    if not data.startswith(PARTS_MAGIC):
+        return "direct"
+    return data[len(PARTS_MAGIC):].split(b"\n", 1)[0].decode(errors="replace")
+
+
+def _check_structure(structure: str, data: bytes) -> None:
+    found = _saved_structure(data)
+    if found != structure:
+        raise ValueError(f"model data is a {found!r} model; model.structure is {structure!r}")
+
+
+def _unpack(structure: str, data: bytes) -> list[bytes]:
+    _check_structure(structure, data)
+    parts, at = [], len(PARTS_MAGIC + structure.encode() + b"\n")
+    for name in STRUCTURE_PARTS[structure]:
+        if at + 8 > len(data):
+            raise ValueError(f"{structure} model data ends before its {name!r} part")
+        (n,) = struct.unpack_from("<Q", data, at)
+        parts.append(data[at + 8:at + 8 + n])
+        at += 8 + n
+    return parts
+
+
+def action_labels(context_json: str) -> list[str]:
+    """``offer/channel/*`` or ``no_contact`` for each action of a context, from its features
+    (the send slot is not needed: labels group an offer on a channel's send slots)."""
+    labels = []
+    for a in json.loads(context_json)["_multi"]:
+        offer = next(k for k in a["O"] if k.startswith("offer="))[6:]
+        channel = next(k for k in a["C"] if k.startswith("channel="))[8:]
+        labels.append("no_contact" if channel == "none" else f"{offer}/{channel}/*")
+    return labels
 
 
 class ValueModel:
+    """The value of each action. ``settings.structure``:
+
+    * ``direct``: one regression of the decision's reward.
+    * ``direct_open_slots``: the same, plus a regression of whether a contact is opened (the
+      *open propensity*, learned from every contact: opens are ~30x as frequent as purchases).
+      An offer on a channel is worth the best the direct model says of it over its send slots,
+      at the slot the customer is likeliest to open, and less at the others in proportion to
+      their open propensity: the direct model says whether and what to send, the opens say when
+      (the reward alone is too noisy to tell slots apart).
+    * ``open_funnel``: value = p(open) x E[reward | opened] + (1 - p(open)) x E[reward | not
+      opened], three regressions on the same features. No contact cannot be opened.
+    """
+
     def __init__(self, settings: ModelSettings, model_data: bytes | None = None,
                  version: str = "cold-start", seed: int = 0):
         self.settings = settings
         self.args = settings.vw_args()
-        self._ws = [vw.Workspace(self.args, model_data=model_data)
-                    for _ in range(settings.replicas)]
+        self.structure = settings.structure
+        if self.structure == "direct":
+            if model_data is not None:
+                _check_structure("direct", model_data)
+            self._ws = [vw.Workspace(self.args, model_data=model_data)
+                        for _ in range(settings.replicas)]
+            self._parts = self._ws[:1]
+        else:
+            names = STRUCTURE_PARTS[self.structure]
+            data = _unpack(self.structure, model_data) if model_data is not None else [None] * len(names)
+            self._parts = [vw.Workspace(self.args, model_data=d) for d in data]
+            self._ws = self._parts[:1]
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self.version = version
@@ -42,14 +117,41 @@ class ValueModel:
             values[index] = -cost
         return values
 
-    def values(self, context_json: str, n_actions: int) -> np.ndarray:
-        """Estimated value of each of the ``n_actions`` actions of a VW JSON context, in order."""
-        with self._lock:
-            return self._predict(self._ws[0], context_json, n_actions)
+    def _combined(self, context_json: str, n_actions: int, labels: list[str] | None) -> np.ndarray:
+        predictions = [self._predict(ws, context_json, n_actions) for ws in self._parts]
+        labels = labels if labels is not None else action_labels(context_json)
+        contact = np.array([label != "no_contact" for label in labels])
+        if self.structure == "open_funnel":
+            p_open, opened, unopened = predictions
+            p = np.where(contact, np.clip(p_open, 0.0, 1.0), 0.0)
+            return p * opened + (1.0 - p) * unopened
+        value, p_open = predictions
+        p = np.clip(p_open, 1e-3, 1.0)
+        groups = [label.rsplit("/", 1)[0] if c else "" for label, c in zip(labels, contact)]
+        _, group = np.unique(groups, return_inverse=True)
+        best_value = np.full(group.max() + 1, -np.inf)
+        np.maximum.at(best_value, group, value)
+        best_p = np.zeros(group.max() + 1)
+        np.maximum.at(best_p, group, p)
+        best_value, best_p = best_value[group], best_p[group]
+        shared = best_value + np.abs(best_value) * (p / best_p - 1.0)
+        return np.where(contact, shared, value)
 
-    def estimate(self, context_json: str, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    def values(self, context_json: str, n_actions: int, labels: list[str] | None = None) -> np.ndarray:
+        """Estimated value of each of the ``n_actions`` actions of a VW JSON context, in order.
+        ``labels``: the actions' labels (``offer/channel/slot`` or ``no_contact``), which a model
+        of several parts needs (read from the context when not given)."""
+        with self._lock:
+            if self.structure == "direct":
+                return self._predict(self._ws[0], context_json, n_actions)
+            return self._combined(context_json, n_actions, labels)
+
+    def estimate(self, context_json: str, n_actions: int,
+                 labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(values, spread): the served model's values and the standard deviation across the
         bootstrap replicas (zeros without replicas)."""
+        if self.structure != "direct":
+            return self.values(context_json, n_actions, labels), np.zeros(n_actions)
         with self._lock:
             all_values = np.stack([self._predict(ws, context_json, n_actions) for ws in self._ws])
         spread = all_values.std(axis=0, ddof=1) if len(self._ws) > 1 else np.zeros(n_actions)
@@ -70,8 +172,27 @@ class ValueModel:
                     example.set_label(vw.CBLabel(label=(action, cost, 1.0)))
         ws._workspace.learn_multi_ex_one(examples)
 
+    def learn_decision(self, dsjson: DsjsonLine, reward: float, opened: bool, contacted: bool) -> None:
+        """Learn from one matured decision: its reward and whether it was opened."""
+        if self.structure == "direct":
+            self.learn_dsjson(dsjson.with_cost(-reward))
+            return
+        with self._lock:
+            open_cost = dsjson.with_cost(-1.0 if opened else 0.0)
+            if self.structure == "open_funnel":
+                open_ws, opened_ws, unopened_ws = self._parts
+                self._learn(opened_ws if opened else unopened_ws, dsjson.with_cost(-reward))
+            else:
+                value_ws, open_ws = self._parts
+                self._learn(value_ws, dsjson.with_cost(-reward))
+            if contacted:
+                self._learn(open_ws, open_cost)
+            self.updates += 1
+
     def learn_dsjson(self, line: str) -> None:
-        """Learn from one DSJSON decision line carrying its (joined) cost."""
+        """Learn from one DSJSON decision line carrying its (joined) cost (a direct model)."""
+        if self.structure != "direct":
+            raise ValueError(f"a {self.structure} model learns from outcomes (learn_decision), not a cost alone")
         with self._lock:
             self._learn(self._ws[0], line)
             for ws in self._ws[1:]:
@@ -81,4 +202,6 @@ class ValueModel:
 
     def serialize(self) -> bytes:
         with self._lock:
+            if self.structure != "direct":
+                return _pack(self.structure, [ws.serialize() for ws in self._parts])
             return self._ws[0].serialize()

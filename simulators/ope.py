@@ -93,7 +93,7 @@ class TargetedLogger:
         self.args = ["targeted-logger", f"explore={explore}"] + [p.name for p in policies] + ["oracle"]
         self.pending: deque[tuple[dict[str, int], np.ndarray]] = deque()
 
-    def values(self, context_json: str, n_actions: int) -> np.ndarray:
+    def values(self, context_json: str, n_actions: int, labels: list[str] | None = None) -> np.ndarray:
         index, q_row = self.pending.popleft()
         record = orjson.loads(context_json)
         labels = tuple(action_label(a) for a in record["_multi"])
@@ -108,10 +108,11 @@ class TargetedLogger:
         mixture /= len(self.policies) + 1
         return np.log((1.0 - self.explore) * mixture + self.explore / n_actions)
 
-    def estimate(self, context_json: str, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    def estimate(self, context_json: str, n_actions: int,
+                 labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.values(context_json, n_actions), np.zeros(n_actions)
 
-    def learn_dsjson(self, line: str) -> None:
+    def learn_decision(self, *args) -> None:
         pass
 
     def serialize(self) -> bytes:

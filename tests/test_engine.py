@@ -104,6 +104,26 @@ def test_history_features_count_contacts(engine):
         assert seen.hours_since_contact is not None
 
 
+def test_the_customers_own_responses_become_history_features(catalog, tmp_path):
+    """Two emails, one opened: the next decision's context says so (opened 1, ignored 1)."""
+    from engine.constraints import ControlGroup, Constraints
+
+    fixed = dataclasses.replace(catalog, constraints=Constraints(control=ControlGroup(
+        fraction=1.0, action=("new_collection", "email", "10-12"))))
+    e = DecisionEngine(fixed, seed=3, honour_request_time=True, log_dir=tmp_path / "logs")
+    week = dt.timedelta(days=7)
+    first = e.decide(request("c-r", T0, consented_channels=("email",)))
+    e.report_outcome(Outcome(first.event_id, "o", OutcomeType.OPENED, 0, T0 + dt.timedelta(hours=3)))
+    e.report_outcome(Outcome(first.event_id, "c", OutcomeType.CLICKED, 0, T0 + dt.timedelta(hours=4)))
+    e.decide(request("c-r", T0 + week, consented_channels=("email",)))
+    e.decide(request("c-r", T0 + 2 * week, consented_channels=("email",)))
+    contexts = [line["c"]["H"] for line in read_lines(tmp_path / "logs", "decisions")]
+    assert "email_opened" not in contexts[0]
+    assert contexts[1]["email_opened"] == pytest.approx(np.log1p(1))
+    assert contexts[1]["email_ignored"] == 0.0 and contexts[1]["email_clicked"] == pytest.approx(np.log1p(1))
+    assert contexts[2]["email_ignored"] == pytest.approx(np.log1p(1))  # the second email, never opened
+
+
 BAD_REQUESTS = [
     (dict(customer_id=""), "customer_id"),
     (dict(customer_id="x" * 200), "customer_id"),

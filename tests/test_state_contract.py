@@ -142,6 +142,30 @@ def test_outcome_join_duplicates_unknown_and_closed(store):
         store.add_outcome(p.event_id, "late", OutcomeType.OPENED, 0.0, T0 + WINDOW)
 
 
+def test_response_counts_per_channel_count_each_decision_once_and_a_refusal_not_at_all(store):
+    email, sms = pending(customer="h"), pending(customer="h", channel="sms", when=T0 + dt.timedelta(days=2))
+    for p in (email, sms):
+        assert store.reserve(p, PRESSURE) is None
+    # A refused contact (gap) is not counted as sent.
+    assert store.reserve(pending(customer="h", when=T0 + dt.timedelta(days=2, hours=1)), PRESSURE)
+    hour = dt.timedelta(hours=1)
+    assert store.add_outcome(email.event_id, "o1", OutcomeType.OPENED, 0.0, T0 + hour)
+    assert store.add_outcome(email.event_id, "o2", OutcomeType.OPENED, 0.0, T0 + 2 * hour)  # opened again
+    assert store.add_outcome(email.event_id, "o3", OutcomeType.CLICKED, 0.0, T0 + 2 * hour)
+    assert not store.add_outcome(email.event_id, "o3", OutcomeType.CLICKED, 0.0, T0 + 2 * hour)  # duplicate
+    assert store.add_outcome(sms.event_id, "o4", OutcomeType.CONVERTED, 50.0, T0 + dt.timedelta(days=2, hours=2))
+    state = snap(store, customer="h", when=T0 + dt.timedelta(days=2, hours=3)).customer
+    assert state.counts == {"email:sent": 1, "email:opened": 1, "email:clicked": 1, "sms:sent": 1}
+    # The SMS went out 3 hours ago: not yet settled, so it is neither opened nor ignored yet.
+    assert state.history(T0 + dt.timedelta(days=2, hours=3)).responses == {"email": (1, 1, 1), "sms": (0, 0, 0)}
+    later = T0 + dt.timedelta(days=5)
+    assert snap(store, customer="h", when=later).customer.history(later).responses == {
+        "email": (1, 1, 1), "sms": (1, 0, 0)}
+    # The counts outlive the decisions' maturity.
+    store.pop_matured(T0 + dt.timedelta(days=30))
+    assert snap(store, customer="h", when=later).customer.counts["email:opened"] == 1
+
+
 def test_concurrent_reservations_for_one_customer_pass_the_cap_once(store):
     """16 threads try to contact one customer at the same instant: exactly one wins (gap 24 h)."""
     results, barrier = [], threading.Barrier(16)

@@ -153,6 +153,26 @@ def test_time_split_and_training_on_earlier_logs(logged, tmp_path):
     assert np.allclose(model.values(d.context, len(d.actions)), result.model.values(d.context, len(d.actions)))
 
 
+def test_a_model_of_several_parts_trains_offline_saves_and_loads(logged, tmp_path):
+    """The catalog's model structure (here send slots by open propensity) is trained from the
+    logs' rewards and opens, saved with its settings and served back with the same values."""
+    import dataclasses
+
+    catalog, log_dir, _ = logged
+    slots = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, structure="direct_open_slots"))
+    result = train(log_dir, catalog, dataclasses.replace(PARAMS, structure="direct_open_slots"))
+    assert result.settings.structure == "direct_open_slots"
+    decisions = list(iter_decisions(log_dir, slots))
+    assert any(d.opened for d in decisions) and not all(d.opened for d in decisions if d.contacted)
+    assert not any(d.opened for d in decisions if not d.contacted)
+    saved = save_model(tmp_path / "m", result.model.serialize(), result.settings, {})
+    model = load_model(saved, catalog, "candidate")  # the saved settings, not the catalog's
+    assert model.structure == "direct_open_slots"
+    d = decisions[-1]
+    assert np.allclose(model.values(d.context, len(d.actions), list(d.actions)),
+                       result.model.values(d.context, len(d.actions), list(d.actions)))
+
+
 def test_bad_training_settings_are_named(logged):
     catalog, log_dir, _ = logged
     with pytest.raises(ValueError, match="passes"):
@@ -161,6 +181,8 @@ def test_bad_training_settings_are_named(logged):
         train(log_dir, catalog, TrainParams(cb_type="nope"))
     with pytest.raises(ValueError, match="interaction"):
         train(log_dir, catalog, TrainParams(interactions=("UOC",)))
+    with pytest.raises(ValueError, match="structure must be one of direct, direct_open_slots, open_funnel, got 'x'"):
+        train(log_dir, catalog, TrainParams(structure="x"))
     with pytest.raises(ValueError, match="train fraction"):
         split_time(log_dir, 1.5)
 

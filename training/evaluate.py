@@ -52,7 +52,7 @@ class RewardModel:
         if folds < 2:
             raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
         regression = dataclasses.replace(settings, cb_type="mtr", replicas=1, learning_rate=learning_rate,
-                                         power_t=power_t, importance_weighted=True)
+                                         power_t=power_t, importance_weighted=True, structure="direct")
         self.models = [ValueModel(regression, version=f"reward-fold-{k}")
                        for k in range(folds)]
 

@@ -22,7 +22,7 @@ import orjson
 from engine.catalog import Catalog
 from engine.decision_log import log_files
 from engine.domain import OutcomeType
-from engine.rewards import net_reward
+from engine.rewards import net_reward, was_opened
 
 
 @dataclass
@@ -145,4 +145,5 @@ def joined_with_times(log_dir: str | Path, catalog: Catalog, report: ReadReport 
                             meta["contact_cost"])
         record["_label_cost"] = -reward
         meta["reward"] = reward
+        meta["opened"] = was_opened(attributed)
         yield record, decided

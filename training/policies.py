@@ -126,7 +126,7 @@ class ModelPolicy(EvalPolicy):
         self.greedy = greedy
 
     def values(self, d: LoggedDecision) -> np.ndarray:
-        return self.model.values(d.context, len(d.actions))
+        return self.model.values(d.context, len(d.actions), list(d.actions))
 
     def probabilities(self, d):
         values = self.values(d)
@@ -149,7 +149,8 @@ def save_model(directory: Path, model_bytes: bytes, settings: ModelSettings, inf
     (directory / SETTINGS_FILE).write_text(json.dumps(
         {"cb_type": settings.cb_type, "learning_rate": settings.learning_rate,
          "interactions": list(settings.interactions), "bits": settings.bits,
-         "power_t": settings.power_t, "importance_weighted": settings.importance_weighted, **info}, indent=2))
+         "power_t": settings.power_t, "importance_weighted": settings.importance_weighted,
+         "structure": settings.structure, **info}, indent=2))
     return directory
 
 
@@ -174,7 +175,8 @@ def load_model(path: str | Path, catalog: Catalog, version: str | None = None) -
                 settings = ModelSettings(cb_type=saved["cb_type"], learning_rate=saved["learning_rate"],
                                          interactions=tuple(saved["interactions"]), bits=saved["bits"],
                                          power_t=float(saved.get("power_t", ModelSettings.power_t)),
-                                         importance_weighted=bool(saved.get("importance_weighted", True)))
+                                         importance_weighted=bool(saved.get("importance_weighted", True)),
+                                         structure=str(saved.get("structure", "direct")))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigError(f"{meta}: not a model settings file ({exc})") from None
         path = path / MODEL_FILE

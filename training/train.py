@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.catalog import Catalog, ModelSettings
+from engine.catalog import MODEL_STRUCTURES, Catalog, ModelSettings
 from engine.value_model import ValueModel
 from training.dataset import iter_decisions
 from training.logs import ReadReport
@@ -35,6 +35,7 @@ class TrainParams:
     bits: int | None = None
     power_t: float | None = None
     importance_weighted: bool | None = None
+    structure: str | None = None
 
     def settings(self, catalog: Catalog) -> ModelSettings:
         if self.passes < 1:
@@ -43,6 +44,8 @@ class TrainParams:
             raise ValueError(f"cb_type must be one of {', '.join(CB_TYPES)}, got {self.cb_type!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.structure is not None and self.structure not in MODEL_STRUCTURES:
+            raise ValueError(f"structure must be one of {', '.join(MODEL_STRUCTURES)}, got {self.structure!r}")
         if self.power_t is not None and not 0 <= self.power_t <= 1:
             raise ValueError(f"power_t must be from 0 to 1, got {self.power_t}")
         for pair in self.interactions or ():
@@ -57,7 +60,8 @@ class TrainParams:
             bits=self.bits or base.bits,
             power_t=self.power_t if self.power_t is not None else base.power_t,
             importance_weighted=(self.importance_weighted if self.importance_weighted is not None
-                                 else base.importance_weighted))
+                                 else base.importance_weighted),
+            structure=self.structure or base.structure)
         if not settings.importance_weighted and settings.cb_type != "mtr":
             raise ValueError(f"importance weights can only be turned off for cb_type mtr, not {settings.cb_type!r}")
         return settings
@@ -66,7 +70,7 @@ class TrainParams:
         s = self.settings(catalog)
         return {"passes": self.passes, "learning_rate": s.learning_rate, "cb_type": s.cb_type,
                 "interactions": ",".join(s.interactions), "bits": s.bits, "power_t": s.power_t,
-                "importance_weighted": s.importance_weighted}
+                "importance_weighted": s.importance_weighted, "structure": s.structure}
 
 
 @dataclass
@@ -97,7 +101,7 @@ def train(log_dir: str | Path, catalog: Catalog, params: TrainParams = TrainPara
         for d in tqdm(iter_decisions(log_dir, catalog, pass_report, start=start, end=end),
                       disable=not progress, unit="decision", unit_scale=True,
                       desc=f"training, pass {k + 1}/{params.passes}"):
-            model.learn_dsjson(d.line)
+            d.learn_into(model)
             examples += 1
     if examples == 0:
         raise ValueError(f"{log_dir}: no decisions to train on ({report})")

@@ -1,0 +1,116 @@
+"""The value model's structures: direct, direct with send slots by open propensity, open funnel."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from engine.catalog import CatalogError, default_catalog_path, load_catalog
+from engine.domain import Outcome, OutcomeType
+from engine.engine import DecisionEngine
+from engine.catalog import MODEL_STRUCTURES as STRUCTURES
+from engine.value_model import ValueModel, action_labels
+from support import T0, request, unconstrained
+
+EMAIL_ONLY = dict(consented_channels=("email",))
+
+
+def with_structure(catalog, structure):
+    return dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, structure=structure))
+
+
+def trained(catalog, structure, open_slot="18-20", seed=1, buys_when_opened=True):
+    """An engine that chose uniformly for 600 decisions over 40 email customers; only sends in
+    ``open_slot`` were opened; new-collection emails bought when opened (or, if not
+    ``buys_when_opened``, every other one whatever its slot)."""
+    explore = dataclasses.replace(unconstrained(with_structure(catalog, structure)),
+                                  exploration=dataclasses.replace(catalog.exploration, epsilon=1.0))
+    e = DecisionEngine(explore, seed=seed, honour_request_time=True)
+    when = T0
+    for i in range(600):
+        when += dt.timedelta(hours=1)
+        d = e.decide(request(f"c{i % 40}", when, **EMAIL_ONLY))
+        if d.action.no_contact:
+            continue
+        opened = d.action.send_slot == open_slot
+        if opened:
+            e.report_outcome(Outcome(d.event_id, "o", OutcomeType.OPENED, 0, when))
+        if d.action.offer_id == "new_collection" and (opened if buys_when_opened else i % 2 == 0):
+                e.report_outcome(Outcome(d.event_id, "c", OutcomeType.CLICKED, 0, when))
+                e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 80.0, when))
+    e.mature(when + e.catalog.attribution_window)
+    return e, when + e.catalog.attribution_window
+
+
+def scored(engine, when):
+    """(context, labels, values) of a fresh customer's decision."""
+    snap = engine.store.snapshot("fresh", when, dt.timedelta(days=7), [])
+    from engine.feasibility import apply_constraints, feasible_actions
+
+    r = request("fresh", when, **EMAIL_ONLY)
+    actions, _ = apply_constraints(feasible_actions(r, engine.catalog, when), snap, engine.catalog, False, when)
+    context = engine.features.context_json(r, snap.customer.history(when), actions)
+    labels = [a.label for a in actions]
+    return context, labels, engine.model.values(context, len(actions), labels)
+
+
+def test_the_catalog_offers_every_structure_and_names_a_wrong_one(tmp_path):
+    text = default_catalog_path().read_text()
+    assert "structure = \"direct\"" in text
+    for structure in STRUCTURES:
+        path = tmp_path / f"{structure}.toml"
+        path.write_text(text.replace('structure = "direct"', f'structure = "{structure}"'))
+        assert load_catalog(path).model.structure == structure
+    path.write_text(text.replace('structure = "direct"', 'structure = "funnel"'))
+    with pytest.raises(CatalogError, match="key 'model.structure': expected one of"):
+        load_catalog(path)
+    path.write_text(text.replace('structure = "direct"', 'structure = "open_funnel"')
+                    .replace("replicas = 1", "replicas = 4"))
+    with pytest.raises(CatalogError, match="key 'model.replicas': expected 1 with model.structure"):
+        load_catalog(path)
+
+
+def test_open_slots_choose_the_send_time_by_opens_and_keep_the_offers_value(catalog):
+    # Purchases do not depend on the slot here: only the opens tell the slots apart.
+    e, when = trained(catalog, "direct_open_slots", buys_when_opened=False)
+    context, labels, values = scored(e, when)
+    slots = {label: v for label, v in zip(labels, values) if label.startswith("new_collection/email/")}
+    assert max(slots, key=slots.get) == "new_collection/email/18-20"
+    # The offer is worth the best the direct part says of it, at its best slot for opens.
+    direct = e.model._predict(e.model._parts[0], context, len(labels))
+    group = [i for i, label in enumerate(labels) if label.startswith("new_collection/email/")]
+    assert max(values[group]) == pytest.approx(max(direct[group]))
+    assert all(values[i] <= max(direct[group]) + 1e-12 for i in group)
+    # The labels can also be read from the context itself.
+    assert [label.rsplit("/", 1)[0] for label in action_labels(context)] == \
+           [label.rsplit("/", 1)[0] for label in labels]
+    assert np.allclose(e.model.values(context, len(labels)), values)
+
+
+def test_the_open_funnel_values_the_opened_slot_and_no_contact_at_its_own_value(catalog):
+    e, when = trained(catalog, "open_funnel")
+    _, labels, values = scored(e, when)
+    best = labels[int(np.argmax(values))]
+    assert best == "new_collection/email/18-20"
+    assert values[labels.index("no_contact")] == pytest.approx(0.0, abs=0.05)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_a_saved_model_loads_with_the_same_values_and_only_under_its_own_structure(catalog, structure):
+    e, when = trained(catalog, structure)
+    context, labels, values = scored(e, when)
+    settings = with_structure(catalog, structure).model
+    loaded = ValueModel(settings, model_data=e.model.serialize())
+    assert np.allclose(loaded.values(context, len(labels), labels), values)
+    other = next(s for s in STRUCTURES if s != structure)
+    with pytest.raises(ValueError, match=f"model data is a '{structure}' model; model.structure is '{other}'"):
+        ValueModel(dataclasses.replace(settings, structure=other), model_data=e.model.serialize())
+
+
+def test_a_model_of_several_parts_learns_from_outcomes_not_a_cost_alone(catalog):
+    model = ValueModel(with_structure(catalog, "open_funnel").model)
+    with pytest.raises(ValueError, match="learns from outcomes"):
+        model.learn_dsjson('{"_label_cost":0}')
