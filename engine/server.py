@@ -124,16 +124,18 @@ class RunningServer:
 
 def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
                  workers: int = 8, max_message_bytes: int = 4 * 1024 * 1024,
-                 mature_every: float = 1.0, follower=None) -> RunningServer:
+                 mature_every: float = 1.0, follower=None,
+                 interceptors: tuple = ()) -> RunningServer:
     """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
     (``engine.model_source.ModelFollower``) keeps the model on a registry alias; it is started
-    here, before the server reports SERVING."""
+    here, before the server reports SERVING. ``interceptors`` (``grpc.ServerInterceptor``) wrap
+    every call, e.g. for authentication or metrics."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="nba-worker"),
-                         options=options)
+                         interceptors=tuple(interceptors), options=options)
     if follower is not None:
         follower.start()
     pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(engine, follower), server)

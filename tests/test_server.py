@@ -3,6 +3,7 @@
 import datetime as dt
 import signal
 import threading
+import time
 
 import grpc
 import pytest
@@ -107,11 +108,36 @@ def test_stream_stops_at_bad_request_naming_its_position(client, server):
     assert server.engine.policy().counters["decisions"] == 3
 
 
-def test_expired_deadline_is_deadline_exceeded(client):
-    stub = pb_grpc.DecisionServiceStub(client._channel)
-    with pytest.raises(grpc.RpcError) as err:
-        stub.NextBestAction(convert.request_to_proto(request()), timeout=0.000001)
-    assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+class _Delay(grpc.ServerInterceptor):
+    """Holds each call before its handler runs: the call reaches the servicer late."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def intercept_service(self, continuation, handler_call_details):
+        time.sleep(self.seconds)
+        return continuation(handler_call_details)
+
+
+def test_expired_deadline_is_deadline_exceeded_and_decides_nothing(catalog):
+    # The call reaches the servicer after its deadline (held 0.3 s, deadline 0.05 s): the client
+    # sees DEADLINE_EXCEEDED and the server decides and logs nothing for it.
+    engine = DecisionEngine(catalog, honour_request_time=True)
+    running = start_server(engine, port=0, interceptors=[_Delay(0.3)])
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            c.wait_ready(10)
+            stub = pb_grpc.DecisionServiceStub(c._channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.NextBestAction(convert.request_to_proto(request()), timeout=0.05)
+            assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            time.sleep(0.6)  # the held call has reached the servicer by now
+            assert engine.policy().counters["decisions"] == 0
+            # Given time, the same request is decided.
+            assert stub.NextBestAction(convert.request_to_proto(request()), timeout=10).customer_id
+            assert engine.policy().counters["decisions"] == 1
+    finally:
+        running.stop(1)
 
 
 def test_message_size_limit(catalog, tmp_path):
