@@ -21,7 +21,7 @@ from engine.constraints import Budget, Cap, Constraints, ControlGroup, Pressure
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
-MODEL_STRUCTURES = ("direct", "direct_open_slots", "open_funnel")
+MODEL_STRUCTURES = ("direct", "direct_open_slots", "open_funnel", "open_stacked")
 INCENTIVE_PAID_ON = ("redemption", "conversion")
 PURCHASE_ATTRIBUTION = ("window", "click")
 NAMESPACE_LETTERS = "UHOCT"
@@ -154,7 +154,7 @@ class ModelSettings:
     # least squares on the chosen action (the regression oracle of SquareCB), which does not
     # let one explored purchase at p ~ 0.001 count a thousand times.
     importance_weighted: bool = True
-    # "direct", "direct_open_slots" or "open_funnel" (engine.value_model.ValueModel).
+    # "direct", "direct_open_slots", "open_funnel" or "open_stacked" (engine.value_model.ValueModel).
     structure: str = "direct"
 
     def vw_args(self) -> list[str]:

@@ -30,7 +30,24 @@ PARTS_MAGIC = b"NBA-PARTS-1\n"
 STRUCTURE_PARTS = {
     "direct_open_slots": ("value", "open"),
     "open_funnel": ("open", "opened", "unopened"),
+    "open_stacked": ("value", "open"),
 }
+# open_stacked: the value part sees the open model's prediction in namespace P, alone and
+# crossed with the offer and the channel (a value per expected open for each).
+STACKED_INTERACTIONS = ("PO", "PC")
+
+
+def with_open_propensity(context: dict, p_open: np.ndarray) -> dict:
+    """The context (parsed VW JSON) with each contact action's open propensity in namespace P
+    (no contact has none), in place."""
+    for action, p in zip(context["_multi"], p_open):
+        if p > 0.0:
+            action["P"] = {"p_open": round(float(p), 5)}
+    return context
+
+
+def _is_contact(context: dict) -> np.ndarray:
+    return np.array(["channel=none" not in a["C"] for a in context["_multi"]])
 
 
 def _pack(structure: str, parts: list[bytes]) -> bytes:
@@ -84,6 +101,10 @@ class ValueModel:
       (the reward alone is too noisy to tell slots apart).
     * ``open_funnel``: value = p(open) x E[reward | opened] + (1 - p(open)) x E[reward | not
       opened], three regressions on the same features. No contact cannot be opened.
+    * ``open_stacked``: the direct regression of the reward, with the open propensity of each
+      contact (the regression of opens above) as a feature of its own, alone and crossed with
+      the offer and the channel: the reward model learns a value per expected open from all of
+      its data, and who opens, when, is learned from the opens.
     """
 
     def __init__(self, settings: ModelSettings, model_data: bytes | None = None,
@@ -100,7 +121,10 @@ class ValueModel:
         else:
             names = STRUCTURE_PARTS[self.structure]
             data = _unpack(self.structure, model_data) if model_data is not None else [None] * len(names)
-            self._parts = [vw.Workspace(self.args, model_data=d) for d in data]
+            args = {name: self.args for name in names}
+            if self.structure == "open_stacked":
+                args["value"] = self.args + [a for pair in STACKED_INTERACTIONS for a in ("-q", pair)]
+            self._parts = [vw.Workspace(args[name], model_data=d) for name, d in zip(names, data)]
             self._ws = self._parts[:1]
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
@@ -117,7 +141,17 @@ class ValueModel:
             values[index] = -cost
         return values
 
+    def _open_propensity(self, context_json: str, context: dict) -> np.ndarray:
+        """open_stacked: each action's predicted open probability (0 for no contact)."""
+        p = np.clip(self._predict(self._parts[1], context_json, len(context["_multi"])), 0.0, 1.0)
+        return np.where(_is_contact(context), p, 0.0)
+
     def _combined(self, context_json: str, n_actions: int, labels: list[str] | None) -> np.ndarray:
+        if self.structure == "open_stacked":
+            context = json.loads(context_json)
+            p = self._open_propensity(context_json, context)
+            stacked = json.dumps(with_open_propensity(context, p), separators=(",", ":"))
+            return self._predict(self._parts[0], stacked, n_actions)
         predictions = [self._predict(ws, context_json, n_actions) for ws in self._parts]
         labels = labels if labels is not None else action_labels(context_json)
         contact = np.array([label != "no_contact" for label in labels])
@@ -182,6 +216,12 @@ class ValueModel:
             if self.structure == "open_funnel":
                 open_ws, opened_ws, unopened_ws = self._parts
                 self._learn(opened_ws if opened else unopened_ws, dsjson.with_cost(-reward))
+            elif self.structure == "open_stacked":
+                value_ws, open_ws = self._parts
+                line = json.loads(dsjson.with_cost(-reward))
+                context_json = json.dumps(line["c"], separators=(",", ":"))
+                with_open_propensity(line["c"], self._open_propensity(context_json, line["c"]))
+                self._learn(value_ws, json.dumps(line, separators=(",", ":")))
             else:
                 value_ws, open_ws = self._parts
                 self._learn(value_ws, dsjson.with_cost(-reward))

@@ -153,21 +153,23 @@ def test_time_split_and_training_on_earlier_logs(logged, tmp_path):
     assert np.allclose(model.values(d.context, len(d.actions)), result.model.values(d.context, len(d.actions)))
 
 
-def test_a_model_of_several_parts_trains_offline_saves_and_loads(logged, tmp_path):
-    """The catalog's model structure (here send slots by open propensity) is trained from the
-    logs' rewards and opens, saved with its settings and served back with the same values."""
+@pytest.mark.parametrize("structure", ["direct_open_slots", "open_stacked"])
+def test_a_model_of_several_parts_trains_offline_saves_and_loads(logged, tmp_path, structure):
+    """The catalog's model structure (send slots by open propensity; the open propensity as a
+    feature) is trained from the logs' rewards and opens, saved with its settings and served
+    back with the same values."""
     import dataclasses
 
     catalog, log_dir, _ = logged
-    slots = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, structure="direct_open_slots"))
-    result = train(log_dir, catalog, dataclasses.replace(PARAMS, structure="direct_open_slots"))
-    assert result.settings.structure == "direct_open_slots"
-    decisions = list(iter_decisions(log_dir, slots))
+    several = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, structure=structure))
+    result = train(log_dir, catalog, dataclasses.replace(PARAMS, structure=structure))
+    assert result.settings.structure == structure
+    decisions = list(iter_decisions(log_dir, several))
     assert any(d.opened for d in decisions) and not all(d.opened for d in decisions if d.contacted)
     assert not any(d.opened for d in decisions if not d.contacted)
     saved = save_model(tmp_path / "m", result.model.serialize(), result.settings, {})
     model = load_model(saved, catalog, "candidate")  # the saved settings, not the catalog's
-    assert model.structure == "direct_open_slots"
+    assert model.structure == structure
     d = decisions[-1]
     assert np.allclose(model.values(d.context, len(d.actions), list(d.actions)),
                        result.model.values(d.context, len(d.actions), list(d.actions)))

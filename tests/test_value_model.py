@@ -1,9 +1,11 @@
-"""The value model's structures: direct, direct with send slots by open propensity, open funnel."""
+"""The value model's structures: direct, direct with send slots by open propensity, open funnel,
+direct with the open propensity as a feature."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from engine.catalog import CatalogError, default_catalog_path, load_catalog
 from engine.domain import Outcome, OutcomeType
 from engine.engine import DecisionEngine
 from engine.catalog import MODEL_STRUCTURES as STRUCTURES
-from engine.value_model import ValueModel, action_labels
+from engine.value_model import ValueModel, action_labels, with_open_propensity
 from support import T0, request, unconstrained
 
 EMAIL_ONLY = dict(consented_channels=("email",))
@@ -96,6 +98,25 @@ def test_the_open_funnel_values_the_opened_slot_and_no_contact_at_its_own_value(
     best = labels[int(np.argmax(values))]
     assert best == "new_collection/email/18-20"
     assert values[labels.index("no_contact")] == pytest.approx(0.0, abs=0.05)
+
+
+def test_open_stacked_scores_with_each_contacts_open_propensity(catalog):
+    e, when = trained(catalog, "open_stacked")
+    context, labels, values = scored(e, when)
+    assert labels[int(np.argmax(values))] == "new_collection/email/18-20"
+    # The value part sees the open model's prediction: P on contacts only, the opened slot's highest.
+    p = np.clip(e.model._predict(e.model._parts[1], context, len(labels)), 0.0, 1.0)
+    p[labels.index("no_contact")] = 0.0
+    stacked = with_open_propensity(json.loads(context), p)["_multi"]
+    assert "P" not in stacked[labels.index("no_contact")]
+    opened_slot = labels.index("new_collection/email/18-20")
+    same_offer = [i for i, label in enumerate(labels) if label.startswith("new_collection/email/")]
+    assert p[opened_slot] == max(p[same_offer]) > 0
+    assert stacked[opened_slot]["P"] == {"p_open": round(p[opened_slot], 5)}
+    # Without its open propensity the opened slot is worth less: the feature carries value.
+    flat = with_open_propensity(json.loads(context), np.where(p > 0, p.mean(), 0.0))
+    flat_values = e.model._predict(e.model._parts[0], json.dumps(flat), len(labels))
+    assert flat_values[opened_slot] < values[opened_slot]
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
