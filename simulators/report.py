@@ -80,10 +80,13 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]],
-               budgets: dict[str, list[dict]] | None = None) -> None:
+               budgets: dict[str, list[dict]] | None = None,
+               daily: dict[str, list[float]] | None = None) -> None:
+    """``daily``: each policy's incremental net value per simulated day (the cumulative plot's data)."""
     clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in m.items()}
              for name, m in results.items()}
-    path.write_text(json.dumps({**meta, "policies": clean, "budgets": budgets or {}}, indent=2))
+    path.write_text(json.dumps({**meta, "policies": clean, "budgets": budgets or {},
+                                "daily_net_value": daily or {}}, indent=2))
 
 
 def budget_periods(trace: list[dict]) -> list[dict]:

@@ -149,7 +149,8 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
         meta["engine_model"] = str(engine_model)
     budgets = {name: report.budget_periods(trace) for name, trace in traces.items()}
     results_path = out / "results.json"
-    report.write_json(results_path, meta, results, budgets)
+    daily = {name: [round(float(v), 2) for v in run.daily_value] for name, run in runs.items()}
+    report.write_json(results_path, meta, results, budgets, daily)
     artifacts = [results_path] + (report.plot(out, runs, results, traces) if plots else [])
     run_id = None
     if mlflow:

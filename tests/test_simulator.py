@@ -212,6 +212,9 @@ def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypat
                        "conversions", "unsubscribes", "oracle_share"):
             assert metric in data["policies"][name], (name, metric)
     assert data["policies"]["oracle"]["oracle_share"] == 1.0
+    for name, days in data["daily_net_value"].items():  # the cumulative plot's data, per day
+        assert len(days) == 14
+        assert sum(days) == pytest.approx(data["policies"][name]["net_value"], abs=0.05 * 14), name
     for png in ("cumulative_net_value.png", "open_rate_by_slot.png", "incentive_spend_per_conversion.png"):
         assert (out / png).stat().st_size > 5000
     assert any((out / "logs").glob("decisions-*.jsonl")) and any((out / "logs").glob("outcomes-*.jsonl"))
