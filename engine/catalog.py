@@ -137,6 +137,12 @@ class ExplorationSettings:
     # Choose on value - pessimism * spread across the model's bootstrap replicas: an action is
     # only preferred when the model is sure of it (guards the max over ~100 noisy estimates).
     pessimism: float = 0.0
+    # The default contact: when no_contact is tied for the best value with this offer on the
+    # first of these channels the customer can get (a cold model, whose values are all 0),
+    # the greedy choice is that contact, at any of its send slots alike, instead of no contact.
+    # None: ties go to no contact.
+    default_offer: str | None = None
+    default_channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,18 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     ex = r.table(data, "exploration")
     r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
-                                    "no_contact_floor", "pessimism"})
+                                    "no_contact_floor", "pessimism", "default_offer", "default_channels"})
+    default_offer = r.string(ex, "default_offer", "exploration.default_offer") or None
+    if default_offer is not None and default_offer not in offers:
+        raise r.error("exploration.default_offer", f"one of the offers {sorted(offers)}", default_offer)
+    default_channels = tuple(r.string_list(ex, "default_channels", "exploration.default_channels"))
+    for i, channel in enumerate(default_channels):
+        if channel not in channels:
+            raise r.error(f"exploration.default_channels[{i}]", f"one of the channels {sorted(channels)}", channel)
+    if (default_offer is None) != (not default_channels):
+        raise r.error("exploration.default_channels",
+                      "channels together with exploration.default_offer (both or neither)",
+                      list(default_channels))
     exploration = ExplorationSettings(
         algorithm=r.choice(ex, "algorithm", "exploration.algorithm", EXPLORATION_ALGORITHMS,
                            default="epsilon_greedy"),
@@ -262,6 +279,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         no_contact_floor=r.number(ex, "no_contact_floor", "exploration.no_contact_floor", default=0.0,
                                   low=0, high=1),
         pessimism=r.number(ex, "pessimism", "exploration.pessimism", default=0.0, low=0, high=100),
+        default_offer=default_offer, default_channels=default_channels,
     )
 
     md = r.table(data, "model")

@@ -150,6 +150,7 @@ class DecisionEngine:
         context = self.features.context_json(request, history, actions)
         model = self.model  # one model for the whole decision, even if a reload swaps it
         labels = [a.label for a in actions]
+        default = None  # the catalog's default contact among the actions (exploration.default_mask)
         if control:
             values = model.values(context, len(actions), labels)
             chosen = control_choice(actions, constraints.control)
@@ -164,7 +165,8 @@ class DecisionEngine:
             else:
                 values = scores = model.values(context, len(actions), labels)
             scores = scores - self._shadow_costs(actions, snap, now)
-            p = exploration.probabilities(scores, settings)
+            default = exploration.default_mask(labels, settings)
+            p = exploration.probabilities(scores, settings, default)
         with self._lock:
             if not control:
                 chosen = exploration.draw(p, self._rng)
@@ -210,7 +212,7 @@ class DecisionEngine:
 
         top = np.argsort(-values, kind="stable")[: self.catalog.exploration.top_k]
         ranking = tuple(ScoredAction(actions[i], float(values[i]), float(p[i])) for i in top)
-        explored = not control and not bool(exploration.greedy_mask(scores)[chosen])
+        explored = not control and not bool(exploration.greedy_mask(scores, default)[chosen])
         with self._lock:
             self._counters["decisions"] += 1
             self._counters["explored"] += explored

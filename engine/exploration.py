@@ -2,8 +2,10 @@
 
 Every function returns the exact probability of each action, which is what gets logged.
 Actions tied for the best value share the greedy mass equally -- unless no_contact (always the
-last action) is one of them: when in doubt, the engine does not contact. A cold model, where
-every value is 0, therefore contacts only when it explores.
+last action) is one of them: when in doubt, the engine does not contact, or, if the catalog names
+a default contact (``exploration.default_offer`` on ``default_channels``) tied with it, sends
+that. A cold model, where every value is 0, therefore sends the default contact, or contacts
+only when it explores.
 """
 
 from __future__ import annotations
@@ -16,20 +18,35 @@ from engine.catalog import ExplorationSettings
 TIE_TOLERANCE = 1e-9
 
 
-def greedy_mask(values: np.ndarray) -> np.ndarray:
-    """The greedy actions: those of the best value (within float noise), or no_contact alone
-    when it is among them."""
+def default_mask(labels: list[str], settings: ExplorationSettings) -> np.ndarray | None:
+    """Which actions (``offer/channel/slot`` labels) are the catalog's default contact: its
+    default offer on the first of its default channels among them. None if there is none."""
+    if settings.default_offer is None:
+        return None
+    for channel in settings.default_channels:
+        prefix = f"{settings.default_offer}/{channel}/"
+        mask = np.fromiter((label.startswith(prefix) for label in labels), bool, len(labels))
+        if mask.any():
+            return mask
+    return None
+
+
+def greedy_mask(values: np.ndarray, default: np.ndarray | None = None) -> np.ndarray:
+    """The greedy actions: those of the best value (within float noise); when no_contact is
+    among them, the ``default`` actions among them, or else no_contact alone."""
     best = values >= values.max() - TIE_TOLERANCE
     if best[-1]:
+        if default is not None and (best & default).any():
+            return best & default
         best[:] = False
         best[-1] = True
     return best
 
 
-def epsilon_greedy(values: np.ndarray, epsilon: float) -> np.ndarray:
+def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None) -> np.ndarray:
     """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones."""
     k = len(values)
-    best = greedy_mask(values)
+    best = greedy_mask(values, default)
     p = np.full(k, epsilon / k)
     p[best] += (1.0 - epsilon) / best.sum()
     return p
@@ -42,27 +59,29 @@ def softmax(values: np.ndarray, inverse_temperature: float) -> np.ndarray:
     return w / w.sum()
 
 
-def squarecb(values: np.ndarray, gamma: float) -> np.ndarray:
+def squarecb(values: np.ndarray, gamma: float, default: np.ndarray | None = None) -> np.ndarray:
     """Inverse-gap weighting: p_a = 1 / (K + gamma * (v_best - v_a)) for a != best, the rest on
     the best action.  Foster & Rakhlin, "Beyond UCB: Optimal and Efficient Contextual Bandits
     with Regression Oracles", ICML 2020."""
     k = len(values)
-    best = greedy_mask(values)
+    best = greedy_mask(values, default)
     p = 1.0 / (k + gamma * (values.max() - values))
     p[best] = 0.0
     p[best] = (1.0 - p.sum()) / best.sum()
     return p
 
 
-def probabilities(values: np.ndarray, settings: ExplorationSettings) -> np.ndarray:
+def probabilities(values: np.ndarray, settings: ExplorationSettings,
+                  default: np.ndarray | None = None) -> np.ndarray:
     """Exploration probabilities; the last action is no_contact, which gets at least
-    ``no_contact_floor``: p = (1 - f) * p_algorithm + f * [no_contact]."""
+    ``no_contact_floor``: p = (1 - f) * p_algorithm + f * [no_contact]. ``default``: the
+    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none)."""
     if settings.algorithm == "epsilon_greedy":
-        p = epsilon_greedy(values, settings.epsilon)
+        p = epsilon_greedy(values, settings.epsilon, default)
     elif settings.algorithm == "softmax":
         p = softmax(values, settings.softmax_lambda)
     elif settings.algorithm == "squarecb":
-        p = squarecb(values, settings.squarecb_gamma)
+        p = squarecb(values, settings.squarecb_gamma, default)
     else:
         raise ValueError(f"unknown exploration algorithm {settings.algorithm!r}")
     floor = settings.no_contact_floor

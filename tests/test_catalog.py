@@ -45,6 +45,12 @@ def write(tmp_path, text):
     ("importance_weighted = false", 'importance_weighted = "no"',
      "key 'model.importance_weighted': expected true or false, got 'no'"),
     ("power_t = 0.5", "power_t = 2", "key 'model.power_t': expected a number >= 0 <= 1, got 2"),
+    ("epsilon = 0.05", 'epsilon = 0.05\ndefault_offer = "newsletter"\ndefault_channels = ["email"]',
+     "key 'exploration.default_offer': expected one of the offers ['birthday_gift', 'discount_10'"),
+    ("epsilon = 0.05", 'epsilon = 0.05\ndefault_offer = "new_collection"\ndefault_channels = ["email", "fax"]',
+     "key 'exploration.default_channels[1]': expected one of the channels ['email', 'push'"),
+    ("epsilon = 0.05", 'epsilon = 0.05\ndefault_offer = "new_collection"',
+     "key 'exploration.default_channels': expected channels together with exploration.default_offer"),
 ])
 def test_invalid_catalog_names_file_key_and_allowed(tmp_path, old, new, expected):
     assert old in DEFAULT

@@ -38,6 +38,30 @@ def test_same_seed_same_decisions(catalog):
     assert run() == run()
 
 
+def test_a_cold_engine_sends_the_catalogs_default_contact(catalog):
+    """No model yet: with exploration.default_offer set, the greedy choice is that offer on the
+    first default channel the customer can get, at any send slot, logged with its probability."""
+    default = dataclasses.replace(catalog.exploration, default_offer="new_collection",
+                                  default_channels=("sms", "email"))
+    e = DecisionEngine(dataclasses.replace(unconstrained(catalog), exploration=default), seed=3,
+                       honour_request_time=True)
+    decisions = [e.decide(request(f"c{i}", T0 + dt.timedelta(minutes=i), consented_channels=("email", "push")))
+                 for i in range(200)]
+    greedy = [d for d in decisions if not d.explored]
+    assert len(greedy) > 150
+    assert {(d.action.offer_id, d.action.channel) for d in greedy} == {("new_collection", "email")}
+    slots = {d.action.send_slot for d in greedy}
+    assert len(slots) > 3  # spread over the slots, the model cannot tell them apart
+    n_slots = sum(a.label.startswith("new_collection/email/") for a in
+                  feasible_actions(request(consented_channels=("email", "push")), e.catalog, T0).actions)
+    eps, k = default.epsilon, greedy[0].feasible_actions
+    assert greedy[0].probability == pytest.approx((1 - eps) / n_slots + eps / k)
+    # Without a default contact, the same cold engine does not contact unless it explores.
+    e = DecisionEngine(unconstrained(catalog), seed=3, honour_request_time=True)
+    greedy = [d for d in (e.decide(request(f"c{i}", T0)) for i in range(50)) if not d.explored]
+    assert len(greedy) > 40 and all(d.action.no_contact for d in greedy)
+
+
 def test_ranking_is_best_first_and_top_k(engine, catalog):
     d = engine.decide(request())
     values = [s.expected_value for s in d.ranking]

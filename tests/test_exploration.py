@@ -43,3 +43,35 @@ def test_draw_matches_probabilities():
     p = np.array([0.5, 0.25, 0.125, 0.125])
     counts = np.bincount([draw(p, rng) for _ in range(40_000)], minlength=4) / 40_000
     assert np.allclose(counts, p, atol=0.01)
+
+
+LABELS = ["new/email/08-10", "new/email/10-12", "new/sms/10-12", "promo/email/08-10", "no_contact"]
+
+
+def settings(offer=None, channels=()):
+    from engine.catalog import ExplorationSettings
+
+    return ExplorationSettings(epsilon=0.1, default_offer=offer, default_channels=tuple(channels))
+
+
+def test_a_cold_model_sends_the_default_contact_at_any_of_its_slots():
+    from engine.exploration import default_mask, probabilities
+
+    default = default_mask(LABELS, settings("new", ["sms", "email"]))
+    assert default.tolist() == [False, False, True, False, False]  # the first channel offered
+    default = default_mask(LABELS, settings("new", ["push", "email"]))
+    assert default.tolist() == [True, True, False, False, False]
+    p = probabilities(np.zeros(5), settings("new", ["email"]), default)
+    assert p[0] == p[1] == pytest.approx(0.1 / 5 + 0.9 / 2) and p[4] == pytest.approx(0.1 / 5)
+    # Not offered here, or not set: ties go to no contact as before.
+    assert default_mask(LABELS, settings("new", ["push"])) is None
+    assert default_mask(LABELS, settings()) is None
+
+
+def test_the_default_contact_only_breaks_ties_with_no_contact():
+    from engine.exploration import default_mask, greedy_mask
+
+    default = default_mask(LABELS, settings("new", ["email"]))
+    assert greedy_mask(np.array([0.0, 0.0, 0.0, 0.5, 0.0]), default).tolist() == [0, 0, 0, 1, 0]
+    assert greedy_mask(np.array([-0.1, -0.1, 0.0, 0.0, 0.0]), default).tolist() == [0, 0, 0, 0, 1]
+    assert greedy_mask(np.array([0.0, -0.2, 0.0, 0.0, 0.0]), default).tolist() == [1, 0, 0, 0, 0]

@@ -130,10 +130,11 @@ class ModelPolicy(EvalPolicy):
 
     def probabilities(self, d):
         values = self.values(d)
+        default = exploration.default_mask(list(d.actions), self.settings)
         if self.greedy:
-            best = exploration.greedy_mask(values)
+            best = exploration.greedy_mask(values, default)
             return best / best.sum()
-        return exploration.probabilities(values, self.settings)
+        return exploration.probabilities(values, self.settings, default)
 
 
 # -- model files and the registry ---------------------------------------------------------------
