@@ -10,6 +10,8 @@ only when it explores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from engine.catalog import ExplorationSettings
@@ -18,7 +20,7 @@ from engine.catalog import ExplorationSettings
 TIE_TOLERANCE = 1e-9
 
 
-def default_mask(labels: list[str], settings: ExplorationSettings) -> np.ndarray | None:
+def default_mask(labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray | None:
     """Which actions (``offer/channel/slot`` labels) are the catalog's default contact: its
     default offer on the first of its default channels among them. None if there is none."""
     if settings.default_offer is None:

@@ -130,7 +130,7 @@ class ModelPolicy(EvalPolicy):
 
     def probabilities(self, d):
         values = self.values(d)
-        default = exploration.default_mask(list(d.actions), self.settings)
+        default = exploration.default_mask(d.actions, self.settings)
         if self.greedy:
             best = exploration.greedy_mask(values, default)
             return best / best.sum()
