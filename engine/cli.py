@@ -143,7 +143,7 @@ def cmd_simulate(args) -> int:
     result = simulate(args.scenario, customers=args.customers, days=args.days, policies=policies,
                       seed=args.seed, out=args.out, engine_url=args.engine_url,
                       mlflow=not args.no_mlflow, progress=not args.no_progress, redis_url=args.redis,
-                      engine_model=args.engine_model)
+                      engine_model=args.engine_model, regret=args.regret)
     _print_simulation(result)
     return 0
 
@@ -179,6 +179,11 @@ def _print_simulation(result: dict) -> None:
         from simulators.report import budget_table
 
         print("\n" + budget_table(result["budgets"]))
+    if result.get("regret"):
+        from simulators.regret import table as regret_table
+
+        print("\nExpected value of the oracle's choice and of each policy's, and what the gap is made of (EUR):\n")
+        print(regret_table(result["regret"]))
     print(f"\nResults: {result['out'] / 'results.json'}")
     for path in result["artifacts"][1:]:
         print(f"Plot:    {path}")
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--engine-model", type=Path, default=None, metavar="PATH",
                      help="the in-process engine starts from this trained model (an `nba train` "
                           "model directory or a VW model file) instead of an empty one")
+    sim.add_argument("--regret", action="store_true",
+                     help="split each policy's expected regret against the oracle's choice by what it got wrong "
+                          "(missed or needless contact, offer, channel, send slot)")
     sim.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)

@@ -81,12 +81,14 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]],
                budgets: dict[str, list[dict]] | None = None,
-               daily: dict[str, list[float]] | None = None) -> None:
-    """``daily``: each policy's incremental net value per simulated day (the cumulative plot's data)."""
+               daily: dict[str, list[float]] | None = None, regret: dict[str, dict] | None = None) -> None:
+    """``daily``: each policy's incremental net value per simulated day (the cumulative plot's data);
+    ``regret``: each policy's regret breakdown (``simulators.regret``), when asked for."""
     clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in m.items()}
              for name, m in results.items()}
     path.write_text(json.dumps({**meta, "policies": clean, "budgets": budgets or {},
-                                "daily_net_value": daily or {}}, indent=2))
+                                "daily_net_value": daily or {}, **({"regret": regret} if regret else {})},
+                               indent=2))
 
 
 def budget_periods(trace: list[dict]) -> list[dict]:
@@ -120,7 +122,7 @@ def budget_table(budgets: dict[str, list[dict]]) -> str:
 
 
 def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, float]],
-         traces: dict[str, list[dict]] | None = None) -> list[Path]:
+         traces: dict[str, list[dict]] | None = None, breakdowns: dict | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,6 +182,25 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
         ax.legend(fontsize=8)
         fig.autofmt_xdate()
         save(fig, f"budget_{name}.png")
+
+    from simulators.regret import PARTS
+
+    for name, breakdown in (breakdowns or {}).items():
+        rows = breakdown.rows
+        if not rows or breakdown.totals()["regret"] <= 0:  # the oracle itself: nothing to show
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        x = np.arange(1, len(rows) + 1)
+        bottom = np.zeros(len(rows))
+        for part in PARTS:
+            heights = np.array([r[part] for r in rows])
+            ax.bar(x, heights, bottom=bottom, label=part)
+            bottom += heights
+        ax.plot(x, [r["best"] for r in rows], "k--", marker="o", label="oracle's choice (expected value)")
+        ax.set(title=f"Expected regret against the oracle's choice, by what was wrong ({name})",
+               xlabel="campaign", ylabel="EUR")
+        ax.legend(fontsize=8)
+        save(fig, f"regret_{name}.png")
     return written
 
 

@@ -195,7 +195,10 @@ class Simulation:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self, policy: Policy, progress: Callable[[int], None] | None = None) -> PolicyRun:
+    def run(self, policy: Policy, progress: Callable[[int], None] | None = None,
+            observer: Callable[[DecisionBatch, np.ndarray], None] | None = None) -> PolicyRun:
+        """``observer(batch, chosen)`` sees every batch and the policy's choices before the
+        customers respond (e.g. ``simulators.regret.RegretBreakdown``)."""
         import time
 
         started = time.perf_counter()
@@ -215,6 +218,13 @@ class Simulation:
             if len(chosen) != len(batch.customers):
                 raise ValueError(f"policy {policy.name!r} returned {len(chosen)} decisions "
                                  f"for {len(batch.customers)} customers")
+            for g in batch.groups:
+                k = chosen[g.members]
+                if k.size and (k.min() < 0 or k.max() >= len(g.actions)):
+                    raise ValueError(f"policy {policy.name!r}: action index out of range for a group "
+                                     f"of {len(g.actions)} actions")
+            if observer is not None:
+                observer(batch, chosen)
             feedback = self._respond(world, batch, chosen, rng, t, min(t + step, self.horizon),
                                      totals, value_t, value_v, run)
             policy.learn(feedback)
@@ -244,8 +254,6 @@ class Simulation:
         send_t, local_hour = np.full(n, np.nan), np.full(n, np.nan)
         for g in batch.groups:
             k = chosen[g.members]
-            if k.size and (k.min() < 0 or k.max() >= len(g.actions)):
-                raise ValueError(f"action index out of range for a group of {len(g.actions)} actions")
             offer[g.members], channel[g.members] = g.offer[k], g.channel[k]
             send_t[g.members], local_hour[g.members] = g.send_t[k], g.local_hour[k]
         totals["decisions"] += n

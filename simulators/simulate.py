@@ -12,6 +12,7 @@ from tqdm import tqdm
 from engine.config import ConfigError
 from engine.value_model import ValueModel
 from simulators import report
+from simulators.regret import RegretBreakdown
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario
@@ -116,7 +117,10 @@ def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | Non
 def simulate(scenario: str | Path = "default", customers: int | None = None, days: int | None = None,
              policies: tuple[str, ...] = DEFAULT_POLICIES, seed: int = 1, out: Path = Path("runs/latest"),
              engine_url: str | None = None, mlflow: bool = True, progress: bool = True,
-             plots: bool = True, redis_url: str | None = None, engine_model: Path | None = None) -> dict:
+             plots: bool = True, redis_url: str | None = None, engine_model: Path | None = None,
+             regret: bool = False) -> dict:
+    """``regret``: also split each policy's expected regret against the oracle's choice by
+    what it got wrong (``simulators.regret``), into the results, the JSON and a plot."""
     sc = load_scenario(scenario)
     for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
@@ -128,14 +132,17 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
         model = load_engine_model(engine_model, sc)
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(sc, customers=customers, days=days, seed=seed)
-    runs, traces = {}, {}
+    runs, traces, breakdowns = {}, {}, {}
     per_policy = len(sim.opportunities()) * sim.customers
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
         for done, name in enumerate(policies, start=1):
             with make_policy(name, sc, seed, out, engine_url, redis_url, model) as policy:
                 bar.set_description(f"simulating {policy.name}")
-                runs[policy.name] = sim.run(policy, progress=bar.update)
+                observer = None
+                if regret:
+                    observer = breakdowns[policy.name] = RegretBreakdown()
+                runs[policy.name] = sim.run(policy, progress=bar.update, observer=observer)
                 if getattr(policy, "budget_trace", None):
                     traces[policy.name] = policy.budget_trace
             # Unreachable customers are not decided for: move the bar to its true end for this policy.
@@ -150,11 +157,12 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     budgets = {name: report.budget_periods(trace) for name, trace in traces.items()}
     results_path = out / "results.json"
     daily = {name: [round(float(v), 2) for v in run.daily_value] for name, run in runs.items()}
-    report.write_json(results_path, meta, results, budgets, daily)
-    artifacts = [results_path] + (report.plot(out, runs, results, traces) if plots else [])
+    report.write_json(results_path, meta, results, budgets, daily,
+                      {name: b.to_json() for name, b in breakdowns.items()})
+    artifacts = [results_path] + (report.plot(out, runs, results, traces, breakdowns) if plots else [])
     run_id = None
     if mlflow:
         params = {**meta, "policies": ",".join(policies)}
         run_id = report.log_mlflow(params, results, artifacts)
-    return {"meta": meta, "results": results, "budgets": budgets, "artifacts": artifacts,
+    return {"meta": meta, "results": results, "budgets": budgets, "regret": breakdowns, "artifacts": artifacts,
             "mlflow_run_id": run_id, "out": out}

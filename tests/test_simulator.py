@@ -265,3 +265,76 @@ def test_engine_model_errors_name_the_option(tmp_path):
     with pytest.raises(ValueError, match="--engine-model is for the in-process engine"):
         simulate("default", policies=("rules",), engine_model=tmp_path / "missing", **kwargs)
     assert not (tmp_path / "results.json").exists()
+
+
+class _OracleAtAnotherSlot:
+    """The oracle's offer and channel, sent one feasible slot later: all its regret is send time."""
+
+    name = "oracle_other_slot"
+
+    def decide(self, batch):
+        chosen = Oracle().decide(batch)
+        for g in batch.groups:
+            for pos in g.members:
+                k = chosen[pos]
+                if g.offer[k] < 0:
+                    continue
+                same = np.flatnonzero((g.offer == g.offer[k]) & (g.channel == g.channel[k]))
+                chosen[pos] = same[(np.searchsorted(same, k) + 1) % len(same)]
+        return chosen
+
+    def learn(self, feedback):
+        pass
+
+
+def test_regret_breakdown_adds_up_and_puts_each_loss_where_it_belongs(scenario):
+    from simulators.regret import PARTS, RegretBreakdown
+
+    sim = Simulation(scenario, customers=1500, days=14, seed=4)
+    out = {}
+    for policy in (Oracle(), NoContact(), RandomPolicy(2), _OracleAtAnotherSlot()):
+        out[policy.name] = RegretBreakdown()
+        sim.run(policy, observer=out[policy.name])
+    totals = {name: b.totals() for name, b in out.items()}
+    assert len(out["oracle"].rows) == 2 and totals["oracle"]["decisions"] > 2000
+    assert totals["oracle"]["best"] > 0 and totals["oracle"]["regret"] == pytest.approx(0, abs=1e-6)
+    assert all(totals["oracle"][p] == pytest.approx(0, abs=1e-6) for p in PARTS)
+    # The best actions are worth the same whoever decides the first campaign.
+    assert out["no_contact"].rows[0]["best"] == pytest.approx(out["oracle"].rows[0]["best"])
+    assert totals["no_contact"]["missed"] == pytest.approx(totals["no_contact"]["best"])
+    assert totals["no_contact"]["contacts"] == 0
+    rnd = totals["random"]
+    assert rnd["regret"] > 0 and all(rnd[p] >= -1e-9 for p in PARTS)
+    assert sum(rnd[p] for p in PARTS) == pytest.approx(rnd["regret"])
+    assert rnd["needless"] > 0 and rnd["offer"] > 0 and rnd["channel"] > 0
+    shifted = totals["oracle_other_slot"]
+    assert shifted["slot"] > 0 and shifted["slot"] == pytest.approx(shifted["regret"])
+    assert all(shifted[p] == pytest.approx(0, abs=1e-6) for p in ("missed", "needless", "offer", "channel"))
+
+
+def test_simulate_with_regret_writes_the_breakdown(tmp_path):
+    result = simulate("default", customers=400, days=14, seed=2, out=tmp_path, progress=False, mlflow=False,
+                      policies=("rules", "oracle"), regret=True)
+    data = json.loads((tmp_path / "results.json").read_text())
+    rules = data["regret"]["rules"]["totals"]
+    assert rules["regret"] == pytest.approx(rules["best"] - rules["chosen"]) and rules["regret"] > 0
+    assert len(data["regret"]["rules"]["by_opportunity"]) == 2
+    assert (tmp_path / "regret_rules.png").stat().st_size > 5000
+    assert not (tmp_path / "regret_oracle.png").exists()  # nothing to show
+    assert set(result["regret"]) == {"rules", "oracle"}
+
+
+def test_a_policy_choosing_an_action_that_does_not_exist_is_a_clear_error(scenario):
+    class TooFar:
+        name = "too_far"
+
+        def decide(self, batch):
+            return np.full(len(batch.customers), 10_000)
+
+        def learn(self, feedback):
+            pass
+
+    seen = []
+    with pytest.raises(ValueError, match="policy 'too_far': action index out of range"):
+        Simulation(scenario, customers=50, days=7, seed=1).run(TooFar(), observer=lambda b, c: seen.append(c))
+    assert not seen  # checked before anyone sees the choices
