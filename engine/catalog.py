@@ -137,6 +137,10 @@ class ExplorationSettings:
     # Choose on value - pessimism * spread across the model's bootstrap replicas: an action is
     # only preferred when the model is sure of it (guards the max over ~100 noisy estimates).
     pessimism: float = 0.0
+    # EUR a contact's value must beat no contact's by before the greedy choice sends it: the
+    # best of ~100 noisy estimates is biased upward, so a zero hurdle contacts customers every
+    # contact loses money on.
+    contact_hurdle: float = 0.0
     # The default contact: when no_contact is tied for the best value with this offer on the
     # first of these channels the customer can get (a cold model, whose values are all 0),
     # the greedy choice is that contact, at any of its send slots alike, instead of no contact.
@@ -257,7 +261,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     ex = r.table(data, "exploration")
     r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
-                                    "no_contact_floor", "pessimism", "default_offer", "default_channels"})
+                                    "no_contact_floor", "pessimism", "contact_hurdle", "default_offer",
+                                    "default_channels"})
     default_offer = r.string(ex, "default_offer", "exploration.default_offer") or None
     if default_offer is not None and default_offer not in offers:
         raise r.error("exploration.default_offer", f"one of the offers {sorted(offers)}", default_offer)
@@ -279,6 +284,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         no_contact_floor=r.number(ex, "no_contact_floor", "exploration.no_contact_floor", default=0.0,
                                   low=0, high=1),
         pessimism=r.number(ex, "pessimism", "exploration.pessimism", default=0.0, low=0, high=100),
+        contact_hurdle=r.number(ex, "contact_hurdle", "exploration.contact_hurdle", default=0.0, low=0, high=1000),
         default_offer=default_offer, default_channels=default_channels,
     )
 

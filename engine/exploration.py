@@ -20,6 +20,16 @@ from engine.catalog import ExplorationSettings
 TIE_TOLERANCE = 1e-9
 
 
+def with_hurdle(values: np.ndarray, settings: ExplorationSettings) -> np.ndarray:
+    """The values exploration chooses on: no_contact (the last) raised by the catalog's
+    ``contact_hurdle``, so a contact is preferred only when it beats nothing by that much."""
+    if settings.contact_hurdle <= 0 or len(values) < 2:
+        return values
+    values = np.array(values, dtype=float)
+    values[-1] += settings.contact_hurdle
+    return values
+
+
 def default_mask(labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray | None:
     """Which actions (``offer/channel/slot`` labels) are the catalog's default contact: its
     default offer on the first of its default channels among them. None if there is none."""
@@ -77,7 +87,9 @@ def probabilities(values: np.ndarray, settings: ExplorationSettings,
                   default: np.ndarray | None = None) -> np.ndarray:
     """Exploration probabilities; the last action is no_contact, which gets at least
     ``no_contact_floor``: p = (1 - f) * p_algorithm + f * [no_contact]. ``default``: the
-    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none)."""
+    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none).
+    No contact's value is first raised by ``contact_hurdle`` (``with_hurdle``)."""
+    values = with_hurdle(values, settings)
     if settings.algorithm == "epsilon_greedy":
         p = epsilon_greedy(values, settings.epsilon, default)
     elif settings.algorithm == "softmax":

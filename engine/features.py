@@ -9,7 +9,8 @@ Namespaces (their first letter is what VW interactions refer to):
   H  the engine's own history of the customer: contacts per channel in the last 7 days,
      hours since the last contact and since the last response -- lets the model learn fatigue
      -- and, per channel, log(1 + n) of its contacts opened, ignored (settled, never opened)
-     and clicked over the customer's whole record: who still reads, who no longer does
+     and clicked over the customer's whole record, and of its contacts since the last one
+     opened (``<channel>_unopened``): who still reads, who no longer does
   O  offer (id, incentive cost), C channel, T send slot; no_contact has offer and channel
      "none", so customer x offer interactions give it a value of its own.
 """
@@ -48,6 +49,9 @@ def history_namespace(history: ContactHistory, channels: list[str]) -> dict[str,
         features[f"{channel}_ignored"] = math.log1p(max(settled - opened, 0))
         if clicked:
             features[f"{channel}_clicked"] = math.log1p(clicked)
+        streak = history.unopened_streak.get(channel, 0)
+        if streak:
+            features[f"{channel}_unopened"] = math.log1p(streak)
     return features
 
 

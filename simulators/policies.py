@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from engine.client import NBAClient
-from engine.domain import Decision, DecisionRequest, Outcome
+from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
 from engine.engine import DecisionEngine
 from simulators.runner import OUTCOME_TYPES, DecisionBatch, FeasibleGroup, Feedback
 from simulators.world import hour_distance
@@ -84,22 +84,97 @@ def contact_values(batch: DecisionBatch, group: FeasibleGroup, contact: np.ndarr
 
 class Oracle:
     """The best feasible action by exact expected net value, from hidden traits (myopic: one
-    decision at a time, under the same constraints as everyone)."""
+    decision at a time, under the same constraints as everyone).
 
-    name = "oracle"
+    ``budgets`` (the catalog's ``constraints.budgets``) hold it to the incentive budgets with the
+    engine's accounting: issuing an incentive commits its full cost against the period of the
+    decision; a redemption pays it; the attribution window closing unredeemed releases it; paid +
+    committed never exceeds the amount. When the best actions of a campaign would commit more
+    than is left, the incentives go to the customers they add most value to per euro committed
+    (over each one's best action without a budgeted incentive), the others get that action.
+    Without ``budgets`` (``oracle_unbudgeted``) only caps, opt-ins and eligibility hold it."""
+
+    def __init__(self, budgets: tuple = (), window_hours: float = 168.0, name: str = "oracle"):
+        self.name = name
+        self.budgets = tuple(budgets)
+        self.window_hours = window_hours
+        # Open commitments: (release time in hours, budget id, period, cents, (batch, position)).
+        self._open: list[tuple[float, str, int, int, tuple[int, int]]] = []
+        self._batches = 0
+        self._paid: dict[tuple[str, int], int] = {}
+        self.committed_peak: dict[tuple[str, int], int] = {}  # most ever paid + committed, cents
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
-        chosen = np.zeros(len(batch.customers), dtype=int)
+        n = len(batch.customers)
+        chosen = np.zeros(n, dtype=int)
+        free = np.zeros(n, dtype=int)           # best action without a budgeted incentive
+        gain = np.zeros(n)                      # what the budgeted incentive adds over it
+        budget_of = np.full(n, -1)              # which budget the best action draws from
+        cents = np.zeros(n, dtype=np.int64)
+        costs = batch.response.offer_cost
+        offer_budget = self._offer_budgets(batch)
         for g in batch.groups:
             contact = g.offer >= 0
             values = np.zeros((len(g.members), len(g.actions)))
             if contact.any():
                 values[:, contact] = contact_values(batch, g, contact)
-            chosen[g.members] = np.argmax(values, axis=1)
+            best = np.argmax(values, axis=1)
+            chosen[g.members] = best
+            if not self.budgets:
+                continue
+            action_budget = np.where(contact, offer_budget[np.maximum(g.offer, 0)], -1)
+            action_cents = np.where(contact, np.round(costs[np.maximum(g.offer, 0)] * 100), 0).astype(np.int64)
+            budgeted = (action_budget >= 0) & (action_cents > 0)
+            without = np.where(budgeted[None, :], -np.inf, values)
+            free[g.members] = np.argmax(without, axis=1)
+            rows = np.arange(len(g.members))
+            gain[g.members] = values[rows, best] - without[rows, free[g.members]]
+            budget_of[g.members] = np.where(budgeted[best], action_budget[best], -1)
+            cents[g.members] = np.where(budgeted[best], action_cents[best], 0)
+        if self.budgets:
+            self._batches += 1
+            self._release(batch.t)
+            for b, budget in enumerate(self.budgets):
+                wants = np.flatnonzero(budget_of == b)
+                period = budget.period_index(batch.when)
+                left = budget.amount_cents - self._spend(budget.id, period)
+                order = wants[np.argsort(-gain[wants] / cents[wants], kind="stable")]
+                for pos in order:
+                    if cents[pos] <= left:
+                        left -= int(cents[pos])
+                        self._open.append((batch.t + self.window_hours, budget.id, period, int(cents[pos]),
+                                           (self._batches, int(pos))))
+                    else:
+                        chosen[pos] = free[pos]
+                key = (budget.id, period)
+                self.committed_peak[key] = max(self.committed_peak.get(key, 0), budget.amount_cents - left)
         return chosen
 
+    def _offer_budgets(self, batch: DecisionBatch) -> np.ndarray:
+        """Per offer (the response model's order): the index of its budget, or -1."""
+        index = {offer: b for b, budget in enumerate(self.budgets) for offer in budget.offers}
+        return np.array([index.get(o, -1) for o in batch.response.offers])
+
+    def _spend(self, budget_id: str, period: int) -> int:
+        committed = sum(c for _, b, p, c, _ in self._open if b == budget_id and p == period)
+        return self._paid.get((budget_id, period), 0) + committed
+
+    def _release(self, t: float) -> None:
+        self._open = [c for c in self._open if c[0] > t]
+
     def learn(self, feedback: Feedback) -> None:
-        pass
+        if not self.budgets or not len(feedback):
+            return
+        # Feedback is about the latest batch's decisions.
+        redeemed = {(self._batches, int(pos)) for pos in
+                    feedback.position[feedback.kind == OUTCOME_TYPES.index(OutcomeType.REDEEMED)]}
+        still_open = []
+        for c in self._open:
+            if c[4] in redeemed:
+                self._paid[(c[1], c[2])] = self._paid.get((c[1], c[2]), 0) + c[3]
+            else:
+                still_open.append(c)
+        self._open = still_open
 
 
 # The observable oracle's own contact history: contacts in this many hours back.

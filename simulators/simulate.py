@@ -17,7 +17,8 @@ from simulators.policies import EnginePolicy, MarketerRules, NoContact, Observab
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario
 
-BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "observable_oracle")
+BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "oracle_unbudgeted",
+           "observable_oracle")
 DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
 
 
@@ -67,7 +68,9 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
     elif name == "no_contact":
         yield NoContact()
     elif name == "oracle":
-        yield Oracle()
+        yield Oracle(scenario.catalog.constraints.budgets, scenario.catalog.attribution_window.total_seconds() / 3600)
+    elif name == "oracle_unbudgeted":
+        yield Oracle(name="oracle_unbudgeted")
     elif name == "observable_oracle":
         yield ObservableOracle(policy_seed(seed))
     elif ":" in name:

@@ -146,6 +146,8 @@ def test_the_customers_own_responses_become_history_features(catalog, tmp_path):
     assert contexts[1]["email_opened"] == pytest.approx(np.log1p(1))
     assert contexts[1]["email_ignored"] == 0.0 and contexts[1]["email_clicked"] == pytest.approx(np.log1p(1))
     assert contexts[2]["email_ignored"] == pytest.approx(np.log1p(1))  # the second email, never opened
+    assert "email_unopened" not in contexts[1]
+    assert contexts[2]["email_unopened"] == pytest.approx(np.log1p(1))  # one email since the last open
 
 
 BAD_REQUESTS = [

@@ -75,3 +75,15 @@ def test_the_default_contact_only_breaks_ties_with_no_contact():
     assert greedy_mask(np.array([0.0, 0.0, 0.0, 0.5, 0.0]), default).tolist() == [0, 0, 0, 1, 0]
     assert greedy_mask(np.array([-0.1, -0.1, 0.0, 0.0, 0.0]), default).tolist() == [0, 0, 0, 0, 1]
     assert greedy_mask(np.array([0.0, -0.2, 0.0, 0.0, 0.0]), default).tolist() == [1, 0, 0, 0, 0]
+
+
+def test_a_contact_must_clear_the_hurdle_to_beat_no_contact():
+    from engine.catalog import ExplorationSettings
+    from engine.exploration import probabilities
+
+    settings = ExplorationSettings(epsilon=0.0, contact_hurdle=0.05)
+    values = np.array([0.03, 0.01, 0.0])  # both contacts look better than nothing, by less than 0.05
+    assert probabilities(values, settings).tolist() == [0.0, 0.0, 1.0]
+    assert probabilities(np.array([0.08, 0.01, 0.0]), settings).tolist() == [1.0, 0.0, 0.0]
+    assert values.tolist() == [0.03, 0.01, 0.0]  # the caller's values are left as they were
+    assert probabilities(values, ExplorationSettings(epsilon=0.0)).tolist() == [1.0, 0.0, 0.0]

@@ -155,6 +155,39 @@ def test_tight_budget_is_paced_to_its_amount_and_never_above(tmp_path):
     assert saved["budgets"]["engine"][0]["spend_at_end"] == period["spend_at_end"]
 
 
+def test_oracle_is_held_to_the_incentive_budget_like_the_engine():
+    """Tight-budget scenario: unbudgeted, the oracle's incentives would commit more than the
+    amount; held to the budget, paid + committed never exceeds it, the budget is used, and the
+    incentives it gives up go to customers' next best actions."""
+    sc = load_scenario("tight_budget")
+    sim = Simulation(sc, customers=3000, days=21, seed=2)
+    (budget,) = sc.catalog.constraints.budgets
+    held = Oracle(sc.catalog.constraints.budgets, sc.catalog.attribution_window.total_seconds() / 3600)
+    free = Oracle(name="oracle_unbudgeted")
+    world = sim.population.copy()
+    batch = sim.batch(world, 0.0)
+    choice, wanted = free.decide(batch), 0.0
+    for g in batch.groups:
+        offers = g.offer[choice[g.members]]
+        wanted += sim.response.offer_cost[offers[offers >= 0]].sum()
+    assert wanted * 100 > budget.amount_cents  # the budget binds
+    held_run, free_run = sim.run(held), sim.run(free)
+    assert held.committed_peak and max(held.committed_peak.values()) <= budget.amount_cents
+    assert max(held.committed_peak.values()) >= 0.9 * budget.amount_cents
+    assert held_run.totals["incentive_spend"] < free_run.totals["incentive_spend"]
+    assert held_run.totals["contacts"] > 0
+
+
+def test_a_budget_that_does_not_bind_changes_nothing_for_the_oracle(small):
+    big = load_scenario("default").catalog.constraints.budgets[0]
+    import dataclasses
+
+    roomy = dataclasses.replace(big, amount=1e9)
+    world = small.population.copy()
+    batch = small.batch(world, 0.0)
+    assert (Oracle((roomy,)).decide(batch) == Oracle().decide(batch)).all()
+
+
 def test_engine_on_redis_simulates_like_the_engine_in_memory(redis_server, tmp_path):
     """The simulation drives the same constraint code on either store: same seed, same table."""
     from simulators.simulate import simulate

@@ -132,7 +132,7 @@ class ModelPolicy(EvalPolicy):
         values = self.values(d)
         default = exploration.default_mask(d.actions, self.settings)
         if self.greedy:
-            best = exploration.greedy_mask(values, default)
+            best = exploration.greedy_mask(exploration.with_hurdle(values, self.settings), default)
             return best / best.sum()
         return exploration.probabilities(values, self.settings, default)
 
