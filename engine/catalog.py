@@ -166,6 +166,11 @@ class ModelSettings:
     importance_weighted: bool = True
     # "direct", "direct_open_slots", "open_funnel" or "open_stacked" (engine.value_model.ValueModel).
     structure: str = "direct"
+    # A request feature holding the customer's usual local hour (a number, or text with one in
+    # it, like "s10"): each contact's send slot then also carries its distance from that hour,
+    # hour_gap=0|2|4|6 (hours, rounded to 2; 6 = 5 or more), one weight per gap learned from every
+    # contact instead of one per usual hour and slot. None: no such feature.
+    hour_feature: str | None = None
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -290,7 +295,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
-                              "importance_weighted", "structure"})
+                              "importance_weighted", "structure", "hour_feature"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -307,6 +312,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         power_t=r.number(md, "power_t", "model.power_t", default=0.5, low=0, high=1),
         importance_weighted=r.boolean(md, "importance_weighted", "model.importance_weighted", default=True),
         structure=r.choice(md, "structure", "model.structure", MODEL_STRUCTURES, default="direct"),
+        hour_feature=r.string(md, "hour_feature", "model.hour_feature") or None,
     )
     if model.structure != "direct" and model.replicas > 1:
         raise r.error("model.replicas", f"1 with model.structure = \"{model.structure}\" (replicas are "

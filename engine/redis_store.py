@@ -4,8 +4,7 @@ Keys (``P`` is the prefix, default ``nba``)::
 
     P:{c:<customer>}:contacts   ZSET  send time (epoch microseconds) -> "<event>|<channel>"
     P:{c:<customer>}:resp       STR   epoch microseconds of the customer's last response
-    P:{c:<customer>}:counts     HASH  "<channel>:sent|opened|clicked" -> count (the response history),
-                                      "<channel>:sent_at_open" -> sent count at the latest open
+    P:{c:<customer>}:counts     HASH  "<channel>:sent|opened|clicked" -> count (the response history)
     P:{b}:<budget>:<period>     HASH  paid, committed (integer cents)
     P:{p}:e:<event>             HASH  d = pending decision (JSON), o:<outcome id> = "<type>|<value>",
                                       settled = 1 once redeemed, ch = channel, first:<kind> = 1
@@ -180,17 +179,12 @@ return 1
 """
 
 # KEYS: customer's last-response key, response counts. ARGV: epoch us, ttl s, the count to
-# add 1 to (or ""), its ttl s. Keeps the latest response time; an open also records the
-# channel's sent count at that moment (<channel>:sent_at_open, for the unopened streak).
+# add 1 to (or ""), its ttl s. Keeps the latest response time.
 RESPONSE = r"""
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) end
 if ARGV[3] ~= '' then
   redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-  local channel = string.match(ARGV[3], '^(.*):opened$')
-  if channel then
-    redis.call('HSET', KEYS[2], channel .. ':sent_at_open', redis.call('HGET', KEYS[2], channel .. ':sent') or '0')
-  end
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 end
 return 1

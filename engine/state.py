@@ -54,9 +54,6 @@ class ContactHistory:
     hours_since_response: float | None = None
     # channel -> (contacts settled, opened, clicked), the customer's whole record with the engine
     responses: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    # channel -> settled contacts sent since the last one opened (all of them if none was): a
-    # customer who stopped reading shows here first
-    unopened_streak: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,8 +62,7 @@ class CustomerState:
 
     contacts: tuple[tuple[dt.datetime, str], ...] = ()
     last_response: dt.datetime | None = None
-    # "<channel>:sent|opened|clicked" -> count, over the customer's whole record, and
-    # "<channel>:sent_at_open" -> the channel's sent count when its latest open was reported
+    # "<channel>:sent|opened|clicked" -> count, over the customer's whole record
     counts: dict[str, int] = field(default_factory=dict)
 
     def history(self, now: dt.datetime) -> ContactHistory:
@@ -82,21 +78,18 @@ class CustomerState:
                 unsettled[channel] += 1
             if t <= now and (last is None or t > last):
                 last = t
-        responses, streak = {}, {}
+        responses = {}
         for key, n in self.counts.items():
             channel, kind = key.rsplit(":", 1)
             if kind == "sent":
-                settled = max(n - unsettled[channel], 0)
-                responses[channel] = (settled, self.counts.get(f"{channel}:opened", 0),
+                responses[channel] = (max(n - unsettled[channel], 0), self.counts.get(f"{channel}:opened", 0),
                                       self.counts.get(f"{channel}:clicked", 0))
-                streak[channel] = max(settled - self.counts.get(f"{channel}:sent_at_open", 0), 0)
         return ContactHistory(
             contacts_7d=dict(counts),
             hours_since_contact=(now - last).total_seconds() / 3600 if last else None,
             hours_since_response=((now - self.last_response).total_seconds() / 3600
                                   if self.last_response else None),
             responses=responses,
-            unopened_streak=streak,
         )
 
 
@@ -264,9 +257,6 @@ class InMemoryStateStore:
     def _count(self, customer_id: str, key: str) -> None:
         counts = self._counts[customer_id]
         counts[key] = counts.get(key, 0) + 1
-        channel, kind = key.rsplit(":", 1)
-        if kind == "opened":
-            counts[f"{channel}:sent_at_open"] = counts.get(f"{channel}:sent", 0)
 
     def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
         matured = []

@@ -51,8 +51,10 @@ def write(tmp_path, text):
      "key 'exploration.default_channels[1]': expected one of the channels ['email', 'push'"),
     ("epsilon = 0.05", 'epsilon = 0.05\ndefault_offer = "new_collection"',
      "key 'exploration.default_channels': expected channels together with exploration.default_offer"),
-    ("epsilon = 0.05", "epsilon = 0.05\ncontact_hurdle = -0.01",
+    ("contact_hurdle = 0.0", "contact_hurdle = -0.01",
      "key 'exploration.contact_hurdle': expected a number >= 0 <= 1000, got -0.01"),
+    ('structure = "direct"', 'structure = "direct"\nhour_feature = 10',
+     "key 'model.hour_feature': expected a non-empty string, got 10"),
 ])
 def test_invalid_catalog_names_file_key_and_allowed(tmp_path, old, new, expected):
     assert old in DEFAULT

@@ -146,8 +146,6 @@ def test_the_customers_own_responses_become_history_features(catalog, tmp_path):
     assert contexts[1]["email_opened"] == pytest.approx(np.log1p(1))
     assert contexts[1]["email_ignored"] == 0.0 and contexts[1]["email_clicked"] == pytest.approx(np.log1p(1))
     assert contexts[2]["email_ignored"] == pytest.approx(np.log1p(1))  # the second email, never opened
-    assert "email_unopened" not in contexts[1]
-    assert contexts[2]["email_unopened"] == pytest.approx(np.log1p(1))  # one email since the last open
 
 
 BAD_REQUESTS = [
@@ -228,3 +226,25 @@ def test_pessimism_prefers_what_the_model_is_sure_of():
     settings = ExplorationSettings(epsilon=0.0, pessimism=1.0)
     p = probabilities(values - settings.pessimism * spread, settings)
     assert p.argmax() == 0
+
+
+def test_send_slots_carry_their_distance_from_the_customers_usual_hour(catalog, tmp_path):
+    """With model.hour_feature, each contact's T namespace says how far its slot is from the
+    customer's usual hour (read from "s10"); without the feature in the request, nothing."""
+    from engine.features import hour_gap, usual_hour
+
+    assert [hour_gap(s, 10.0) for s in ("10-12", "12-14", "08-10", "14-16", "16-18", "22-24", "now")] == \
+        [0, 2, 2, 4, 6, 6, None]
+    assert hour_gap("00-02", 23.5) == 0
+    assert usual_hour(request(categorical_features={"usual": "s22"}), "usual") == 22.0
+    assert usual_hour(request(numeric_features={"usual": 25.0}), "usual") == 1.0
+    assert usual_hour(request(categorical_features={"usual": "evening"}), "usual") is None
+    hours = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, hour_feature="usual"))
+    e = DecisionEngine(hours, seed=1, honour_request_time=True, log_dir=tmp_path / "logs")
+    e.decide(request("c-1", categorical_features={"segment": "loyal", "usual": "s10"}))
+    e.decide(request("c-2"))
+    first, second = read_lines(tmp_path / "logs", "decisions")
+    slots = {next(k for k in a["T"] if k.startswith("slot=")): a["T"] for a in first["c"]["_multi"] if "T" in a}
+    assert slots["slot=10-12"]["hour_gap=0"] == 1.0 and slots["slot=14-16"]["hour_gap=4"] == 1.0
+    assert all(any(k.startswith("hour_gap=") for k in t) for t in slots.values())
+    assert not any(k.startswith("hour_gap=") for a in second["c"]["_multi"] for k in a.get("T", {}))

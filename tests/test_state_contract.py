@@ -155,16 +155,12 @@ def test_response_counts_per_channel_count_each_decision_once_and_a_refusal_not_
     assert not store.add_outcome(email.event_id, "o3", OutcomeType.CLICKED, 0.0, T0 + 2 * hour)  # duplicate
     assert store.add_outcome(sms.event_id, "o4", OutcomeType.CONVERTED, 50.0, T0 + dt.timedelta(days=2, hours=2))
     state = snap(store, customer="h", when=T0 + dt.timedelta(days=2, hours=3)).customer
-    assert state.counts == {"email:sent": 1, "email:opened": 1, "email:clicked": 1, "sms:sent": 1,
-                            "email:sent_at_open": 1}
+    assert state.counts == {"email:sent": 1, "email:opened": 1, "email:clicked": 1, "sms:sent": 1}
     # The SMS went out 3 hours ago: not yet settled, so it is neither opened nor ignored yet.
-    history = state.history(T0 + dt.timedelta(days=2, hours=3))
-    assert history.responses == {"email": (1, 1, 1), "sms": (0, 0, 0)}
-    assert history.unopened_streak == {"email": 0, "sms": 0}
+    assert state.history(T0 + dt.timedelta(days=2, hours=3)).responses == {"email": (1, 1, 1), "sms": (0, 0, 0)}
     later = T0 + dt.timedelta(days=5)
-    history = snap(store, customer="h", when=later).customer.history(later)
-    assert history.responses == {"email": (1, 1, 1), "sms": (1, 0, 0)}
-    assert history.unopened_streak == {"email": 0, "sms": 1}
+    assert snap(store, customer="h", when=later).customer.history(later).responses == {
+        "email": (1, 1, 1), "sms": (1, 0, 0)}
     # The counts outlive the decisions' maturity.
     store.pop_matured(T0 + dt.timedelta(days=30))
     assert snap(store, customer="h", when=later).customer.counts["email:opened"] == 1
@@ -203,20 +199,3 @@ def test_concurrent_commitments_never_overspend(store):
     assert sum(r is None for r in results) == 6
     (usage,) = store.budget_usage([BUDGET])
     assert usage.committed_cents == 9000
-
-
-def test_the_unopened_streak_counts_contacts_since_the_last_open(store):
-    """Weekly emails on days 0, 7, 14, 21; the second is opened: two settled emails since."""
-    week = dt.timedelta(days=7)
-    sent = [pending(customer="s", when=T0 + k * week) for k in range(4)]
-    for k, p in enumerate(sent):  # each decided a week after the last, its outcomes reported in between
-        assert store.reserve(p, PRESSURE) is None
-        if k == 1:
-            assert store.add_outcome(p.event_id, "o", OutcomeType.OPENED, 0.0, T0 + week + dt.timedelta(hours=2))
-    when = T0 + 3 * week + dt.timedelta(days=3)
-    history = snap(store, customer="s", when=when).customer.history(when)
-    assert history.responses["email"] == (4, 1, 0)
-    assert history.unopened_streak == {"email": 2}
-    # The latest email opened: the streak starts again.
-    assert store.add_outcome(sent[3].event_id, "o", OutcomeType.OPENED, 0.0, T0 + 3 * week + dt.timedelta(hours=5))
-    assert snap(store, customer="s", when=when).customer.history(when).unopened_streak == {"email": 0}
