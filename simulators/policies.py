@@ -82,6 +82,16 @@ def contact_values(batch: DecisionBatch, group: FeasibleGroup, contact: np.ndarr
         group.channel[contact][None, :], group.local_hour[contact][None, :], group.send_t[contact][None, :])
 
 
+def action_values(batch: DecisionBatch, group: FeasibleGroup) -> np.ndarray:
+    """(members, actions): the exact expected net value of every action of the group for each of
+    its members; no contact is worth 0."""
+    contact = group.offer >= 0
+    values = np.zeros((len(group.members), len(group.actions)))
+    if contact.any():
+        values[:, contact] = contact_values(batch, group, contact)
+    return values
+
+
 class Oracle:
     """The best feasible action by exact expected net value, from hidden traits (myopic: one
     decision at a time, under the same constraints as everyone).
@@ -115,9 +125,7 @@ class Oracle:
         offer_budget = self._offer_budgets(batch)
         for g in batch.groups:
             contact = g.offer >= 0
-            values = np.zeros((len(g.members), len(g.actions)))
-            if contact.any():
-                values[:, contact] = contact_values(batch, g, contact)
+            values = action_values(batch, g)
             best = np.argmax(values, axis=1)
             chosen[g.members] = best
             if not self.budgets:
@@ -151,8 +159,12 @@ class Oracle:
         return chosen
 
     def _offer_budgets(self, batch: DecisionBatch) -> np.ndarray:
-        """Per offer (the response model's order): the index of its budget, or -1."""
-        index = {offer: b for b, budget in enumerate(self.budgets) for offer in budget.offers}
+        """Per offer (the response model's order): the index of its budget (the first that
+        lists it, as ``Constraints.budget_of``), or -1."""
+        index: dict[str, int] = {}
+        for b, budget in enumerate(self.budgets):
+            for offer in budget.offers:
+                index.setdefault(offer, b)
         return np.array([index.get(o, -1) for o in batch.response.offers])
 
     def _spend(self, budget_id: str, period: int) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulators.policies import contact_values
+from simulators.policies import action_values
 from simulators.runner import DecisionBatch
 
 PARTS = ("missed", "needless", "offer", "channel", "slot")
@@ -39,10 +39,7 @@ class RegretBreakdown:
                "best": 0.0, "chosen": 0.0, **dict.fromkeys(PARTS, 0.0)}
         for g in batch.groups:
             m = len(g.members)
-            contact = g.offer >= 0
-            values = np.zeros((m, len(g.actions)))
-            if contact.any():
-                values[:, contact] = contact_values(batch, g, contact)
+            values = action_values(batch, g)
             k = chosen[g.members]
             rows = np.arange(m)
             v_chosen = values[rows, k]
