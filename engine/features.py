@@ -102,7 +102,7 @@ class FeatureBuilder:
         self._fragments: dict[tuple[str, int | None], str] = {}  # (Action.label, hour gap) -> JSON
 
     def _fragment(self, action: Action, hour: float | None = None) -> str:
-        gap = None if action.no_contact else hour_gap(action.send_slot, hour)
+        gap = None if hour is None or action.no_contact else hour_gap(action.send_slot, hour)
         key = (action.label, gap)
         text = self._fragments.get(key)
         if text is None:
