@@ -34,8 +34,7 @@ def main() -> int:
     sim = Simulation(scenario, customers=args.customers, days=args.days, seed=1)
     total_decisions = total_seconds = 0.0
     print(f"simulator alone: {args.customers:,} customers x {args.days} days")
-    window = scenario.catalog.attribution_window.total_seconds() / 3600
-    for policy in (MarketerRules(), RandomPolicy(1), NoContact(), Oracle(scenario.catalog.constraints.budgets, window)):
+    for policy in (MarketerRules(), RandomPolicy(1), NoContact(), Oracle(scenario.catalog.constraints)):
         run = sim.run(policy)
         rate = run.totals["decisions"] / run.seconds * 60
         total_decisions += run.totals["decisions"]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from engine.client import NBAClient
+from engine.constraints import Constraints, to_cents
 from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
 from engine.engine import DecisionEngine
 from simulators.runner import OUTCOME_TYPES, DecisionBatch, FeasibleGroup, Feedback
@@ -96,18 +97,17 @@ class Oracle:
     """The best feasible action by exact expected net value, from hidden traits (myopic: one
     decision at a time, under the same constraints as everyone).
 
-    ``budgets`` (the catalog's ``constraints.budgets``) hold it to the incentive budgets with the
-    engine's accounting: issuing an incentive commits its full cost against the period of the
+    ``constraints`` (the catalog's) hold it to the incentive budgets with the engine's accounting: issuing an incentive commits its full cost against the period of the
     decision; a redemption pays it; the attribution window closing unredeemed releases it; paid +
     committed never exceeds the amount. When the best actions of a campaign would commit more
     than is left, the incentives go to the customers they add most value to per euro committed
     (over each one's best action without a budgeted incentive), the others get that action.
-    Without ``budgets`` (``oracle_unbudgeted``) only caps, opt-ins and eligibility hold it."""
+    Without them (``oracle_unbudgeted``) only caps, opt-ins and eligibility hold it."""
 
-    def __init__(self, budgets: tuple = (), window_hours: float = 168.0, name: str = "oracle"):
+    def __init__(self, constraints: Constraints | None = None, name: str = "oracle"):
         self.name = name
-        self.budgets = tuple(budgets)
-        self.window_hours = window_hours
+        self.constraints = constraints
+        self.budgets = constraints.budgets if constraints is not None else ()
         # Open commitments: (release time in hours, budget id, period, cents, (batch, position)).
         self._open: list[tuple[float, str, int, int, tuple[int, int]]] = []
         self._batches = 0
@@ -121,8 +121,8 @@ class Oracle:
         gain = np.zeros(n)                      # what the budgeted incentive adds over it
         budget_of = np.full(n, -1)              # which budget the best action draws from
         cents = np.zeros(n, dtype=np.int64)
-        costs = batch.response.offer_cost
-        offer_budget = self._offer_budgets(batch)
+        if self.budgets:
+            offer_budget, offer_cents = self._offer_terms(batch)
         for g in batch.groups:
             contact = g.offer >= 0
             values = action_values(batch, g)
@@ -131,7 +131,7 @@ class Oracle:
             if not self.budgets:
                 continue
             action_budget = np.where(contact, offer_budget[np.maximum(g.offer, 0)], -1)
-            action_cents = np.where(contact, np.round(costs[np.maximum(g.offer, 0)] * 100), 0).astype(np.int64)
+            action_cents = np.where(contact, offer_cents[np.maximum(g.offer, 0)], 0)
             budgeted = (action_budget >= 0) & (action_cents > 0)
             without = np.where(budgeted[None, :], -np.inf, values)
             free[g.members] = np.argmax(without, axis=1)
@@ -150,7 +150,7 @@ class Oracle:
                 for pos in order:
                     if cents[pos] <= left:
                         left -= int(cents[pos])
-                        self._open.append((batch.t + self.window_hours, budget.id, period, int(cents[pos]),
+                        self._open.append((batch.t + batch.response.window_hours, budget.id, period, int(cents[pos]),
                                            (self._batches, int(pos))))
                     else:
                         chosen[pos] = free[pos]
@@ -158,14 +158,12 @@ class Oracle:
                 self.committed_peak[key] = max(self.committed_peak.get(key, 0), budget.amount_cents - left)
         return chosen
 
-    def _offer_budgets(self, batch: DecisionBatch) -> np.ndarray:
-        """Per offer (the response model's order): the index of its budget (the first that
-        lists it, as ``Constraints.budget_of``), or -1."""
-        index: dict[str, int] = {}
-        for b, budget in enumerate(self.budgets):
-            for offer in budget.offers:
-                index.setdefault(offer, b)
-        return np.array([index.get(o, -1) for o in batch.response.offers])
+    def _offer_terms(self, batch: DecisionBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Per offer (the response model's order): the index of the budget it draws from
+        (``Constraints.budget_of``, -1 for none) and its cost in cents."""
+        budgets = [self.constraints.budget_of(o) for o in batch.response.offers]
+        index = np.array([-1 if b is None else self.budgets.index(b) for b in budgets])
+        return index, np.array([to_cents(c) for c in batch.response.offer_cost], dtype=np.int64)
 
     def _spend(self, budget_id: str, period: int) -> int:
         committed = sum(c for _, b, p, c, _ in self._open if b == budget_id and p == period)

@@ -68,7 +68,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
     elif name == "no_contact":
         yield NoContact()
     elif name == "oracle":
-        yield Oracle(scenario.catalog.constraints.budgets, scenario.catalog.attribution_window.total_seconds() / 3600)
+        yield Oracle(scenario.catalog.constraints)
     elif name == "oracle_unbudgeted":
         yield Oracle(name="oracle_unbudgeted")
     elif name == "observable_oracle":
