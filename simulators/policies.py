@@ -80,7 +80,8 @@ def contact_values(batch: DecisionBatch, group: FeasibleGroup, contact: np.ndarr
     each of its members, from hidden traits (what the oracles decide on)."""
     return batch.response.expected_value(
         batch.world, batch.customers[group.members][:, None], group.offer[contact][None, :],
-        group.channel[contact][None, :], group.local_hour[contact][None, :], group.send_t[contact][None, :])
+        group.channel[contact][None, :], group.local_hour[contact][None, :], group.send_t[contact][None, :],
+        batch.organic_until)
 
 
 def action_values(batch: DecisionBatch, group: FeasibleGroup) -> np.ndarray:

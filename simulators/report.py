@@ -5,6 +5,13 @@ contacts caused, minus incentives redeemed (including by purchases that would ha
 anyway), contact costs and unsubscribe/complaint penalties, by the catalog's reward definition.
 Organic purchases happen identically under every policy; ``no_contact`` is therefore worth 0 and
 ``oracle_share`` is a policy's net value as a share of the oracle's.
+
+The realised net value carries the outcomes' sampling noise (which customers happened to buy,
+to unsubscribe): about +-1 500 EUR in a 50 000-customer, 63-day run. ``expected_net_value`` is
+the sum, over every decision taken, of its exact expected net value in the state the customer
+was in when it was taken (hidden traits, fatigue, opt-ins: the path the policy's decisions
+made). Its expectation is the same as the realised value's, and it has none of that noise, so
+it is what ``expected_oracle_share`` compares and what ranks close variants of a policy.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from simulators.runner import N_SLOTS, PolicyRun
 
 TABLE_COLUMNS = [
     ("net_value", "net value", "{:,.0f}"),
+    ("expected_net_value", "expected", "{:,.0f}"),
     ("revenue", "revenue", "{:,.0f}"),
     ("incentive_spend", "incentives", "{:,.0f}"),
     ("contacts", "contacts", "{:,.0f}"),
@@ -28,6 +36,7 @@ TABLE_COLUMNS = [
     ("spend_per_conversion", "spend/conv", "{:.2f}"),
     ("unsubscribes", "unsubs", "{:,.0f}"),
     ("oracle_share", "oracle share", "{:.1%}"),
+    ("expected_oracle_share", "exp. share", "{:.1%}"),
     ("regret", "regret", "{:,.0f}"),
 ]
 
@@ -41,7 +50,8 @@ def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]
         return a / b if b else float("nan")
 
     return {
-        "decisions": t["decisions"], "net_value": net, "revenue": t["revenue"],
+        "decisions": t["decisions"], "net_value": net, "expected_net_value": t["expected_value"],
+        "revenue": t["revenue"],
         "incentive_spend": t["incentive_spend"], "contacts": t["contacts"], "delivered": t["delivered"],
         "opens": t["opens"], "clicks": t["clicks"], "conversions": t["conversions"],
         "redemptions": t["redemptions"], "contact_cost": t["contact_cost"],
@@ -58,14 +68,18 @@ def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]
 
 
 def add_oracle_comparison(results: dict[str, dict[str, float]]) -> None:
-    """oracle_share = net value / oracle's net value (both incremental); regret = the gap."""
-    oracle = results.get("oracle", {}).get("net_value")
+    """oracle_share = net value / oracle's net value (both incremental); regret = the gap;
+    expected_oracle_share the same share of the expected net values."""
+    oracle = results.get("oracle", {})
     for metrics in results.values():
-        if oracle is None:
+        if not oracle:
             metrics["oracle_share"], metrics["regret"] = float("nan"), float("nan")
-        else:
-            metrics["oracle_share"] = metrics["net_value"] / oracle if oracle > 0 else float("nan")
-            metrics["regret"] = oracle - metrics["net_value"]
+            metrics["expected_oracle_share"] = float("nan")
+            continue
+        share = lambda key: metrics[key] / oracle[key] if oracle[key] > 0 else float("nan")  # noqa: E731
+        metrics["oracle_share"] = share("net_value")
+        metrics["expected_oracle_share"] = share("expected_net_value")
+        metrics["regret"] = oracle["net_value"] - metrics["net_value"]
 
 
 def table(results: dict[str, dict[str, float]]) -> str:

@@ -52,6 +52,7 @@ class DecisionBatch:
     group_of: np.ndarray         # group number per batch position
     world: World
     response: ResponseModel
+    organic_until: float         # an opened, unused incentive may be used by organic purchases until then
     built: list[DecisionRequest] | None = None  # requests already built while grouping
 
     def requests(self) -> list[DecisionRequest]:
@@ -111,7 +112,8 @@ class PolicyRun:
 
 METRICS = ("decisions", "contacts", "delivered", "opens", "clicks", "conversions", "revenue",
            "incentive_spend", "redemptions", "contact_cost", "unsubscribes", "complaints",
-           "organic_revenue", "email_contacts", "email_opens", "email_optins_start", "email_optins_lost")
+           "organic_revenue", "email_contacts", "email_opens", "email_optins_start", "email_optins_lost",
+           "expected_value")
 
 
 def policy_seed(seed: int) -> int:
@@ -179,7 +181,10 @@ class Simulation:
         for g, (key, members) in enumerate(keys.items()):
             groups.append(self._group(np.array(members), requests[key], world.tz_names[key[1]], when))
             group_of[members] = g
-        return DecisionBatch(when, t, customers, groups, group_of, world, self.response, built)
+        # Organic purchases are drawn up to the next opportunity; the window may close before.
+        step_end = min(t + self.scenario.every_days * HOURS_PER_DAY, self.horizon)
+        organic_until = min(t + self.response.window_hours, step_end)
+        return DecisionBatch(when, t, customers, groups, group_of, world, self.response, organic_until, built)
 
     def _group(self, members: np.ndarray, request: DecisionRequest, tz: str, when: dt.datetime) -> FeasibleGroup:
         actions = feasible_actions(request, self.scenario.catalog, when).actions
@@ -274,6 +279,9 @@ class Simulation:
         c = np.flatnonzero(channel >= 0)
         cust, off, ch, st, lh = batch.customers[c], offer[c], channel[c], send_t[c], local_hour[c]
         p = resp.probabilities(world, cust, off, ch, lh, st)
+        # The exact expected net value of what was decided, in the state it was decided in: the
+        # same quantity as the realised net value, without the outcomes' sampling noise.
+        totals["expected_value"] += resp.expected_value(world, cust, off, ch, lh, st, batch.organic_until).sum()
         u = rng.random((7, len(c)))
         delivered = u[0] < p["delivered"]
         opened = delivered & (u[1] < p["open"])

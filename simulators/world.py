@@ -206,18 +206,22 @@ class ResponseModel:
         }
 
     def expected_value(self, world: World, cust: np.ndarray, offer: np.ndarray, channel: np.ndarray,
-                       local_hour: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Exact expected incremental net value of contacts, by the catalog's reward definition:
-        margin on the purchases the contact causes - incentives redeemed (including by organic
-        purchases it cannibalises) - contact cost - expected unsubscribe/complaint penalties."""
+                       local_hour: np.ndarray, t: np.ndarray, organic_until: float | np.ndarray) -> np.ndarray:
+        """Exact expected incremental net value of contacts sent at ``t`` (hours), by the
+        catalog's reward definition: margin on the purchases the contact causes - incentives
+        redeemed (including by the first organic purchase after the open, up to
+        ``organic_until``: ``DecisionBatch.organic_until``) - contact cost - expected
+        unsubscribe/complaint penalties."""
         p = self.probabilities(world, cust, offer, channel, local_hour, t)
         reached = p["delivered"] * p["open"]
         buy = p["click"] * p["convert"]
         margin = self.reward.margin_rate * world.basket[cust]
         cost = self.offer_cost[offer]
-        organic_in_window = 1.0 - np.exp(-world.organic_per_day[cust] * self.window_hours / HOURS_PER_DAY)
+        organic_after_open = _organic_after_open(np.maximum(organic_until - t, 0.0),
+                                                 world.organic_per_day[cust] / HOURS_PER_DAY,
+                                                 self.scenario.response.open_delay_hours)
         return (reached * buy * (margin - cost)
-                - reached * (1.0 - buy) * organic_in_window * cost
+                - reached * (1.0 - buy) * organic_after_open * cost
                 - self.contact_cost[channel]
                 - p["delivered"] * (p["unsubscribe"] * self.reward.unsubscribe_penalty
                                     + p["complaint"] * self.reward.complaint_penalty))
