@@ -147,6 +147,13 @@ class ExplorationSettings:
     # None: ties go to no contact.
     default_offer: str | None = None
     default_channels: tuple[str, ...] = ()
+    # What an offer on a channel is worth when choosing whether and what to send: "best" (its
+    # best send slot's value) or "mean" (the mean over its send slots; the slot is then its
+    # best). The best of a dozen noisy slot estimates is biased upward; their mean is not.
+    slot_value: str = "best"
+
+
+SLOT_VALUES = ("best", "mean")
 
 
 @dataclass(frozen=True)
@@ -267,7 +274,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     ex = r.table(data, "exploration")
     r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
                                     "no_contact_floor", "pessimism", "contact_hurdle", "default_offer",
-                                    "default_channels"})
+                                    "default_channels", "slot_value"})
     default_offer = r.string(ex, "default_offer", "exploration.default_offer") or None
     if default_offer is not None and default_offer not in offers:
         raise r.error("exploration.default_offer", f"one of the offers {sorted(offers)}", default_offer)
@@ -291,6 +298,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         pessimism=r.number(ex, "pessimism", "exploration.pessimism", default=0.0, low=0, high=100),
         contact_hurdle=r.number(ex, "contact_hurdle", "exploration.contact_hurdle", default=0.0, low=0, high=1000),
         default_offer=default_offer, default_channels=default_channels,
+        slot_value=r.choice(ex, "slot_value", "exploration.slot_value", SLOT_VALUES, default="best"),
     )
 
     md = r.table(data, "model")

@@ -165,6 +165,7 @@ class DecisionEngine:
             else:
                 values = scores = model.values(context, len(actions), labels)
             scores = scores - self._shadow_costs(actions, snap, now)
+            scores = exploration.with_slot_value(scores, labels, settings)
             default = exploration.default_mask(labels, settings)
             p = exploration.probabilities(scores, settings, default)
         with self._lock:

@@ -30,6 +30,22 @@ def with_hurdle(values: np.ndarray, settings: ExplorationSettings) -> np.ndarray
     return values
 
 
+def with_slot_value(values: np.ndarray, labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray:
+    """The values exploration chooses on, with the catalog's ``slot_value = "mean"``: each
+    contact less the gap between its offer-on-a-channel's best and mean value over send slots
+    (labels ``offer/channel/slot``), so the greedy choice is the best send slot of the offer
+    on a channel of best *mean* value, and no contact is weighed against that mean."""
+    if settings.slot_value == "best" or len(values) < 2:
+        return values
+    groups = [label.rsplit("/", 1)[0] if label != "no_contact" else label for label in labels]
+    _, group = np.unique(groups, return_inverse=True)
+    count = np.bincount(group)
+    mean = np.bincount(group, weights=values) / count
+    best = np.full(len(count), -np.inf)
+    np.maximum.at(best, group, values)
+    return values - (best - mean)[group]
+
+
 def default_mask(labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray | None:
     """Which actions (``offer/channel/slot`` labels) are the catalog's default contact: its
     default offer on the first of its default channels among them. None if there is none."""

@@ -87,3 +87,19 @@ def test_a_contact_must_clear_the_hurdle_to_beat_no_contact():
     assert probabilities(np.array([0.08, 0.01, 0.0]), settings).tolist() == [1.0, 0.0, 0.0]
     assert values.tolist() == [0.03, 0.01, 0.0]  # the caller's values are left as they were
     assert probabilities(values, ExplorationSettings(epsilon=0.0)).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_slot_value_mean_weighs_an_offer_on_a_channel_by_its_mean_over_send_slots():
+    from engine.catalog import ExplorationSettings
+    from engine.exploration import probabilities, with_slot_value
+
+    labels = ["a/email/08-10", "a/email/10-12", "a/email/12-14", "b/sms/10-12", "b/sms/12-14", "no_contact"]
+    # a: one lucky slot (0.09) over two bad ones, mean 0.01; b: steady, mean 0.04, best 0.05.
+    values = np.array([0.09, -0.03, -0.03, 0.05, 0.03, 0.0])
+    mean = ExplorationSettings(epsilon=0.0, slot_value="mean")
+    assert probabilities(values, ExplorationSettings(epsilon=0.0)).tolist() == [1, 0, 0, 0, 0, 0]
+    assert probabilities(with_slot_value(values, labels, mean), mean).tolist() == [0, 0, 0, 1, 0, 0]
+    # A contact whose best slot beats nothing but whose mean does not is not sent.
+    lucky = np.array([0.09, -0.06, -0.06, -0.02, -0.04, 0.0])
+    assert probabilities(with_slot_value(lucky, labels, mean), mean).tolist() == [0, 0, 0, 0, 0, 1]
+    assert with_slot_value(values, labels, ExplorationSettings()) is values  # "best": unchanged
