@@ -57,7 +57,9 @@ def test_a_cold_engine_sends_the_catalogs_default_contact(catalog):
     eps, k = default.epsilon, greedy[0].feasible_actions
     assert greedy[0].probability == pytest.approx((1 - eps) / n_slots + eps / k)
     # Without a default contact, the same cold engine does not contact unless it explores.
-    e = DecisionEngine(unconstrained(catalog), seed=3, honour_request_time=True)
+    none = dataclasses.replace(catalog.exploration, default_offer=None, default_channels=())
+    e = DecisionEngine(dataclasses.replace(unconstrained(catalog), exploration=none), seed=3,
+                       honour_request_time=True)
     greedy = [d for d in (e.decide(request(f"c{i}", T0)) for i in range(50)) if not d.explored]
     assert len(greedy) > 40 and all(d.action.no_contact for d in greedy)
 
