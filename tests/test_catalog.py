@@ -53,7 +53,7 @@ def write(tmp_path, text):
      "key 'exploration.default_channels': expected channels together with exploration.default_offer"),
     ("contact_hurdle = 0.0", "contact_hurdle = -0.01",
      "key 'exploration.contact_hurdle': expected a number >= 0 <= 1000, got -0.01"),
-    ('slot_value = "best"', 'slot_value = "median"',
+    ('slot_value = "mean"', 'slot_value = "median"',
      "key 'exploration.slot_value': expected one of ['best', 'mean'], got 'median'"),
     ('structure = "direct"', 'structure = "direct"\nhour_feature = 10',
      "key 'model.hour_feature': expected a non-empty string, got 10"),
