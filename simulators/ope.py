@@ -48,10 +48,12 @@ def validation_scenario(name: str = "default") -> Scenario:
 def logging_catalog(catalog: Catalog, algorithm: str = "epsilon_greedy", epsilon: float = 1.0,
                     softmax_lambda: float = 1.0) -> Catalog:
     """The catalog with the logging policy's exploration (default: uniform over every feasible
-    action) and no budgets, so every offer stays feasible for the whole run; caps and gap
-    still apply."""
+    action; no hurdle, default contact or slot averaging) and no budgets, so every offer stays
+    feasible for the whole run; caps and gap still apply."""
     exploration = dataclasses.replace(catalog.exploration, algorithm=algorithm, epsilon=epsilon,
-                                      softmax_lambda=softmax_lambda, no_contact_floor=0.0, pessimism=0.0)
+                                      softmax_lambda=softmax_lambda, no_contact_floor=0.0, pessimism=0.0,
+                                      contact_hurdle=0.0, default_offer=None, default_channels=(),
+                                      slot_value="best")
     constraints = dataclasses.replace(catalog.constraints, budgets=())
     return dataclasses.replace(catalog, exploration=exploration, constraints=constraints)
 

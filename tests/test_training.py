@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -151,6 +152,55 @@ def test_time_split_and_training_on_earlier_logs(logged, tmp_path):
     model = load_model(saved, catalog, "candidate")
     d = later[0]
     assert np.allclose(model.values(d.context, len(d.actions)), result.model.values(d.context, len(d.actions)))
+
+
+class _LuckySlot:
+    """Values by action label: the new collection by email steady at 0.05 EUR on every send
+    slot; 10 EUR off by email 0.08 on its first slot and -0.05 on the others (one lucky
+    estimate); no contact 0, the rest -0.1. Its best action and its best mean differ."""
+
+    version = "lucky-slot"
+
+    def values(self, context, n, labels):
+        out = np.full(n, -0.1)
+        lucky = next((i for i, label in enumerate(labels) if label.startswith("discount_10/email/")), None)
+        for i, label in enumerate(labels):
+            if label == "no_contact":
+                out[i] = 0.0
+            elif label.startswith("new_collection/email/"):
+                out[i] = 0.05
+            elif label.startswith("discount_10/email/"):
+                out[i] = 0.08 if i == lucky else -0.05
+        return out
+
+
+def test_a_model_policy_chooses_as_the_server_does(tmp_path):
+    """Offline, a model is evaluated with the catalog's exploration applied as the server
+    applies it -- here send slots averaged -- so its probabilities are exactly those the server
+    logs for the same values."""
+    scenario = validation_scenario()
+    settings = dataclasses.replace(scenario.catalog.exploration, algorithm="epsilon_greedy", epsilon=0.05,
+                                   slot_value="mean")
+    served = dataclasses.replace(scenario.catalog, exploration=settings,
+                                 constraints=dataclasses.replace(scenario.catalog.constraints, budgets=()))
+    engine = DecisionEngine(served, model=_LuckySlot(), log_dir=tmp_path, seed=1, honour_request_time=True)
+    sim = Simulation(scenario, customers=300, days=7, seed=2)
+    requests = sim.batch(sim.population.copy(), 0.0).requests()  # the reachable customers
+    for r in requests:
+        engine.decide(r)
+    engine.close()
+    decisions = list(iter_decisions(tmp_path, served))
+    assert len(decisions) == len(requests) > 200
+    offline = ModelPolicy("candidate", _LuckySlot(), settings)
+    for d in decisions:
+        assert np.allclose(offline.probabilities(d), Logged().probabilities(d)), d.event_id
+    # The server sent the steady offer, not the lucky slot, wherever it could email.
+    emailed = [d for d in decisions if any(a.startswith("discount_10/email/") for a in d.actions)]
+    assert len(emailed) > 100
+    assert all(d.actions[d.chosen].startswith("new_collection/email/") for d in emailed
+               if Logged().probabilities(d)[d.chosen] > 0.05)
+    best = ModelPolicy("candidate", _LuckySlot(), dataclasses.replace(settings, slot_value="best"))
+    assert not any(np.allclose(best.probabilities(d), Logged().probabilities(d)) for d in emailed)
 
 
 @pytest.mark.parametrize("structure", ["direct_open_slots", "open_stacked"])

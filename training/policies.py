@@ -129,7 +129,7 @@ class ModelPolicy(EvalPolicy):
         return self.model.values(d.context, len(d.actions), list(d.actions))
 
     def probabilities(self, d):
-        values = self.values(d)
+        values = exploration.with_slot_value(self.values(d), d.actions, self.settings)
         default = exploration.default_mask(d.actions, self.settings)
         if self.greedy:
             best = exploration.greedy_mask(exploration.with_hurdle(values, self.settings), default)
