@@ -8,11 +8,11 @@ Organic purchases happen identically under every policy; ``no_contact`` is there
 
 The realised net value carries the outcomes' sampling noise (which customers happened to buy,
 to unsubscribe): a standard deviation of ~1 250 EUR in a 50 000-customer, 63-day run of the
-engine. ``expected_net_value`` is
-the sum, over every decision taken, of its exact expected net value in the state the customer
-was in when it was taken (hidden traits, fatigue, opt-ins: the path the policy's decisions
-made). Its expectation is the same as the realised value's, and it has none of that noise, so
-it is what ``expected_oracle_share`` compares and what ranks close variants of a policy.
+engine. ``expected_net_value`` is the sum, over every decision taken, of its exact expected net
+value in the state the customer was in when it was taken (hidden traits, fatigue, opt-ins: the
+path the policy's decisions made). Its expectation is the same as the realised value's, and it
+has none of that noise, so it is what ``expected_oracle_share`` compares and what ranks close
+variants of a policy.
 """
 
 from __future__ import annotations
