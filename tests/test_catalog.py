@@ -44,7 +44,7 @@ def write(tmp_path, text):
     ('cb_type = "mtr"', 'cb_type = "dm"', "key 'model.importance_weighted': expected true unless model.cb_type"),
     ("importance_weighted = false", 'importance_weighted = "no"',
      "key 'model.importance_weighted': expected true or false, got 'no'"),
-    ("power_t = 0.5", "power_t = 2", "key 'model.power_t': expected a number >= 0 <= 1, got 2"),
+    ("power_t = 0.3", "power_t = 2", "key 'model.power_t': expected a number >= 0 <= 1, got 2"),
     ('default_offer = "new_collection"', 'default_offer = "newsletter"',
      "key 'exploration.default_offer': expected one of the offers ['birthday_gift', 'discount_10'"),
     ('default_channels = ["email"]', 'default_channels = ["email", "fax"]',
