@@ -17,21 +17,30 @@ def request(customer_id: str = "c-1", when: dt.datetime = T0, **kwargs) -> Decis
     return DecisionRequest(customer_id=customer_id, decision_time=when, **defaults)
 
 
-class AlwaysNewCollectionByEmail:
-    """A user-written policy: the new collection by email at 18:00 to everyone who can get it."""
+class FixedAction:
+    """A user-written policy: one action (``offer/channel/slot`` label) for everyone who can get
+    it, no contact for the others; counts the outcomes it is shown."""
 
-    name = "my_policy"
+    def __init__(self, label: str, name: str):
+        self.label, self.name = label, name
 
     def decide(self, batch):
         import numpy as np
 
         chosen = np.zeros(len(batch.customers), dtype=int)
         for g in batch.groups:
-            chosen[g.members] = g.index.get("new_collection/email/18-20", len(g.actions) - 1)
+            chosen[g.members] = g.index.get(self.label, len(g.actions) - 1)
         return chosen
 
     def learn(self, feedback):
         self.seen = getattr(self, "seen", 0) + len(feedback)
+
+
+class AlwaysNewCollectionByEmail(FixedAction):
+    """The new collection by email at 18:00 to everyone who can get it."""
+
+    def __init__(self):
+        super().__init__("new_collection/email/18-20", "my_policy")
 
 
 def make_policy(scenario, seed):
