@@ -30,6 +30,13 @@ def with_hurdle(values: np.ndarray, settings: ExplorationSettings) -> np.ndarray
     return values
 
 
+def offer_channel_groups(labels: Sequence[str]) -> np.ndarray:
+    """Each action's group: its offer on its channel (labels ``offer/channel/slot``), whatever
+    the send slot; no_contact is a group of its own."""
+    keys = [label if label == "no_contact" else label.rsplit("/", 1)[0] for label in labels]
+    return np.unique(keys, return_inverse=True)[1]
+
+
 def with_slot_value(values: np.ndarray, labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray:
     """The values exploration chooses on, with the catalog's ``slot_value = "mean"``: each
     contact less the gap between its offer-on-a-channel's best and mean value over send slots
@@ -37,8 +44,7 @@ def with_slot_value(values: np.ndarray, labels: Sequence[str], settings: Explora
     on a channel of best *mean* value, and no contact is weighed against that mean."""
     if settings.slot_value == "best" or len(values) < 2:
         return values
-    groups = [label.rsplit("/", 1)[0] if label != "no_contact" else label for label in labels]
-    _, group = np.unique(groups, return_inverse=True)
+    group = offer_channel_groups(labels)
     count = np.bincount(group)
     mean = np.bincount(group, weights=values) / count
     best = np.full(len(count), -np.inf)

@@ -21,6 +21,7 @@ import vowpal_wabbit_next as vw
 
 from engine.catalog import ModelSettings
 from engine.decision_log import DsjsonLine
+from engine.exploration import offer_channel_groups
 
 
 # A model of several parts is saved as this header and the structure's name, then each part's
@@ -161,8 +162,7 @@ class ValueModel:
             return p * opened + (1.0 - p) * unopened
         value, p_open = predictions
         p = np.clip(p_open, 1e-3, 1.0)
-        groups = [label.rsplit("/", 1)[0] if c else "" for label, c in zip(labels, contact)]
-        _, group = np.unique(groups, return_inverse=True)
+        group = offer_channel_groups(labels)
         best_value = np.full(group.max() + 1, -np.inf)
         np.maximum.at(best_value, group, value)
         best_p = np.zeros(group.max() + 1)
