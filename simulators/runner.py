@@ -281,7 +281,7 @@ class Simulation:
         p = resp.probabilities(world, cust, off, ch, lh, st)
         # The exact expected net value of what was decided, in the state it was decided in: the
         # same quantity as the realised net value, without the outcomes' sampling noise.
-        totals["expected_value"] += resp.expected_value(world, cust, off, ch, lh, st, batch.organic_until).sum()
+        totals["expected_value"] += resp.expected_value(world, cust, off, ch, lh, st, batch.organic_until, p).sum()
         u = rng.random((7, len(c)))
         delivered = u[0] < p["delivered"]
         opened = delivered & (u[1] < p["open"])

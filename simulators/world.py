@@ -206,13 +206,15 @@ class ResponseModel:
         }
 
     def expected_value(self, world: World, cust: np.ndarray, offer: np.ndarray, channel: np.ndarray,
-                       local_hour: np.ndarray, t: np.ndarray, organic_until: float | np.ndarray) -> np.ndarray:
+                       local_hour: np.ndarray, t: np.ndarray, organic_until: float | np.ndarray,
+                       p: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Exact expected incremental net value of contacts sent at ``t`` (hours), by the
         catalog's reward definition: margin on the purchases the contact causes - incentives
         redeemed (including by the first organic purchase after the open, up to
         ``organic_until``: ``DecisionBatch.organic_until``) - contact cost - expected
-        unsubscribe/complaint penalties."""
-        p = self.probabilities(world, cust, offer, channel, local_hour, t)
+        unsubscribe/complaint penalties. ``p``: their ``probabilities``, if already computed."""
+        if p is None:
+            p = self.probabilities(world, cust, offer, channel, local_hour, t)
         reached = p["delivered"] * p["open"]
         buy = p["click"] * p["convert"]
         margin = self.reward.margin_rate * world.basket[cust]
