@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -167,16 +168,23 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
     return RunningServer(server, health_servicer, bound, engine, stop, follower)
 
 
-def serve_forever(running: RunningServer, grace: float = 10.0) -> None:
-    """Block until SIGTERM or SIGINT, then shut down gracefully."""
-    done = threading.Event()
+def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1) -> None:
+    """Block until SIGTERM or SIGINT, then shut down gracefully.
+
+    The main thread polls: a signal the kernel delivers to one of gRPC's threads only sets a
+    flag that the main thread acts on when it next runs Python code, which a wait without a
+    timeout may never do (the server then hung on SIGTERM, about one time in twelve under
+    load). The handler takes no lock (it may run while the main thread holds one): it only
+    records the signal."""
+    received: list[int] = []
 
     def on_signal(signum, _frame):
-        log.info("signal %s: shutting down (grace %.0f s)", signal.Signals(signum).name, grace)
-        done.set()
+        received.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    done.wait()
+    while not received:
+        time.sleep(poll)
+    log.info("signal %s: shutting down (grace %.0f s)", signal.Signals(received[0]).name, grace)
     running.stop(grace)
     log.info("stopped")
