@@ -21,7 +21,7 @@ from engine.constraints import Budget, Cap, Constraints, ControlGroup, Pressure
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
-MODEL_STRUCTURES = ("direct", "direct_open_slots", "open_funnel", "open_stacked")
+MODEL_STRUCTURES = ("direct", "direct_open_slots", "mean_open_slots", "open_funnel", "open_stacked")
 INCENTIVE_PAID_ON = ("redemption", "conversion")
 PURCHASE_ATTRIBUTION = ("window", "click")
 NAMESPACE_LETTERS = "UHOCT"
@@ -171,7 +171,8 @@ class ModelSettings:
     # least squares on the chosen action (the regression oracle of SquareCB), which does not
     # let one explored purchase at p ~ 0.001 count a thousand times.
     importance_weighted: bool = True
-    # "direct", "direct_open_slots", "open_funnel" or "open_stacked" (engine.value_model.ValueModel).
+    # "direct", "direct_open_slots", "mean_open_slots", "open_funnel" or "open_stacked"
+    # (engine.value_model.ValueModel).
     structure: str = "direct"
     # A request feature holding the customer's usual local hour (a number, or text with one in
     # it, like "s10"): each contact's send slot then also carries its distance from that hour,

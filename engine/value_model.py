@@ -30,6 +30,7 @@ PARTS_MAGIC = b"NBA-PARTS-1\n"
 # The parts of each structure, besides the direct model's replicas.
 STRUCTURE_PARTS = {
     "direct_open_slots": ("value", "open"),
+    "mean_open_slots": ("value", "open"),
     "open_funnel": ("open", "opened", "unopened"),
     "open_stacked": ("value", "open"),
 }
@@ -100,6 +101,12 @@ class ValueModel:
       at the slot the customer is likeliest to open, and less at the others in proportion to
       their open propensity: the direct model says whether and what to send, the opens say when
       (the reward alone is too noisy to tell slots apart).
+    * ``mean_open_slots``: as ``direct_open_slots``, from the direct model's *mean* over an
+      offer-on-a-channel's send slots instead of its best (the best of a dozen noisy estimates
+      is biased upward), shared between the slots in proportion to their open propensity:
+      v_s = m + |m| (p_s / mean(p) - 1), whose mean over the slots is m. With the catalog's
+      ``exploration.slot_value = "mean"``, whether and what to send is decided on the direct
+      model's mean, and when on the opens alone.
     * ``open_funnel``: value = p(open) x E[reward | opened] + (1 - p(open)) x E[reward | not
       opened], three regressions on the same features. No contact cannot be opened.
     * ``open_stacked``: the direct regression of the reward, with the open propensity of each
@@ -163,12 +170,17 @@ class ValueModel:
         value, p_open = predictions
         p = np.clip(p_open, 1e-3, 1.0)
         group = offer_channel_groups(labels)
-        best_value = np.full(group.max() + 1, -np.inf)
-        np.maximum.at(best_value, group, value)
-        best_p = np.zeros(group.max() + 1)
-        np.maximum.at(best_p, group, p)
-        best_value, best_p = best_value[group], best_p[group]
-        shared = best_value + np.abs(best_value) * (p / best_p - 1.0)
+        if self.structure == "mean_open_slots":
+            count = np.bincount(group)
+            base = (np.bincount(group, weights=value) / count)[group]
+            scale = (np.bincount(group, weights=p) / count)[group]
+        else:
+            base = np.full(group.max() + 1, -np.inf)
+            np.maximum.at(base, group, value)
+            scale = np.zeros(group.max() + 1)
+            np.maximum.at(scale, group, p)
+            base, scale = base[group], scale[group]
+        shared = base + np.abs(base) * (p / scale - 1.0)
         return np.where(contact, shared, value)
 
     def values(self, context_json: str, n_actions: int, labels: list[str] | None = None) -> np.ndarray:

@@ -203,7 +203,7 @@ def test_a_model_policy_chooses_as_the_server_does(tmp_path):
     assert not any(np.allclose(best.probabilities(d), Logged().probabilities(d)) for d in emailed)
 
 
-@pytest.mark.parametrize("structure", ["direct_open_slots", "open_stacked"])
+@pytest.mark.parametrize("structure", ["direct_open_slots", "mean_open_slots", "open_stacked"])
 def test_a_model_of_several_parts_trains_offline_saves_and_loads(logged, tmp_path, structure):
     """The catalog's model structure (send slots by open propensity; the open propensity as a
     feature) is trained from the logs' rewards and opens, saved with its settings and served
@@ -233,7 +233,7 @@ def test_bad_training_settings_are_named(logged):
         train(log_dir, catalog, TrainParams(cb_type="nope"))
     with pytest.raises(ValueError, match="interaction"):
         train(log_dir, catalog, TrainParams(interactions=("UOC",)))
-    with pytest.raises(ValueError, match="structure must be one of direct, direct_open_slots, open_funnel, open_stacked, got 'x'"):
+    with pytest.raises(ValueError, match="structure must be one of direct, direct_open_slots, mean_open_slots, open_funnel, open_stacked, got 'x'"):
         train(log_dir, catalog, TrainParams(structure="x"))
     with pytest.raises(ValueError, match="train fraction"):
         split_time(log_dir, 1.5)

@@ -92,6 +92,24 @@ def test_open_slots_choose_the_send_time_by_opens_and_keep_the_offers_value(cata
     assert np.allclose(e.model.values(context, len(labels)), values)
 
 
+def test_mean_open_slots_keep_the_offers_mean_value_and_send_when_it_is_opened(catalog):
+    e, when = trained(catalog, "mean_open_slots", buys_when_opened=False)
+    context, labels, values = scored(e, when)
+    group = [i for i, label in enumerate(labels) if label.startswith("new_collection/email/")]
+    slots = {labels[i]: values[i] for i in group}
+    assert max(slots, key=slots.get) == "new_collection/email/18-20"
+    # Over its slots the offer is worth the direct part's mean, not its best: the mean is what
+    # whether and what to send is decided on with slot_value = "mean".
+    direct = e.model._predict(e.model._parts[0], context, len(labels))
+    assert np.mean(values[group]) == pytest.approx(np.mean(direct[group]))
+    assert np.mean(direct[group]) < max(direct[group]) - 1e-6
+    # Each slot in proportion to its open propensity around that mean.
+    p_open = np.clip(e.model._predict(e.model._parts[1], context, len(labels)), 1e-3, 1.0)[group]
+    m = np.mean(direct[group])
+    assert np.allclose(values[group], m + abs(m) * (p_open / p_open.mean() - 1.0))
+    assert values[-1] == pytest.approx(direct[-1])  # no contact keeps the direct model's value
+
+
 def test_the_open_funnel_values_the_opened_slot_and_no_contact_at_its_own_value(catalog):
     e, when = trained(catalog, "open_funnel")
     _, labels, values = scored(e, when)
