@@ -44,7 +44,7 @@ def load_test_catalog(directory: Path, budget: float) -> Path:
     """The default catalog with uniform exploration and a budget of ``budget`` EUR without pacing
     (so that the amount itself, not the plan, is what runs out)."""
     text = default_catalog_path().read_text()
-    for old, new in (('epsilon = 0.05', 'epsilon = 1.0'), ('amount = 20000.0', f'amount = {budget!r}'),
+    for old, new in (('epsilon = 0.01', 'epsilon = 1.0'), ('amount = 20000.0', f'amount = {budget!r}'),
                      ('pacing_step = 0.5', 'pacing = false'),
                      ('version = "default-2026.11"', 'version = "loadtest"')):
         if old not in text:

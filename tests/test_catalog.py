@@ -39,7 +39,7 @@ def write(tmp_path, text):
     ("[channels.email]", "[channels.Email]", "key 'channels.Email': expected an id"),
     ("contact_cost = 0.01", "contact_cost = 0.01\nconsnet = true",
      "unknown key 'channels.email.consnet'; allowed: ['consent', 'contact_cost', 'inbound_only', 'quiet_hours']"),
-    ("epsilon = 0.05", "epsilon = true", "key 'exploration.epsilon': expected a number >= 0 <= 1, got True"),
+    ("epsilon = 0.01", "epsilon = true", "key 'exploration.epsilon': expected a number >= 0 <= 1, got True"),
     ("max_features = 256", "max_features = 0", "key 'limits.max_features': expected an integer from 1"),
     ('cb_type = "mtr"', 'cb_type = "dm"', "key 'model.importance_weighted': expected true unless model.cb_type"),
     ("importance_weighted = false", 'importance_weighted = "no"',
