@@ -164,10 +164,14 @@ def test_grpc_engine_agrees_with_in_process(scenario, tmp_path):
 def test_tight_budget_is_paced_to_its_amount_and_never_above(tmp_path):
     """One 4-week period of the tight-budget scenario: the engine's spend (paid + committed)
     ends within 2 % of the amount and never exceeds it; the Redis-free engine drives the same
-    constraint code as the server."""
+    constraint code as the server. With 5 % exploration, whose incentives would overspend the
+    budget (at the default 1 % the engine issues too few for it to bind)."""
     from simulators.simulate import simulate
+    from support import scenario_with_catalog_change
 
-    result = simulate("tight_budget", customers=3000, days=28, policies=("engine",), out=tmp_path,
+    scenario = scenario_with_catalog_change("tight_budget", "exploration", "epsilon = 0.01", "epsilon = 0.05",
+                                            tmp_path / "tight_budget_eps5.toml")
+    result = simulate(scenario, customers=3000, days=28, policies=("engine",), out=tmp_path,
                       mlflow=False, progress=False, plots=False)
     (period,) = result["budgets"]["engine"]
     assert period["max_spend"] <= period["amount"]
