@@ -116,7 +116,7 @@ def test_online_learning_moves_values_toward_rewards(catalog):
     assert [r.action.offer_id for r in d.ranking[:3]] == ["new_collection"] * 3
     # Every other action earns at most nothing (contact cost): a value above 1 EUR can only come
     # from the conversions (the default model is a cautious least squares: ~35 EUR a conversion,
-    # learned at rate 0.1 / sqrt(t)).
+    # learned at the catalog's rate, decaying as 1 / t^power_t).
     assert d.ranking[0].expected_value > 1.0
 
 
