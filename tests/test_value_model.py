@@ -1,5 +1,5 @@
-"""The value model's structures: direct, direct with send slots by open propensity, open funnel,
-direct with the open propensity as a feature."""
+"""The value model's structures: direct, direct with send slots by open propensity (from its
+best or its mean over the slots), open funnel, direct with the open propensity as a feature."""
 
 from __future__ import annotations
 
