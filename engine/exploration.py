@@ -37,6 +37,18 @@ def offer_channel_groups(labels: Sequence[str]) -> np.ndarray:
     return np.unique(keys, return_inverse=True)[1]
 
 
+def group_mean(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each element's mean over its group (``group``: indices from 0, as ``offer_channel_groups``)."""
+    return (np.bincount(group, weights=values) / np.bincount(group))[group]
+
+
+def group_max(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each element's maximum over its group."""
+    best = np.full(group.max() + 1, -np.inf)
+    np.maximum.at(best, group, values)
+    return best[group]
+
+
 def with_slot_value(values: np.ndarray, labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray:
     """The values exploration chooses on, with the catalog's ``slot_value = "mean"``: each
     contact less the gap between its offer-on-a-channel's best and mean value over send slots
@@ -45,11 +57,7 @@ def with_slot_value(values: np.ndarray, labels: Sequence[str], settings: Explora
     if settings.slot_value == "best" or len(values) < 2:
         return values
     group = offer_channel_groups(labels)
-    count = np.bincount(group)
-    mean = np.bincount(group, weights=values) / count
-    best = np.full(len(count), -np.inf)
-    np.maximum.at(best, group, values)
-    return values - (best - mean)[group]
+    return values - (group_max(values, group) - group_mean(values, group))
 
 
 def default_mask(labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray | None:

@@ -21,7 +21,7 @@ import vowpal_wabbit_next as vw
 
 from engine.catalog import ModelSettings
 from engine.decision_log import DsjsonLine
-from engine.exploration import offer_channel_groups
+from engine.exploration import group_max, group_mean, offer_channel_groups
 
 
 # A model of several parts is saved as this header and the structure's name, then each part's
@@ -170,16 +170,8 @@ class ValueModel:
         value, p_open = predictions
         p = np.clip(p_open, 1e-3, 1.0)
         group = offer_channel_groups(labels)
-        if self.structure == "mean_open_slots":
-            count = np.bincount(group)
-            base = (np.bincount(group, weights=value) / count)[group]
-            scale = (np.bincount(group, weights=p) / count)[group]
-        else:
-            base = np.full(group.max() + 1, -np.inf)
-            np.maximum.at(base, group, value)
-            scale = np.zeros(group.max() + 1)
-            np.maximum.at(scale, group, p)
-            base, scale = base[group], scale[group]
+        over_slots = group_mean if self.structure == "mean_open_slots" else group_max
+        base, scale = over_slots(value, group), over_slots(p, group)
         shared = base + np.abs(base) * (p / scale - 1.0)
         return np.where(contact, shared, value)
 
