@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -5,6 +6,7 @@ import os
 import pytest
 import vowpal_wabbit_next as vw
 
+from engine.catalog import load_catalog
 from engine.client import NBAClient
 from engine.decision_log import JsonlLog, log_files
 from engine.domain import Outcome, OutcomeType
@@ -103,26 +105,24 @@ def test_offline_join_matches_online_reward(tmp_path, catalog):
     assert any(cost < -10 for cost in offline.values())
 
 
-def test_vw_learns_from_a_joined_server_log(tmp_path, catalog):
-    """Drive a real gRPC server that explores 10 % of the time, then train a fresh VW model from
-    its log through VW's DSJSON reader: the model learns what paid."""
-    import dataclasses
+_DEFAULT = load_catalog()
+EXPLORING = dataclasses.replace(_DEFAULT, exploration=dataclasses.replace(_DEFAULT.exploration, epsilon=0.1))
 
-    from engine.server import start_server
 
-    exploring = dataclasses.replace(catalog, exploration=dataclasses.replace(catalog.exploration, epsilon=0.1))
-    server = start_server(DecisionEngine(exploring, log_dir=tmp_path / "server-logs", seed=3,
-                                         honour_request_time=True), port=0, workers=4)
-    try:
-        with NBAClient(f"127.0.0.1:{server.port}") as client:
-            requests = [request(f"c{i % 100}", T0 + dt.timedelta(minutes=10 * i), consented_channels=("email",))
-                        for i in range(1500)]
-            for d, r in zip(client.decide_many(requests, timeout=120), requests):
-                if d.action.offer_id == "free_shipping":
-                    client.report_outcome(d.event_id, "c", "CLICKED", 0.0, time=r.decision_time)
-                    client.report_outcome(d.event_id, "b", "CONVERTED", 90.0, time=r.decision_time)
-    finally:
-        server.stop(grace=5)
+@pytest.mark.parametrize("catalog", [EXPLORING], ids=["epsilon_0.1"])
+def test_vw_learns_from_a_joined_server_log(server, tmp_path, catalog):
+    """Drive a real gRPC server that explores 10 % of the time (the ``server`` fixture over this
+    catalog), then train a fresh VW model from its log through VW's DSJSON reader: the model
+    learns what paid."""
+    assert server.engine.catalog.exploration.epsilon == 0.1
+    with NBAClient(f"127.0.0.1:{server.port}") as client:
+        requests = [request(f"c{i % 100}", T0 + dt.timedelta(minutes=10 * i), consented_channels=("email",))
+                    for i in range(1500)]
+        for d, r in zip(client.decide_many(requests, timeout=120), requests):
+            if d.action.offer_id == "free_shipping":
+                client.report_outcome(d.event_id, "c", "CLICKED", 0.0, time=r.decision_time)
+                client.report_outcome(d.event_id, "b", "CONVERTED", 90.0, time=r.decision_time)
+    server.stop(grace=5)
     log_dir = server.engine.decision_log.directory
     joined = tmp_path / "joined.dsjson"
     with joined.open("w") as out:
