@@ -143,7 +143,7 @@ def cmd_simulate(args) -> int:
     result = simulate(args.scenario, customers=args.customers, days=args.days, policies=policies,
                       seed=args.seed, out=args.out, engine_url=args.engine_url,
                       mlflow=not args.no_mlflow, progress=not args.no_progress, redis_url=args.redis,
-                      engine_model=args.engine_model, regret=args.regret)
+                      engine_model=args.engine_model, regret=args.regret, catalog_set=args.set)
     _print_simulation(result)
     return 0
 
@@ -173,7 +173,8 @@ def _print_simulation(result: dict) -> None:
 
     meta = result["meta"]
     print(f"\nScenario {meta['scenario']}: {meta['customers']:,} customers, {meta['days']} days, "
-          f"seed {meta['seed']} (net value = incremental, EUR)\n")
+          f"seed {meta['seed']} (net value = incremental, EUR)"
+          + (f"; catalog set: {meta['catalog_set']}" if meta.get("catalog_set") else "") + "\n")
     print(table(result["results"]))
     if any(result.get("budgets", {}).values()):
         from simulators.report import budget_table
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--regret", action="store_true",
                      help="split each policy's expected regret against the oracle's choice by what it got wrong "
                           "(missed or needless contact, offer, channel, send slot)")
+    sim.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                     help="set a catalog key for this run, on top of the scenario's (repeatable; the value "
+                          "is TOML: --set exploration.epsilon=0.05 --set 'model.structure=\"open_funnel\"')")
     sim.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -107,10 +108,49 @@ def resolve_scenario(name_or_path: str | Path) -> Path:
                         f"shipped: {names}")
 
 
-def load_scenario(name_or_path: str | Path = "default") -> Scenario:
+def load_scenario(name_or_path: str | Path = "default", catalog_set: dict[str, Any] | None = None) -> Scenario:
+    """``catalog_set``: catalog keys to set on top of the scenario's, as nested tables (what
+    ``parse_catalog_settings`` makes of ``--set TABLE.KEY=VALUE``), merged like the scenario's
+    own ``[catalog_overrides]``."""
     path = resolve_scenario(name_or_path)
     data, _ = read_toml(path, ScenarioError)
+    if catalog_set:
+        data = {**data, "catalog_overrides": merge_tables(data.get("catalog_overrides", {}), catalog_set)}
     return parse_scenario(data, path)
+
+
+def merge_tables(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in, key by key: a table merges into a table, anything
+    else (a number, a string, an array) replaces what was there. Neither input is modified."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_catalog_settings(settings: list[str]) -> dict[str, Any]:
+    """``["exploration.epsilon=0.05", 'model.structure="open_funnel"']`` -> nested tables.
+    Each value is a TOML value (a number, true/false, a quoted string, an array or inline
+    table); errors name the setting."""
+    tables: dict[str, Any] = {}
+    for setting in settings:
+        path, sep, text = setting.partition("=")
+        keys = path.strip().split(".")
+        if not sep or len(keys) < 2 or not all(k.strip() for k in keys):
+            raise ScenarioError(f"--set {setting!r}: expected TABLE.KEY=VALUE, e.g. exploration.epsilon=0.05")
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            raise ScenarioError(f"--set {setting!r}: the value {text.strip()!r} is not a TOML value "
+                                f"(a number, true or false, a quoted string, an array)") from None
+        nested: dict[str, Any] = {keys[-1].strip(): value}
+        for key in reversed(keys[:-1]):
+            nested = {key.strip(): nested}
+        tables = merge_tables(tables, nested)
+    return tables
 
 
 def _shares(r: ConfigReader, table: dict, name: str, key: str, allowed: tuple[str, ...] | None
@@ -137,18 +177,24 @@ def _distribution(r: ConfigReader, table: dict, name: str, key: str,
 
 def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     r = ConfigReader(str(path), ScenarioError)
-    r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "customers", "days",
+    r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "catalog_overrides", "customers", "days",
                            "start", "opportunities", "population", "response"})
     catalog_ref = r.string(data, "catalog", default="default")
     changes = r.table(data, "catalog_changes")
+    overrides = r.table(data, "catalog_overrides")
     try:
         catalog_path = default_catalog_path() if catalog_ref == "default" else path.parent / catalog_ref
         catalog_data, raw = read_toml(catalog_path, CatalogError)
-        # Tables of the catalog the scenario replaces (e.g. its budgets or pressure caps).
+        # Tables of the catalog the scenario replaces whole (e.g. its budgets or pressure caps)...
         catalog_data.update(changes)
-        catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {path.name}'s catalog_changes)"
-                                if changes else str(catalog_path),
-                                content_hash=hashlib.sha256(raw + (repr(changes).encode() if changes else b"")).hexdigest()[:12])
+        # ... then keys it sets, keeping the rest of their tables (e.g. one exploration setting).
+        catalog_data = merge_tables(catalog_data, overrides)
+        edited = [name for name, table in (("catalog_changes", changes), ("catalog_overrides", overrides)) if table]
+        catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {path.name}'s {' and '.join(edited)})"
+                                if edited else str(catalog_path),
+                                content_hash=hashlib.sha256(
+                                    raw + (repr(changes).encode() if changes else b"")
+                                    + (repr(overrides).encode() if overrides else b"")).hexdigest()[:12])
     except ConfigError as exc:
         raise ScenarioError(f"{path}: key 'catalog': {exc}") from None
     start = data.get("start", dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc))

@@ -15,7 +15,7 @@ from simulators import report
 from simulators.regret import RegretBreakdown
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
 from simulators.runner import Simulation, policy_seed
-from simulators.scenario import Scenario, load_scenario
+from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
 BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "oracle_unbudgeted",
            "observable_oracle")
@@ -121,10 +121,12 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
              policies: tuple[str, ...] = DEFAULT_POLICIES, seed: int = 1, out: Path = Path("runs/latest"),
              engine_url: str | None = None, mlflow: bool = True, progress: bool = True,
              plots: bool = True, redis_url: str | None = None, engine_model: Path | None = None,
-             regret: bool = False) -> dict:
+             regret: bool = False, catalog_set: list[str] | None = None) -> dict:
     """``regret``: also split each policy's expected regret against the oracle's choice by
-    what it got wrong (``simulators.regret``), into the results, the JSON and a plot."""
-    sc = load_scenario(scenario)
+    what it got wrong (``simulators.regret``), into the results, the JSON and a plot.
+    ``catalog_set``: catalog keys set on top of the scenario's, ``TABLE.KEY=VALUE`` (a TOML
+    value), e.g. ``exploration.epsilon=0.05``; the rest of each table is kept."""
+    sc = load_scenario(scenario, parse_catalog_settings(catalog_set or []))
     for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
             raise UnknownPolicy(name)
@@ -157,6 +159,8 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
             "customers": sim.customers, "days": sim.days, "seed": seed}
     if engine_model is not None:
         meta["engine_model"] = str(engine_model)
+    if catalog_set:
+        meta["catalog_set"] = " ".join(catalog_set)
     budgets = {name: report.budget_periods(trace) for name, trace in traces.items()}
     results_path = out / "results.json"
     daily = {name: [round(float(v), 2) for v in run.daily_value] for name, run in runs.items()}

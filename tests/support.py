@@ -59,23 +59,3 @@ def unconstrained(catalog):
     from engine.constraints import Constraints
 
     return dataclasses.replace(catalog, constraints=Constraints())
-
-
-def scenario_with_catalog_change(scenario: str, table: str, old: str, new: str, path):
-    """The shipped scenario ``scenario`` with the default catalog's ``[table]`` copied whole under
-    ``[catalog_changes.table]`` (a changed table replaces the catalog's) and ``old`` replaced by
-    ``new`` in it, written to ``path``."""
-    from pathlib import Path
-
-    from engine.catalog import default_catalog_path
-
-    text = default_catalog_path().read_text()
-    start = text.index(f"\n[{table}]\n")
-    end = text.find("\n[", start + 1)
-    section = text[start:end if end >= 0 else len(text)]
-    if old not in section:
-        raise AssertionError(f"{old!r} is not in the default catalog's [{table}]")
-    section = section.replace(f"[{table}]", f"[catalog_changes.{table}]", 1).replace(old, new)
-    shipped = Path(__file__).resolve().parents[1] / "simulators" / "scenarios" / f"{scenario}.toml"
-    path.write_text(shipped.read_text() + section + "\n")
-    return path

@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ from simulators.calibration import TARGETS, calibrate
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
 from simulators.report import policy_metrics
 from simulators.runner import Simulation
-from simulators.scenario import ScenarioError, load_scenario, scenarios_dir
+from simulators.scenario import ScenarioError, load_scenario, parse_catalog_settings, scenarios_dir
 from simulators.simulate import simulate
 from support import AlwaysNewCollectionByEmail, FixedAction
 
@@ -167,12 +169,10 @@ def test_tight_budget_is_paced_to_its_amount_and_never_above(tmp_path):
     constraint code as the server. With 5 % exploration, whose incentives would overspend the
     budget (at the default 1 % the engine issues too few for it to bind)."""
     from simulators.simulate import simulate
-    from support import scenario_with_catalog_change
 
-    scenario = scenario_with_catalog_change("tight_budget", "exploration", "epsilon = 0.01", "epsilon = 0.05",
-                                            tmp_path / "tight_budget_eps5.toml")
-    result = simulate(scenario, customers=3000, days=28, policies=("engine",), out=tmp_path,
-                      mlflow=False, progress=False, plots=False)
+    result = simulate("tight_budget", customers=3000, days=28, policies=("engine",), out=tmp_path,
+                      mlflow=False, progress=False, plots=False, catalog_set=["exploration.epsilon=0.05"])
+    assert result["meta"]["catalog_set"] == "exploration.epsilon=0.05"
     (period,) = result["budgets"]["engine"]
     assert period["max_spend"] <= period["amount"]
     assert period["spend_at_end"] >= 0.98 * period["amount"]
@@ -255,6 +255,76 @@ def test_scenario_errors_name_file_and_key(tmp_path):
         assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
     with pytest.raises(ScenarioError, match="shipped: \\['cold_start', 'default', 'high_fatigue'"):
         load_scenario("nope")
+
+
+def test_catalog_overrides_set_keys_and_keep_the_rest_of_their_tables(tmp_path):
+    """[catalog_overrides.TABLE] sets the keys given and keeps the catalog's others; a table
+    under [catalog_changes] replaces the catalog's whole (its missing keys take the parser's
+    defaults). --set (``load_scenario(catalog_set=...)``) merges on top of the file's."""
+    default = load_scenario("default").catalog
+    text = (scenarios_dir() / "default.toml").read_text()
+    path = tmp_path / "overrides.toml"
+    path.write_text(text + "\n[catalog_overrides.exploration]\nepsilon = 0.05\n"
+                    "[catalog_overrides.offers.discount_10]\ncost = 12.0\n")
+    catalog = load_scenario(path).catalog
+    assert catalog.exploration.epsilon == 0.05
+    assert catalog.exploration == dataclasses.replace(default.exploration, epsilon=0.05)
+    assert catalog.offers["discount_10"] == dataclasses.replace(default.offers["discount_10"], cost=12.0)
+    assert {k: v for k, v in catalog.offers.items() if k != "discount_10"} == \
+        {k: v for k, v in default.offers.items() if k != "discount_10"}
+    assert catalog.model == default.model and catalog.channels == default.channels
+
+    replaced = tmp_path / "changes.toml"
+    replaced.write_text(text + "\n[catalog_changes.exploration]\nepsilon = 0.05\n")
+    whole = load_scenario(replaced).catalog.exploration
+    assert whole.epsilon == 0.05 and whole.slot_value != default.exploration.slot_value
+    assert whole.default_offer is None and default.exploration.default_offer == "new_collection"
+
+    on_top = load_scenario(path, parse_catalog_settings(["exploration.epsilon=0.2", 'model.structure="open_funnel"',
+                                                         "exploration.default_channels=[\"sms\"]"])).catalog
+    assert on_top.exploration.epsilon == 0.2 and on_top.offers["discount_10"].cost == 12.0
+    assert on_top.model.structure == "open_funnel" and on_top.exploration.default_channels == ("sms",)
+    assert on_top.model.learning_rate == default.model.learning_rate
+
+
+def test_catalog_overrides_and_set_errors_name_the_key(tmp_path):
+    text = (scenarios_dir() / "default.toml").read_text()
+    for table, key, expected in [("exploraton", "epsilon = 0.05", "unknown key 'exploraton'"),
+                                 ("exploration", "epsilonn = 0.05", "unknown key 'exploration.epsilonn'"),
+                                 ("exploration", 'epsilon = "high"', "key 'exploration.epsilon': expected a number")]:
+        path = tmp_path / "s.toml"
+        path.write_text(text + f"\n[catalog_overrides.{table}]\n{key}\n")
+        with pytest.raises(ScenarioError) as err:
+            load_scenario(path)
+        assert str(path) in str(err.value) and "catalog_overrides" in str(err.value)
+        assert expected in str(err.value), str(err.value)
+    for setting, expected in [("epsilon=0.05", "expected TABLE.KEY=VALUE"),
+                              ("exploration.epsilon", "expected TABLE.KEY=VALUE"),
+                              ("exploration.=0.05", "expected TABLE.KEY=VALUE"),
+                              ("exploration.epsilon=high", "the value 'high' is not a TOML value")]:
+        with pytest.raises(ScenarioError, match=re.escape(f"--set {setting!r}: {expected}")):
+            parse_catalog_settings([setting])
+    with pytest.raises(ScenarioError, match="key 'model.learning_rate'"):
+        load_scenario("default", parse_catalog_settings(["model.learning_rate=-1"]))
+
+
+def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_change_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    def nba(*args):
+        return subprocess.run([sys.executable, "-m", "engine.cli", "simulate", "--customers", "300", "--days", "7",
+                               "--policies", "no_contact", "--no-mlflow", "--no-progress", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    ok = nba("--set", "exploration.epsilon=0.2", "--set", "reward.unsubscribe_penalty=12.5", "--out", str(tmp_path / "ok"))
+    assert ok.returncode == 0, ok.stderr
+    assert "catalog set: exploration.epsilon=0.2 reward.unsubscribe_penalty=12.5" in ok.stdout
+    meta = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert meta["catalog_set"] == "exploration.epsilon=0.2 reward.unsubscribe_penalty=12.5"
+    bad = nba("--set", "exploration.epsilon=1.5", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "key 'exploration.epsilon'" in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypatch):
