@@ -179,6 +179,9 @@ class ModelSettings:
     # hour_gap=0|2|4|6 (hours, rounded to 2; 6 = 5 or more), one weight per gap learned from every
     # contact instead of one per usual hour and slot. None: no such feature.
     hour_feature: str | None = None
+    # Serve an exponential moving average of the learned weights over about this many updates
+    # instead of the latest weights (0 = the latest). A direct model only.
+    average_updates: int = 0
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -304,7 +307,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
-                              "importance_weighted", "structure", "hour_feature"})
+                              "importance_weighted", "structure", "hour_feature", "average_updates"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -322,7 +325,12 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         importance_weighted=r.boolean(md, "importance_weighted", "model.importance_weighted", default=True),
         structure=r.choice(md, "structure", "model.structure", MODEL_STRUCTURES, default="direct"),
         hour_feature=r.string(md, "hour_feature", "model.hour_feature") or None,
+        average_updates=r.integer(md, "average_updates", "model.average_updates", default=0, low=0,
+                                  high=100_000_000),
     )
+    if model.structure != "direct" and model.average_updates:
+        raise r.error("model.average_updates", f"0 with model.structure = \"{model.structure}\" (averaging "
+                      "is for a direct model)", model.average_updates)
     if model.structure != "direct" and model.replicas > 1:
         raise r.error("model.replicas", f"1 with model.structure = \"{model.structure}\" (replicas are "
                       "for a direct model)", model.replicas)

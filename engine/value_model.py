@@ -138,6 +138,14 @@ class ValueModel:
         self._lock = threading.Lock()
         self.version = version
         self.updates = 0
+        # Weight averaging: the served weights are an exponential moving average of replica 0's,
+        # stepped every ``_average_every`` updates, written into a serving workspace when read.
+        self._serving: vw.Workspace | None = None
+        if settings.average_updates:
+            self._serving = vw.Workspace(self.args, model_data=model_data)
+            self._average = self._ws[0].weights()[..., 0].copy()
+            self._average_every = max(1, settings.average_updates // 100)
+            self._average_stale = False
 
     def _predict(self, ws: vw.Workspace, context_json: str, n_actions: int) -> np.ndarray:
         # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers
@@ -181,8 +189,17 @@ class ValueModel:
         of several parts needs (read from the context when not given)."""
         with self._lock:
             if self.structure == "direct":
-                return self._predict(self._ws[0], context_json, n_actions)
+                return self._predict(self._served(), context_json, n_actions)
             return self._combined(context_json, n_actions, labels)
+
+    def _served(self) -> vw.Workspace:
+        """The workspace decisions are scored with: replica 0, or its averaged weights."""
+        if self._serving is None:
+            return self._ws[0]
+        if self._average_stale:
+            self._serving.weights()[..., 0] = self._average
+            self._average_stale = False
+        return self._serving
 
     def estimate(self, context_json: str, n_actions: int,
                  labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +208,8 @@ class ValueModel:
         if self.structure != "direct":
             return self.values(context_json, n_actions, labels), np.zeros(n_actions)
         with self._lock:
-            all_values = np.stack([self._predict(ws, context_json, n_actions) for ws in self._ws])
+            all_values = np.stack([self._predict(ws, context_json, n_actions)
+                                   for ws in [self._served(), *self._ws[1:]]])
         spread = all_values.std(axis=0, ddof=1) if len(self._ws) > 1 else np.zeros(n_actions)
         return all_values[0], spread
 
@@ -243,6 +261,10 @@ class ValueModel:
                 for _ in range(self._rng.poisson(1.0)):
                     self._learn(ws, line)
             self.updates += 1
+            if self._serving is not None and self.updates % self._average_every == 0:
+                beta = self._average_every / self.settings.average_updates
+                self._average += beta * (self._ws[0].weights()[..., 0] - self._average)
+                self._average_stale = True
 
     def serialize(self) -> bytes:
         with self._lock:

@@ -153,3 +153,54 @@ def test_a_model_of_several_parts_learns_from_outcomes_not_a_cost_alone(catalog)
     model = ValueModel(with_structure(catalog, "open_funnel").model)
     with pytest.raises(ValueError, match="learns from outcomes"):
         model.learn_dsjson('{"_label_cost":0}')
+
+
+def _line(chosen: int, reward: float) -> str:
+    """A DSJSON decision over two actions (offer a or b, both certain) for one customer."""
+    from engine.decision_log import DsjsonLine
+
+    context = '{"U":{"segment=loyal":1},"_multi":[{"O":{"offer=a":1}},{"O":{"offer=b":1}}]}'
+    return DsjsonLine.build("e", T0, context, np.array([0.5, 0.5]), chosen, "v", {}).with_cost(-reward)
+
+
+def test_averaged_weights_serve_the_recent_average_and_lag_a_sudden_change():
+    """model.average_updates: decisions are scored with a moving average of the weights over
+    about that many updates. After a long steady run both models agree; after a short burst of
+    contrary rewards the latest weights move and the averaged ones stay near the long-run value."""
+    from engine.catalog import ModelSettings
+
+    context = '{"U":{"segment=loyal":1},"_multi":[{"O":{"offer=a":1}},{"O":{"offer=b":1}}]}'
+    settings = ModelSettings(learning_rate=0.5, power_t=0.0, importance_weighted=False, interactions=("UO",))
+    latest = ValueModel(settings)
+    averaged = ValueModel(dataclasses.replace(settings, average_updates=200))
+    for i in range(3000):
+        line = _line(i % 2, 1.0 if i % 2 == 0 else 0.0)
+        latest.learn_dsjson(line)
+        averaged.learn_dsjson(line)
+    steady_latest, steady_avg = latest.values(context, 2), averaged.values(context, 2)
+    assert steady_latest[0] == pytest.approx(1.0, abs=0.1) and steady_latest[1] == pytest.approx(0.0, abs=0.1)
+    assert steady_avg == pytest.approx(steady_latest, abs=0.05)
+    for _ in range(20):  # offer a suddenly pays -1
+        latest.learn_dsjson(_line(0, -1.0))
+        averaged.learn_dsjson(_line(0, -1.0))
+    moved_latest, moved_avg = latest.values(context, 2), averaged.values(context, 2)
+    assert moved_latest[0] < 0.3
+    assert moved_avg[0] > 0.75
+    # It saves the latest weights; a loaded model starts its average from them.
+    loaded = ValueModel(dataclasses.replace(settings, average_updates=200), averaged.serialize())
+    assert loaded.values(context, 2) == pytest.approx(moved_latest, abs=1e-6)
+
+
+def test_average_updates_is_for_a_direct_model_and_not_negative(tmp_path):
+    text = default_catalog_path().read_text()
+    assert "\naverage_updates = 0\n" in text and '\nstructure = "direct"\n' in text
+    for changed, expected in [(text.replace("\naverage_updates = 0\n", "\naverage_updates = 1000\n")
+                               .replace('\nstructure = "direct"\n', '\nstructure = "open_funnel"\n'),
+                               "key 'model.average_updates': expected 0 with model.structure = \"open_funnel\""),
+                              (text.replace("\naverage_updates = 0\n", "\naverage_updates = -5\n"),
+                               "key 'model.average_updates': expected an integer from 0")]:
+        path = tmp_path / "catalog.toml"
+        path.write_text(changed)
+        with pytest.raises(CatalogError) as err:
+            load_catalog(path)
+        assert expected in str(err.value), str(err.value)
