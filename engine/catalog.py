@@ -151,6 +151,10 @@ class ExplorationSettings:
     # best send slot's value) or "mean" (the mean over its send slots; the slot is then its
     # best). The best of a dozen noisy slot estimates is biased upward; their mean is not.
     slot_value: str = "best"
+    # epsilon_greedy: whether to contact, drawn rather than decided (EUR; 0 = decided). The
+    # greedy mass goes to the best contact with probability 1 / (1 + exp(-margin / T)), margin
+    # = its value - no contact's, and to no contact otherwise.
+    contact_temperature: float = 0.0
 
 
 SLOT_VALUES = ("best", "mean")
@@ -182,10 +186,21 @@ class ModelSettings:
     # Serve an exponential moving average of the learned weights over about this many updates
     # instead of the latest weights (0 = the latest). A direct model only.
     average_updates: int = 0
+    # No contact's value shares no weight with the contacts' values: no intercept and no linear
+    # terms of the customer (U) and history (H) namespaces, whose features every action carries
+    # (VW --noconstant --ignore_linear U --ignore_linear H); each action's value comes from its
+    # own features and their interactions. Learning what doing nothing is worth then does not
+    # move what contacting is worth.
+    decouple_no_contact: bool = False
+    # The history namespace also carries each channel's open rate, (opened + 1) / (settled + 4)
+    # over the customer's record (engine.features.history_namespace).
+    open_rate_features: bool = False
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
                 "--power_t", repr(self.power_t), "-b", str(self.bits), "--quiet"]
+        if self.decouple_no_contact:
+            args += ["--noconstant", "--ignore_linear", "U", "--ignore_linear", "H"]
         for pair in self.interactions:
             args += ["-q", pair]
         return args
@@ -277,7 +292,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     ex = r.table(data, "exploration")
     r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
-                                    "no_contact_floor", "pessimism", "contact_hurdle", "default_offer",
+                                    "no_contact_floor", "pessimism", "contact_hurdle", "default_offer", "contact_temperature",
                                     "default_channels", "slot_value"})
     default_offer = r.string(ex, "default_offer", "exploration.default_offer") or None
     if default_offer is not None and default_offer not in offers:
@@ -303,11 +318,14 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         contact_hurdle=r.number(ex, "contact_hurdle", "exploration.contact_hurdle", default=0.0, low=0, high=1000),
         default_offer=default_offer, default_channels=default_channels,
         slot_value=r.choice(ex, "slot_value", "exploration.slot_value", SLOT_VALUES, default="best"),
+        contact_temperature=r.number(ex, "contact_temperature", "exploration.contact_temperature", default=0.0,
+                                     low=0, high=1000),
     )
 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
-                              "importance_weighted", "structure", "hour_feature", "average_updates"})
+                              "importance_weighted", "structure", "hour_feature", "average_updates",
+                              "decouple_no_contact", "open_rate_features"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -327,6 +345,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         hour_feature=r.string(md, "hour_feature", "model.hour_feature") or None,
         average_updates=r.integer(md, "average_updates", "model.average_updates", default=0, low=0,
                                   high=100_000_000),
+        decouple_no_contact=r.boolean(md, "decouple_no_contact", "model.decouple_no_contact", default=False),
+        open_rate_features=r.boolean(md, "open_rate_features", "model.open_rate_features", default=False),
     )
     if model.structure != "direct" and model.average_updates:
         raise r.error("model.average_updates", f"0 with model.structure = \"{model.structure}\" (averaging "

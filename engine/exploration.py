@@ -85,11 +85,26 @@ def greedy_mask(values: np.ndarray, default: np.ndarray | None = None) -> np.nda
     return best
 
 
-def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None) -> np.ndarray:
-    """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones."""
+def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None,
+                   contact_temperature: float = 0.0) -> np.ndarray:
+    """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones.
+
+    ``contact_temperature`` T > 0: whether to contact is drawn. The (1 - epsilon) goes to the
+    best contacts with probability q = 1 / (1 + exp(-m / T)), m = their value - no contact's
+    (the last action), and to no contact with 1 - q -- unless no contact ties with the default
+    contact (a cold model), which is then sent as greedy."""
     k = len(values)
     best = greedy_mask(values, default)
     p = np.full(k, epsilon / k)
+    tied_default = best.any() and not best[-1] and values[-1] >= values.max() - TIE_TOLERANCE
+    if contact_temperature > 0 and k > 1 and not tied_default:
+        contacts = values[:-1]
+        top = contacts >= contacts.max() - TIE_TOLERANCE
+        margin = float(contacts.max() - values[-1])
+        q = 0.5 * (1.0 + np.tanh(margin / (2.0 * contact_temperature)))  # the logistic, without overflow
+        p[:-1][top] += (1.0 - epsilon) * q / top.sum()
+        p[-1] += (1.0 - epsilon) * (1.0 - q)
+        return p
     p[best] += (1.0 - epsilon) / best.sum()
     return p
 
@@ -121,7 +136,7 @@ def probabilities(values: np.ndarray, settings: ExplorationSettings,
     No contact's value is first raised by ``contact_hurdle`` (``with_hurdle``)."""
     values = with_hurdle(values, settings)
     if settings.algorithm == "epsilon_greedy":
-        p = epsilon_greedy(values, settings.epsilon, default)
+        p = epsilon_greedy(values, settings.epsilon, default, settings.contact_temperature)
     elif settings.algorithm == "softmax":
         p = softmax(values, settings.softmax_lambda)
     elif settings.algorithm == "squarecb":

@@ -9,7 +9,9 @@ Namespaces (their first letter is what VW interactions refer to):
   H  the engine's own history of the customer: contacts per channel in the last 7 days,
      hours since the last contact and since the last response -- lets the model learn fatigue
      -- and, per channel, log(1 + n) of its contacts opened, ignored (settled, never opened)
-     and clicked over the customer's whole record: who still reads, who no longer does
+     and clicked over the customer's whole record: who still reads, who no longer does -- and,
+     with the catalog's ``model.open_rate_features``, each channel's open rate (opened + 1) /
+     (settled + 4)
   O  offer (id, incentive cost), C channel, T send slot (and, with the catalog's
      ``model.hour_feature``, its distance from the customer's usual hour); no_contact has offer and channel
      "none", so customer x offer interactions give it a value of its own.
@@ -34,7 +36,11 @@ def customer_namespace(request: DecisionRequest) -> dict[str, float]:
     return features
 
 
-def history_namespace(history: ContactHistory, channels: list[str]) -> dict[str, float]:
+# The open rate feature's prior: as if a customer had opened 1 of 4 contacts (the field's ~20-25 %).
+OPEN_RATE_PRIOR = (1.0, 4.0)
+
+
+def history_namespace(history: ContactHistory, channels: list[str], open_rates: bool = False) -> dict[str, float]:
     features = {f"{ch}_7d": float(history.contacts_7d.get(ch, 0)) for ch in channels}
     features["contacts_7d"] = float(sum(history.contacts_7d.values()))
     if history.hours_since_contact is None:
@@ -50,6 +56,9 @@ def history_namespace(history: ContactHistory, channels: list[str]) -> dict[str,
         features[f"{channel}_ignored"] = math.log1p(max(settled - opened, 0))
         if clicked:
             features[f"{channel}_clicked"] = math.log1p(clicked)
+        if open_rates:
+            opens, contacts = OPEN_RATE_PRIOR
+            features[f"{channel}_open_rate"] = (opened + opens) / (settled + contacts)
     return features
 
 
@@ -113,7 +122,8 @@ class FeatureBuilder:
     def context_json(self, request: DecisionRequest, history: ContactHistory,
                      actions: tuple[Action, ...]) -> str:
         shared = json.dumps(customer_namespace(request), separators=(",", ":"))
-        hist = json.dumps(history_namespace(history, self._channels), separators=(",", ":"))
+        hist = json.dumps(history_namespace(history, self._channels, self.catalog.model.open_rate_features),
+                          separators=(",", ":"))
         hour = usual_hour(request, self.catalog.model.hour_feature)
         multi = ",".join(self._fragment(a, hour) for a in actions)
         return f'{{"U":{shared},"H":{hist},"_multi":[{multi}]}}'

@@ -148,6 +148,20 @@ def test_the_customers_own_responses_become_history_features(catalog, tmp_path):
     assert contexts[1]["email_opened"] == pytest.approx(np.log1p(1))
     assert contexts[1]["email_ignored"] == 0.0 and contexts[1]["email_clicked"] == pytest.approx(np.log1p(1))
     assert contexts[2]["email_ignored"] == pytest.approx(np.log1p(1))  # the second email, never opened
+    assert not any("email_open_rate" in c for c in contexts)  # model.open_rate_features is off
+
+
+def test_open_rate_features_give_each_channels_smoothed_open_rate():
+    from engine.features import history_namespace
+    from engine.state import ContactHistory
+
+    h = ContactHistory(contacts_7d={}, hours_since_contact=30.0,
+                       responses={"email": (6, 3, 1), "sms": (2, 0, 0)})
+    features = history_namespace(h, ["email", "sms", "push"], open_rates=True)
+    assert features["email_open_rate"] == pytest.approx((3 + 1) / (6 + 4))
+    assert features["sms_open_rate"] == pytest.approx(1 / 6)
+    assert "push_open_rate" not in features  # no record on that channel
+    assert "email_open_rate" not in history_namespace(h, ["email", "sms", "push"])
 
 
 BAD_REQUESTS = [

@@ -204,3 +204,30 @@ def test_average_updates_is_for_a_direct_model_and_not_negative(tmp_path):
         with pytest.raises(CatalogError) as err:
             load_catalog(path)
         assert expected in str(err.value), str(err.value)
+
+
+def test_decoupled_no_contact_learns_its_value_without_moving_the_contacts():
+    """model.decouple_no_contact: no intercept and no linear customer or history terms, so
+    rewards of no-contact decisions train only no contact's own weights. Coupled (the default),
+    the same data moves the contacts' values through the weights every action shares."""
+    from engine.catalog import ModelSettings
+    from engine.decision_log import DsjsonLine
+
+    context = ('{"U":{"segment=loyal":1,"basket":0.6},"H":{"email_7d":1},"_multi":['
+               '{"O":{"offer=a":1},"C":{"channel=email":1},"T":{"slot=10-12":1}},'
+               '{"O":{"offer=none":1},"C":{"channel=none":1}}]}')
+    no_contact = DsjsonLine.build("e", T0, context, np.array([0.5, 0.5]), 1, "v", {}).with_cost(-0.5)
+    contact = DsjsonLine.build("e", T0, context, np.array([0.5, 0.5]), 0, "v", {}).with_cost(-2.0)
+    settings = ModelSettings(importance_weighted=False)
+    coupled, decoupled = ValueModel(settings), ValueModel(dataclasses.replace(settings, decouple_no_contact=True))
+    for _ in range(50):
+        coupled.learn_dsjson(no_contact)
+        decoupled.learn_dsjson(no_contact)
+    assert coupled.values(context, 2)[1] == pytest.approx(0.5, abs=0.05)
+    assert decoupled.values(context, 2)[1] == pytest.approx(0.5, abs=0.05)
+    assert abs(coupled.values(context, 2)[0]) > 0.05     # moved by no contact's rewards
+    assert decoupled.values(context, 2)[0] == 0.0         # untouched
+    for _ in range(50):
+        decoupled.learn_dsjson(contact)
+    assert decoupled.values(context, 2) == pytest.approx([2.0, 0.5], abs=0.1)  # each learns its own
+    assert "--noconstant" in decoupled.args and "--noconstant" not in coupled.args
