@@ -470,3 +470,23 @@ def test_a_policy_choosing_an_action_that_does_not_exist_is_a_clear_error(scenar
     with pytest.raises(ValueError, match="policy 'too_far': action index out of range"):
         Simulation(scenario, customers=50, days=7, seed=1).run(TooFar(), observer=lambda b, c: seen.append(c))
     assert not seen  # checked before anyone sees the choices
+
+
+def test_margins_diagnostic_compares_the_engines_contact_margin_with_the_truth(tmp_path, capsys):
+    """simulators.margins: one row per campaign; every scored customer in one margin band; a
+    cold model's margins are all 0; later ones are learned and set against the exact values."""
+    from simulators import margins
+
+    out = tmp_path / "margins.json"
+    assert margins.main(["--customers", "1500", "--days", "21", "--seed", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["campaigns"]
+    assert [r["day"] for r in rows] == [0.0, 7.0, 14.0]
+    for r in rows:
+        assert sum(b["customers"] for b in r["bands"]) == r["customers"] > 1000
+        assert r["positive_margin"] <= r["customers"] and r["contacts"] <= r["customers"]
+    assert rows[0]["margin_mean"] == 0.0 and rows[0]["positive_margin"] == 0   # a cold model
+    assert rows[0]["truth_mean"] != 0.0
+    assert rows[1]["margin_mean"] != 0.0 and -1.0 <= rows[1]["correlation"] <= 1.0
+    assert "mean margin" in capsys.readouterr().out
+    assert margins.main(["--customers", "100", "--days", "7", "--set", "model.bits=99", "--out", str(tmp_path / "x.json")]) == 2
+    assert "key 'model.bits'" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
