@@ -49,7 +49,7 @@ class _Recording(EnginePolicy):
 def campaign_row(batch: DecisionBatch, chosen: np.ndarray, decisions: list) -> dict:
     """The engine's margins and their truth over one campaign's customers."""
     n = len(chosen)
-    margin, truth, best = np.zeros(n), np.zeros(n), np.zeros(n)
+    margin, truth, best, nothing = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     for g in batch.groups:
         contact = np.flatnonzero(g.offer >= 0)
         if not len(contact):
@@ -74,13 +74,15 @@ def campaign_row(batch: DecisionBatch, chosen: np.ndarray, decisions: list) -> d
         true_values = contact_values(batch, g, contact)
         some = offered.any(axis=1)   # a customer whose caps leave no contact is left out
         margin[g.members] = np.where(some, means[rows, best_group] - no_contact, np.nan)
+        nothing[g.members] = no_contact
         truth[g.members] = np.where(some, true_values[rows, pick], np.nan)
         best[g.members] = np.where(some, np.maximum(np.where(offered, true_values, -np.inf).max(axis=1), 0.0), np.nan)
     contacted = np.array([not d.action.no_contact for d in decisions])
     scored = ~np.isnan(margin)
-    margin, truth, best, n = margin[scored], truth[scored], best[scored], int(scored.sum())
+    margin, truth, best, nothing, n = margin[scored], truth[scored], best[scored], nothing[scored], int(scored.sum())
     row = {"day": batch.t / 24, "customers": n, "contacts": int(contacted.sum()),
            "margin_mean": float(margin.mean()), "truth_mean": float(truth.mean()),
+           "no_contact_mean": float(nothing.mean()),
            "correlation": float(np.corrcoef(margin, truth)[0, 1]) if margin.std() > 0 else None,
            "positive_margin": int((margin > 0).sum()), "positive_truth": int((truth > 0).sum()),
            "bands": []}
@@ -105,6 +107,7 @@ def run(scenario: str, customers: int | None, days: int | None, seed: int, setti
         print(format_row(rows[-1]), flush=True)
 
     print(f"{'day':>4} {'contacts':>8} {'margin>0':>8} {'truth>0':>8} {'mean margin':>11} {'mean truth':>10} "
+          f"{'no contact':>10} "
           f"{'corr':>5}   margin bands (EUR): customers / best contacts' value / own contacts' value")
     sim.run(policy, observer=observe)
     return rows
@@ -115,7 +118,7 @@ def format_row(row: dict) -> str:
     bands = "  ".join(f"({b['from']:g},{b['to']:g}] {b['customers']:,}/{b['best_contact_value']:,.0f}/"
                       f"{b['own_contact_value']:,.0f}" for b in row["bands"] if b["customers"])
     return (f"{row['day']:>4.0f} {row['contacts']:>8,} {row['positive_margin']:>8,} {row['positive_truth']:>8,} "
-            f"{row['margin_mean']:>+11.4f} {row['truth_mean']:>+10.4f} {corr:>5}   {bands}")
+            f"{row['margin_mean']:>+11.4f} {row['truth_mean']:>+10.4f} {row['no_contact_mean']:>+10.4f} {corr:>5}   {bands}")
 
 
 def main(argv: list[str] | None = None) -> int:

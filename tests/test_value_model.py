@@ -231,3 +231,4 @@ def test_decoupled_no_contact_learns_its_value_without_moving_the_contacts():
         decoupled.learn_dsjson(contact)
     assert decoupled.values(context, 2) == pytest.approx([2.0, 0.5], abs=0.1)  # each learns its own
     assert "--noconstant" in decoupled.args and "--noconstant" not in coupled.args
+
