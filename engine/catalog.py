@@ -8,6 +8,7 @@ what is allowed, e.g.::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -195,6 +196,10 @@ class ModelSettings:
     # The history namespace also carries each channel's open rate, (opened + 1) / (settled + 4)
     # over the customer's record (engine.features.history_namespace).
     open_rate_features: bool = False
+    # The history features look this many days back (7 or more): beyond the 7-day counts, each
+    # channel's contacts over the whole span, and the hours since the last contact within it.
+    # The state keeps every contact this long (Pressure.keep).
+    history_days: int = 7
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -325,7 +330,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
                               "importance_weighted", "structure", "hour_feature", "average_updates",
-                              "decouple_no_contact", "open_rate_features"})
+                              "decouple_no_contact", "open_rate_features", "history_days"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -347,6 +352,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
                                   high=100_000_000),
         decouple_no_contact=r.boolean(md, "decouple_no_contact", "model.decouple_no_contact", default=False),
         open_rate_features=r.boolean(md, "open_rate_features", "model.open_rate_features", default=False),
+        history_days=r.integer(md, "history_days", "model.history_days", default=7, low=7, high=366),
     )
     if model.structure != "direct" and model.average_updates:
         raise r.error("model.average_updates", f"0 with model.structure = \"{model.structure}\" (averaging "
@@ -363,7 +369,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     max_features = r.integer(lim, "max_features", "limits.max_features", default=256, low=1, high=100_000)
 
     constraints = Constraints(
-        pressure=_parse_pressure(r, r.table(data, "pressure"), channels),
+        pressure=dataclasses.replace(_parse_pressure(r, r.table(data, "pressure"), channels),
+                                     keep=dt.timedelta(days=model.history_days)),
         budgets=_parse_budgets(r, r.table(data, "budgets"), offers),
         control=_parse_control(r, r.table(data, "control"), offers, channels, slots),
     )

@@ -73,11 +73,13 @@ class Cap:
 class Pressure:
     caps: tuple[Cap, ...] = ()
     min_gap: dt.timedelta = dt.timedelta(0)
+    # Contacts are kept at least this long for the history features (catalog model.history_days).
+    keep: dt.timedelta = dt.timedelta(days=7)
 
     @property
     def horizon(self) -> dt.timedelta:
-        """How far back (and ahead) contacts matter to any check."""
-        return max([c.window for c in self.caps] + [self.min_gap, dt.timedelta(days=7)])
+        """How far back (and ahead) contacts matter to any check or to the history features."""
+        return max([c.window for c in self.caps] + [self.min_gap, dt.timedelta(days=7), self.keep])
 
     def violation(self, contacts: Sequence[tuple[dt.datetime, str]], channel: str,
                   send_at: dt.datetime) -> str | None:

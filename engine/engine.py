@@ -146,7 +146,7 @@ class DecisionEngine:
             actions, exclusions = (Action.none(),), feasible.exclusions
         else:
             actions, exclusions = apply_constraints(feasible, snap, self.catalog, request.inbound, now)
-        history = snap.customer.history(now)
+        history = snap.customer.history(now, self.catalog.model.history_days)
         context = self.features.context_json(request, history, actions)
         model = self.model  # one model for the whole decision, even if a reload swaps it
         labels = [a.label for a in actions]

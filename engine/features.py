@@ -43,6 +43,9 @@ OPEN_RATE_PRIOR = (1.0, 4.0)
 def history_namespace(history: ContactHistory, channels: list[str], open_rates: bool = False) -> dict[str, float]:
     features = {f"{ch}_7d": float(history.contacts_7d.get(ch, 0)) for ch in channels}
     features["contacts_7d"] = float(sum(history.contacts_7d.values()))
+    if history.long_days > 7:
+        days = history.long_days
+        features.update({f"{ch}_{days}d": float(history.contacts_long.get(ch, 0)) for ch in channels})
     if history.hours_since_contact is None:
         features["never_contacted"] = 1.0
     else:

@@ -54,6 +54,9 @@ class ContactHistory:
     hours_since_response: float | None = None
     # channel -> (contacts settled, opened, clicked), the customer's whole record with the engine
     responses: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # channel -> contacts over the last ``long_days`` days (only when asked for more than 7)
+    contacts_long: dict[str, int] = field(default_factory=dict)
+    long_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,10 @@ class CustomerState:
     # "<channel>:sent|opened|clicked" -> count, over the customer's whole record
     counts: dict[str, int] = field(default_factory=dict)
 
-    def history(self, now: dt.datetime) -> ContactHistory:
+    def history(self, now: dt.datetime, long_days: int = 7) -> ContactHistory:
         since = now - HISTORY_WINDOW
+        since_long = now - dt.timedelta(days=long_days)
+        long_counts: dict[str, int] = defaultdict(int)
         counts: dict[str, int] = defaultdict(int)
         unsettled: dict[str, int] = defaultdict(int)
         settle = now - dt.timedelta(hours=SETTLE_HOURS)
@@ -74,6 +79,8 @@ class CustomerState:
         for t, channel in self.contacts:
             if since <= t <= now:
                 counts[channel] += 1
+            if since_long <= t <= now:
+                long_counts[channel] += 1
             if t > settle:
                 unsettled[channel] += 1
             if t <= now and (last is None or t > last):
@@ -90,6 +97,8 @@ class CustomerState:
             hours_since_response=((now - self.last_response).total_seconds() / 3600
                                   if self.last_response else None),
             responses=responses,
+            contacts_long=dict(long_counts) if long_days > 7 else {},
+            long_days=long_days,
         )
 
 

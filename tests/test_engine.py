@@ -264,3 +264,32 @@ def test_send_slots_carry_their_distance_from_the_customers_usual_hour(catalog, 
     assert slots["slot=10-12"]["hour_gap=0"] == 1.0 and slots["slot=14-16"]["hour_gap=4"] == 1.0
     assert all(any(k.startswith("hour_gap=") for k in t) for t in slots.values())
     assert not any(k.startswith("hour_gap=") for a in second["c"]["_multi"] for k in a.get("T", {}))
+
+
+def test_history_days_add_longer_contact_counts_and_keep_contacts_that_long(catalog, tmp_path):
+    """model.history_days = 28: four weekly emails; the fourth decision's context counts the
+    three before it over 28 days (and one over 7), and the pressure keeps contacts 28 days."""
+    from engine.catalog import CatalogError, default_catalog_path, load_catalog
+    from engine.constraints import ControlGroup, Constraints
+
+    long = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, history_days=28))
+    fixed = dataclasses.replace(long, constraints=Constraints(control=ControlGroup(
+        fraction=1.0, action=("new_collection", "email", "10-12")), pressure=dataclasses.replace(
+            long.constraints.pressure, keep=dt.timedelta(days=28))))
+    e = DecisionEngine(fixed, seed=3, honour_request_time=True, log_dir=tmp_path / "logs")
+    for k in range(4):
+        e.decide(request("c-l", T0 + k * dt.timedelta(days=7), consented_channels=("email",)))
+    last = [line["c"]["H"] for line in read_lines(tmp_path / "logs", "decisions")][-1]
+    assert last["email_28d"] == 3.0 and last["email_7d"] == 1.0 and last["sms_28d"] == 0.0
+    assert "email_28d" not in e.features.context_json(
+        request("x"), e.store.snapshot("c-l", T0, dt.timedelta(days=7), []).customer.history(T0), ())
+
+    text = default_catalog_path().read_text()
+    assert load_catalog(default_catalog_path()).constraints.pressure.horizon == dt.timedelta(days=7)
+    path = tmp_path / "catalog.toml"
+    assert "\nhistory_days = 7\n" in text
+    path.write_text(text.replace("\nhistory_days = 7\n", "\nhistory_days = 28\n"))
+    assert load_catalog(path).constraints.pressure.horizon == dt.timedelta(days=28)
+    path.write_text(text.replace("\nhistory_days = 7\n", "\nhistory_days = 5\n"))
+    with pytest.raises(CatalogError, match="key 'model.history_days': expected an integer from 7"):
+        load_catalog(path)

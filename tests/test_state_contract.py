@@ -72,6 +72,25 @@ def test_a_reserved_contact_is_in_the_next_snapshot_and_the_history(store):
     assert store.pending_count() == 1
 
 
+def test_contacts_are_kept_as_long_as_the_history_features_look_back(store):
+    """Pressure.keep (catalog model.history_days): weekly contacts for four weeks; with 28 days
+    kept, the last snapshot and history see all of them, with 7 days only the last week's."""
+    import dataclasses
+
+    week = dt.timedelta(days=7)
+    for keep, expected in ((dt.timedelta(days=28), 4), (week, 1)):
+        customer = f"keep{keep.days}"
+        pressure = dataclasses.replace(PRESSURE, keep=keep)
+        for k in range(4):
+            assert store.reserve(pending(customer, when=T0 + k * week), pressure) is None
+        now = T0 + 3 * week + dt.timedelta(hours=1)
+        s = store.snapshot(customer, now, pressure.horizon, [])
+        assert len(s.customer.contacts) == expected
+        history = s.customer.history(now, keep.days)
+        assert history.contacts_7d == {"email": 1} and history.hours_since_contact == pytest.approx(1.0)
+        assert history.contacts_long == ({"email": 4} if keep.days > 7 else {})
+
+
 def test_caps_and_min_gap_refuse_and_a_refusal_changes_nothing(store):
     assert store.reserve(pending(when=T0), PRESSURE) is None
     why = store.reserve(pending(when=T0 + dt.timedelta(hours=23)), PRESSURE)
