@@ -297,8 +297,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
 
     ex = r.table(data, "exploration")
     r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
-                                    "no_contact_floor", "pessimism", "contact_hurdle", "default_offer", "contact_temperature",
-                                    "default_channels", "slot_value"})
+                                    "no_contact_floor", "pessimism", "contact_hurdle", "default_offer",
+                                    "default_channels", "slot_value", "contact_temperature"})
     default_offer = r.string(ex, "default_offer", "exploration.default_offer") or None
     if default_offer is not None and default_offer not in offers:
         raise r.error("exploration.default_offer", f"one of the offers {sorted(offers)}", default_offer)

@@ -8,8 +8,10 @@ mean swings from campaign to campaign moves whole cohorts across "contact / do n
 
     .venv/bin/python -m simulators.margins --customers 50000 --days 63 --seed 1 [--set KEY=VALUE]
 
-prints one row per campaign (and the customers by margin band: how many, what the best contact
-of each was worth, what the engine's own contact would have made) and writes them to
+prints one row per campaign -- contacts sent, customers of positive margin, customers whose
+contact is truly worth something, the mean margin, its mean truth, no contact's mean value, the
+margins' correlation with the truth, and the customers by margin band (how many, what the best
+contact of each was worth, what the engine's own contact would have made) -- and writes them to
 ``--out`` as JSON. The engine runs in process, with every action's value reported
 (``exploration.top_k`` raised); it decides exactly as in ``nba simulate``.
 """
@@ -118,7 +120,8 @@ def format_row(row: dict) -> str:
     bands = "  ".join(f"({b['from']:g},{b['to']:g}] {b['customers']:,}/{b['best_contact_value']:,.0f}/"
                       f"{b['own_contact_value']:,.0f}" for b in row["bands"] if b["customers"])
     return (f"{row['day']:>4.0f} {row['contacts']:>8,} {row['positive_margin']:>8,} {row['positive_truth']:>8,} "
-            f"{row['margin_mean']:>+11.4f} {row['truth_mean']:>+10.4f} {row['no_contact_mean']:>+10.4f} {corr:>5}   {bands}")
+            f"{row['margin_mean']:>+11.4f} {row['truth_mean']:>+10.4f} {row['no_contact_mean']:>+10.4f} "
+            f"{corr:>5}   {bands}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -177,8 +177,8 @@ def _distribution(r: ConfigReader, table: dict, name: str, key: str,
 
 def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     r = ConfigReader(str(path), ScenarioError)
-    r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "catalog_overrides", "customers", "days",
-                           "start", "opportunities", "population", "response"})
+    r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "catalog_overrides", "customers",
+                           "days", "start", "opportunities", "population", "response"})
     catalog_ref = r.string(data, "catalog", default="default")
     changes = r.table(data, "catalog_changes")
     overrides = r.table(data, "catalog_overrides")
