@@ -143,7 +143,8 @@ def cmd_simulate(args) -> int:
     result = simulate(args.scenario, customers=args.customers, days=args.days, policies=policies,
                       seed=args.seed, out=args.out, engine_url=args.engine_url,
                       mlflow=not args.no_mlflow, progress=not args.no_progress, redis_url=args.redis,
-                      engine_model=args.engine_model, regret=args.regret, catalog_set=args.set)
+                      engine_model=args.engine_model, regret=args.regret, catalog_set=args.set,
+                      logs=not args.no_logs)
     _print_simulation(result)
     return 0
 
@@ -188,7 +189,8 @@ def _print_simulation(result: dict) -> None:
     print(f"\nResults: {result['out'] / 'results.json'}")
     for path in result["artifacts"][1:]:
         print(f"Plot:    {path}")
-    print(f"Engine decision and outcome logs (DSJSON): {result['out'] / 'logs'}")
+    if result.get("logs"):
+        print(f"Engine decision and outcome logs (DSJSON): {result['logs']}")
     if result["mlflow_run_id"]:
         print(f"MLflow run {result['mlflow_run_id']} in mlruns/ (see it with: "
               ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
@@ -314,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="set a catalog key for this run, on top of the scenario's (repeatable; the value "
                           "is TOML: --set exploration.epsilon=0.05 --set 'model.structure=\"open_funnel\"')")
     sim.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
+    sim.add_argument("--no-logs", action="store_true",
+                     help="do not keep the in-process engine's DSJSON logs (~8 KB a decision) "
+                          "in OUT/logs")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
 

@@ -32,13 +32,14 @@ class UnknownPolicy(ConfigError):
 
 @contextlib.contextmanager
 def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None,
-                redis_url: str | None = None, engine_model: ValueModel | None = None):
+                redis_url: str | None = None, engine_model: ValueModel | None = None, logs: bool = True):
     """Yield a policy by name: a built-in one, or ``package.module:factory`` for your own
     (``factory(scenario=..., seed=...)`` must return an object with name, decide and learn).
     ``redis_url``: the in-process engine keeps its state (caps, budgets, pending decisions) in
     that Redis, under a prefix of its own, instead of in memory. ``engine_model``: the in-process
     engine starts from this trained model (see ``load_engine_model``) instead of an empty one,
-    and keeps learning online from it."""
+    and keeps learning online from it. ``logs``: the in-process engine writes its DSJSON logs to
+    ``out/logs`` (~8 KB a decision)."""
     if name == "engine":
         from engine.engine import DecisionEngine
 
@@ -51,7 +52,8 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             store = RedisStateStore(redis_url, prefix=f"sim-{uuid.uuid4().hex[:8]}")
             if not store.ping():
                 raise ConfigError(f"--redis: no Redis answers at {redis_url}")
-        engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs", seed=policy_seed(seed),
+        engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs" if logs else None,
+                                seed=policy_seed(seed),
                                 honour_request_time=True, model=engine_model)
         try:
             yield EnginePolicy.in_process(engine)
@@ -121,11 +123,12 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
              policies: tuple[str, ...] = DEFAULT_POLICIES, seed: int = 1, out: Path = Path("runs/latest"),
              engine_url: str | None = None, mlflow: bool = True, progress: bool = True,
              plots: bool = True, redis_url: str | None = None, engine_model: Path | None = None,
-             regret: bool = False, catalog_set: list[str] | None = None) -> dict:
+             regret: bool = False, catalog_set: list[str] | None = None, logs: bool = True) -> dict:
     """``regret``: also split each policy's expected regret against the oracle's choice by
     what it got wrong (``simulators.regret``), into the results, the JSON and a plot.
     ``catalog_set``: catalog keys set on top of the scenario's, ``TABLE.KEY=VALUE`` (a TOML
-    value), e.g. ``exploration.epsilon=0.05``; the rest of each table is kept."""
+    value), e.g. ``exploration.epsilon=0.05``; the rest of each table is kept. ``logs``: keep the
+    in-process engine's DSJSON decision and outcome logs under ``out/logs``."""
     sc = load_scenario(scenario, parse_catalog_settings(catalog_set or []))
     for name in policies:  # fail before any policy runs
         if name not in BUILTIN and ":" not in name:
@@ -142,7 +145,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
         for done, name in enumerate(policies, start=1):
-            with make_policy(name, sc, seed, out, engine_url, redis_url, model) as policy:
+            with make_policy(name, sc, seed, out, engine_url, redis_url, model, logs) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 observer = None
                 if regret:
@@ -172,4 +175,5 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
         params = {**meta, "policies": ",".join(policies)}
         run_id = report.log_mlflow(params, results, artifacts)
     return {"meta": meta, "results": results, "budgets": budgets, "regret": breakdowns, "artifacts": artifacts,
-            "mlflow_run_id": run_id, "out": out}
+            "mlflow_run_id": run_id, "out": out,
+            "logs": out / "logs" if logs and "engine" in policies else None}

@@ -322,9 +322,25 @@ def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_chang
     assert "catalog set: exploration.epsilon=0.2 reward.unsubscribe_penalty=12.5" in ok.stdout
     meta = json.loads((tmp_path / "ok" / "results.json").read_text())
     assert meta["catalog_set"] == "exploration.epsilon=0.2 reward.unsubscribe_penalty=12.5"
+    assert not (tmp_path / "ok" / "logs").exists()  # no engine ran: no logs, and none announced
+    assert "DSJSON" not in ok.stdout
     bad = nba("--set", "exploration.epsilon=1.5", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "key 'exploration.epsilon'" in bad.stderr, bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_simulate_without_logs_keeps_none_and_decides_the_same(tmp_path):
+    """--no-logs: the engine writes no DSJSON logs; its decisions and results are the same."""
+    kept = simulate("default", customers=400, days=14, policies=("engine",), seed=5, out=tmp_path / "kept",
+                    mlflow=False, progress=False, plots=False)
+    none = simulate("default", customers=400, days=14, policies=("engine",), seed=5, out=tmp_path / "none",
+                    mlflow=False, progress=False, plots=False, logs=False)
+    assert any((tmp_path / "kept" / "logs").glob("decisions-*.jsonl")) and kept["logs"] == tmp_path / "kept" / "logs"
+    assert not (tmp_path / "none" / "logs").exists() and none["logs"] is None
+    assert kept["results"]["engine"]["contacts"] > 0
+    for metric in ("decisions", "contacts", "opens", "conversions", "net_value", "expected_net_value",
+                   "incentive_spend", "unsubscribes"):
+        assert none["results"]["engine"][metric] == kept["results"]["engine"][metric], metric
 
 
 def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypatch):
