@@ -114,9 +114,7 @@ def load_scenario(name_or_path: str | Path = "default", catalog_set: dict[str, A
     own ``[catalog_overrides]``."""
     path = resolve_scenario(name_or_path)
     data, _ = read_toml(path, ScenarioError)
-    if catalog_set:
-        data = {**data, "catalog_overrides": merge_tables(data.get("catalog_overrides", {}), catalog_set)}
-    return parse_scenario(data, path)
+    return parse_scenario(data, path, catalog_set)
 
 
 def merge_tables(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +173,7 @@ def _distribution(r: ConfigReader, table: dict, name: str, key: str,
     return shares
 
 
-def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
+def parse_scenario(data: dict[str, Any], path: Path, catalog_set: dict[str, Any] | None = None) -> Scenario:
     r = ConfigReader(str(path), ScenarioError)
     r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "catalog_overrides", "customers",
                            "days", "start", "opportunities", "population", "response"})
@@ -188,13 +186,15 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
         # Tables of the catalog the scenario replaces whole (e.g. its budgets or pressure caps)...
         catalog_data.update(changes)
         # ... then keys it sets, keeping the rest of their tables (e.g. one exploration setting).
-        catalog_data = merge_tables(catalog_data, overrides)
+        catalog_data = merge_tables(merge_tables(catalog_data, overrides), catalog_set or {})
         edited = [name for name, table in (("catalog_changes", changes), ("catalog_overrides", overrides)) if table]
-        catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {path.name}'s {' and '.join(edited)})"
-                                if edited else str(catalog_path),
+        sources = ([f"{path.name}'s {' and '.join(edited)}"] if edited else []) + (["--set"] if catalog_set else [])
+        catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {' and '.join(sources)})"
+                                if sources else str(catalog_path),
                                 content_hash=hashlib.sha256(
                                     raw + (repr(changes).encode() if changes else b"")
-                                    + (repr(overrides).encode() if overrides else b"")).hexdigest()[:12])
+                                    + (repr(merge_tables(overrides, catalog_set or {})).encode()
+                                       if overrides or catalog_set else b"")).hexdigest()[:12])
     except ConfigError as exc:
         raise ScenarioError(f"{path}: key 'catalog': {exc}") from None
     start = data.get("start", dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc))

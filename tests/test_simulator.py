@@ -304,8 +304,11 @@ def test_catalog_overrides_and_set_errors_name_the_key(tmp_path):
                               ("exploration.epsilon=high", "the value 'high' is not a TOML value")]:
         with pytest.raises(ScenarioError, match=re.escape(f"--set {setting!r}: {expected}")):
             parse_catalog_settings([setting])
-    with pytest.raises(ScenarioError, match="key 'model.learning_rate'"):
+    with pytest.raises(ScenarioError, match=re.escape("(with --set): key 'model.learning_rate'")):
         load_scenario("default", parse_catalog_settings(["model.learning_rate=-1"]))
+    path.write_text(text + "\n[catalog_overrides.exploration]\nepsilon = 0.05\n")
+    with pytest.raises(ScenarioError, match=re.escape("(with s.toml's catalog_overrides and --set): key 'model.bits'")):
+        load_scenario(path, parse_catalog_settings(["model.bits=99"]))
 
 
 def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_change_nothing(tmp_path):
@@ -325,7 +328,7 @@ def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_chang
     assert not (tmp_path / "ok" / "logs").exists()  # no engine ran: no logs, and none announced
     assert "DSJSON" not in ok.stdout
     bad = nba("--set", "exploration.epsilon=1.5", "--out", str(tmp_path / "bad"))
-    assert bad.returncode == 2 and "key 'exploration.epsilon'" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "(with --set): key 'exploration.epsilon'" in bad.stderr, bad.stderr
     assert not (tmp_path / "bad").exists()
 
 
