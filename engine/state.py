@@ -79,7 +79,7 @@ class CustomerState:
         for t, channel in self.contacts:
             if since <= t <= now:
                 counts[channel] += 1
-            if since_long <= t <= now:
+            if long_days > 7 and since_long <= t <= now:
                 long_counts[channel] += 1
             if t > settle:
                 unsettled[channel] += 1
@@ -97,7 +97,7 @@ class CustomerState:
             hours_since_response=((now - self.last_response).total_seconds() / 3600
                                   if self.last_response else None),
             responses=responses,
-            contacts_long=dict(long_counts) if long_days > 7 else {},
+            contacts_long=dict(long_counts),
             long_days=long_days,
         )
 

@@ -37,17 +37,6 @@ from simulators.scenario import load_scenario, parse_catalog_settings
 BANDS = (-np.inf, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, np.inf)
 
 
-class _Recording(EnginePolicy):
-    """The in-process engine, keeping each batch's decisions (with every action's value)."""
-
-    decisions: list = []
-
-    def decide(self, batch: DecisionBatch) -> np.ndarray:
-        self.decisions = list(self._decide_many(batch.requests()))
-        self._event_ids = [d.event_id for d in self.decisions]
-        return np.array([batch.index_of(pos, d.action) for pos, d in enumerate(self.decisions)], dtype=int)
-
-
 def campaign_row(batch: DecisionBatch, chosen: np.ndarray, decisions: list) -> dict:
     """The engine's margins and their truth over one campaign's customers."""
     n = len(chosen)
@@ -101,7 +90,7 @@ def run(scenario: str, customers: int | None, days: int | None, seed: int, setti
     catalog = dataclasses.replace(sc.catalog, exploration=dataclasses.replace(sc.catalog.exploration, top_k=10_000))
     sim = Simulation(dataclasses.replace(sc, catalog=catalog), customers, days, seed)
     engine = DecisionEngine(catalog, seed=policy_seed(seed), honour_request_time=True)
-    policy = _Recording(lambda requests: (engine.decide(r) for r in requests), engine.report_outcome)
+    policy = EnginePolicy.in_process(engine)
     rows: list[dict] = []
 
     def observe(batch: DecisionBatch, chosen: np.ndarray) -> None:

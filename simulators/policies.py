@@ -315,6 +315,7 @@ class EnginePolicy:
         self._report = report
         self._budgets = budgets
         self._event_ids: list[str] = []
+        self.decisions: list[Decision] = []  # the last batch's, in order
         # The engine's budgets (spend, plan, shadow price) after every batch and its feedback.
         self.budget_trace: list[dict] = []
 
@@ -342,11 +343,10 @@ class EnginePolicy:
             self.budget_trace += [{"time": when.isoformat(), **row} for row in self._budgets()]
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
-        requests = batch.requests()
-        decisions = list(self._decide_many(requests))
-        self._event_ids = [d.event_id for d in decisions]
+        self.decisions = list(self._decide_many(batch.requests()))
+        self._event_ids = [d.event_id for d in self.decisions]
         self._trace(batch.when)
-        return np.array([batch.index_of(pos, d.action) for pos, d in enumerate(decisions)], dtype=int)
+        return np.array([batch.index_of(pos, d.action) for pos, d in enumerate(self.decisions)], dtype=int)
 
     def learn(self, feedback: Feedback) -> None:
         for k in range(len(feedback)):

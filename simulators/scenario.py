@@ -186,15 +186,15 @@ def parse_scenario(data: dict[str, Any], path: Path, catalog_set: dict[str, Any]
         # Tables of the catalog the scenario replaces whole (e.g. its budgets or pressure caps)...
         catalog_data.update(changes)
         # ... then keys it sets, keeping the rest of their tables (e.g. one exploration setting).
-        catalog_data = merge_tables(merge_tables(catalog_data, overrides), catalog_set or {})
+        edits = merge_tables(overrides, catalog_set or {})
+        catalog_data = merge_tables(catalog_data, edits)
         edited = [name for name, table in (("catalog_changes", changes), ("catalog_overrides", overrides)) if table]
         sources = ([f"{path.name}'s {' and '.join(edited)}"] if edited else []) + (["--set"] if catalog_set else [])
         catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {' and '.join(sources)})"
                                 if sources else str(catalog_path),
                                 content_hash=hashlib.sha256(
                                     raw + (repr(changes).encode() if changes else b"")
-                                    + (repr(merge_tables(overrides, catalog_set or {})).encode()
-                                       if overrides or catalog_set else b"")).hexdigest()[:12])
+                                    + (repr(edits).encode() if edits else b"")).hexdigest()[:12])
     except ConfigError as exc:
         raise ScenarioError(f"{path}: key 'catalog': {exc}") from None
     start = data.get("start", dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc))
