@@ -16,7 +16,7 @@ from engine.client import NBAClient
 from engine.constraints import Constraints, to_cents
 from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
 from engine.engine import DecisionEngine
-from simulators.runner import OUTCOME_TYPES, DecisionBatch, FeasibleGroup, Feedback
+from simulators.runner import OUTCOME_TYPES, TYPE_CODE, DecisionBatch, FeasibleGroup, Feedback
 from simulators.world import hour_distance
 from training.policies import PROMO_SHARE_THRESHOLD, rules_actions
 
@@ -211,13 +211,25 @@ class ObservableOracle:
     learner on these features can act on either, except through what each customer's own
     responses reveal over time. ``diagnostics`` keeps, per opportunity, the fit's R² and the
     true value of the chosen actions against the best actions' (both in this policy's world).
+
+    With ``responses`` (``observable_oracle_responses``) it also sees what each customer did
+    after this policy's own decisions, as a channel system reports it to the engine: per channel
+    the contacts sent, opened and clicked, and the purchases reported in the decisions'
+    attribution windows. What those reveal of the hidden traits it can then act on.
     """
 
     name = "observable_oracle"
 
-    def __init__(self, seed: int = 0, max_rows: int = 400_000, max_iter: int = 400, max_leaf_nodes: int = 127):
+    def __init__(self, seed: int = 0, max_rows: int = 400_000, max_iter: int = 400, max_leaf_nodes: int = 127,
+                 responses: bool = False):
         self.rng = np.random.default_rng(seed)
         self.seed = seed
+        self.responses = responses
+        if responses:
+            self.name = "observable_oracle_responses"
+        self._record: np.ndarray | None = None  # (customers, channels, [sent, opened, clicked])
+        self._purchases: np.ndarray | None = None
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # customers, channel per position
         self.max_rows, self.max_iter, self.max_leaf_nodes = max_rows, max_iter, max_leaf_nodes
         self.diagnostics: list[dict[str, float]] = []
         self._last_contact: np.ndarray | None = None
@@ -231,11 +243,16 @@ class ObservableOracle:
         for when, who in self._contacted:
             if t - when < RECENT_HOURS:
                 recent[who] += 1
-        return np.column_stack([
-            w.segment[c], w.observed_slot[c], (w.birthday_month[c] == batch.when.month), w.basket[c],
-            w.promo_share[c], w.purchases_12m[c], np.log1p(np.maximum(t - w.last_purchase[c], 0) / 24),
-            w.recent_opens[c], w.reachable()[c], w.tz[c],
-            np.minimum(t - self._last_contact[c], 60 * 24), recent[c]]).astype(float)
+        columns = [w.segment[c], w.observed_slot[c], (w.birthday_month[c] == batch.when.month), w.basket[c],
+                   w.promo_share[c], w.purchases_12m[c], np.log1p(np.maximum(t - w.last_purchase[c], 0) / 24),
+                   w.recent_opens[c], w.reachable()[c], w.tz[c],
+                   np.minimum(t - self._last_contact[c], 60 * 24), recent[c]]
+        if self.responses:
+            if self._record is None:
+                self._record = np.zeros((w.n, len(w.channels), 3))
+                self._purchases = np.zeros(w.n)
+            columns = [self._record[c].reshape(len(c), -1), self._purchases[c]] + columns
+        return np.column_stack(columns).astype(float)
 
     def _rows(self, batch: DecisionBatch, features: np.ndarray):
         X, y, pos, act = [], [], [], []
@@ -271,9 +288,10 @@ class ObservableOracle:
             train = np.flatnonzero(fold != f)
             if len(train) > self.max_rows:
                 train = self.rng.choice(train, self.max_rows, replace=False)
+            first = self._record.shape[1] * 3 + 1 if self.responses else 0  # the responses come first
             model = HistGradientBoostingRegressor(
                 max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes, random_state=self.seed,
-                categorical_features=[0, n_customer - 3, n_customer, n_customer + 1])
+                categorical_features=[first, n_customer - 3, n_customer, n_customer + 1])
             model.fit(X[train], y[train])
             predicted[fold == f] = model.predict(X[fold == f])
         # Per customer: the contact of highest predicted value, if above no contact's 0.
@@ -291,12 +309,25 @@ class ObservableOracle:
                                  "r2": float(1 - ((predicted - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()),
                                  "value_chosen": float(got.sum()), "value_best": float(top.sum())})
         contacted = batch.customers[pos[best][take]]
+        if self.responses:
+            channel = np.full(len(chosen), -1)
+            channel[pos[best][take]] = np.array([batch.groups[batch.group_of[p]].channel[a]
+                                                 for p, a in zip(pos[best][take], act[best][take])], dtype=int)
+            np.add.at(self._record, (contacted, channel[pos[best][take]], 0), 1)
+            self._last = (batch.customers, channel)
         self._last_contact[contacted] = batch.t
         self._contacted = [(w, c) for w, c in self._contacted if batch.t - w < RECENT_HOURS] + [(batch.t, contacted)]
         return chosen
 
     def learn(self, feedback: Feedback) -> None:
-        pass
+        if not self.responses or self._last is None or not len(feedback):
+            return
+        customers, channel = self._last
+        who, ch = customers[feedback.position], channel[feedback.position]
+        for kind, column in ((OutcomeType.OPENED, 1), (OutcomeType.CLICKED, 2)):
+            rows = (feedback.kind == TYPE_CODE[kind]) & (ch >= 0)
+            np.add.at(self._record, (who[rows], ch[rows], column), 1)
+        np.add.at(self._purchases, who[feedback.kind == TYPE_CODE[OutcomeType.CONVERTED]], 1)
 
 
 class EnginePolicy:

@@ -18,7 +18,7 @@ from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
 BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "oracle_unbudgeted",
-           "observable_oracle")
+           "observable_oracle", "observable_oracle_responses")
 DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
 
 
@@ -75,6 +75,8 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         yield Oracle(name="oracle_unbudgeted")
     elif name == "observable_oracle":
         yield ObservableOracle(policy_seed(seed))
+    elif name == "observable_oracle_responses":
+        yield ObservableOracle(policy_seed(seed), responses=True)
     elif ":" in name:
         module, _, attr = name.partition(":")
         try:

@@ -124,6 +124,21 @@ def test_observable_oracle_finds_value_from_crm_data_without_seeing_hidden_trait
     assert not np.array_equal(again[~even], chosen[~even])  # fitted on the changed even half
 
 
+def test_observable_oracle_with_responses_keeps_what_each_customer_did(small):
+    """observable_oracle_responses also sees, per customer and channel, the contacts it sent and
+    the opens and clicks reported for them, and the purchases reported for its decisions: its
+    record adds up to the run's own totals."""
+    policy = ObservableOracle(seed=4, max_iter=30, max_leaf_nodes=15, responses=True)
+    assert policy.name == "observable_oracle_responses"
+    run = small.run(policy)
+    sent, opened, clicked = (policy._record[..., k] for k in range(3))
+    assert sent.sum() == run.totals["contacts"] > 0
+    assert opened.sum() == run.totals["opens"] > 0
+    assert clicked.sum() == run.totals["clicks"] > 0
+    assert (clicked <= opened).all() and (opened <= sent).all()
+    assert policy._purchases.sum() > 0  # organic purchases are reported too
+
+
 def test_rules_send_weekly_email_at_ten_local(small):
     world = small.population.copy()
     batch = small.batch(world, 0.0)
