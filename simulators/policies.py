@@ -277,18 +277,19 @@ class ObservableOracle:
 
         features = self._customer_features(batch)
         chosen = NoContact().decide(batch)
+        self._last = (batch.customers, np.full(len(chosen), -1))  # channel per position (-1: none)
         rows = self._rows(batch, features)
         if rows is None:
             return chosen
         X, y, pos, act = rows
         n_customer = features.shape[1]
+        first = self._record.shape[1] * 3 + 1 if self.responses else 0  # the responses come first
         fold = batch.customers[pos] % 2
         predicted = np.empty(len(y))
         for f in (0, 1):
             train = np.flatnonzero(fold != f)
             if len(train) > self.max_rows:
                 train = self.rng.choice(train, self.max_rows, replace=False)
-            first = self._record.shape[1] * 3 + 1 if self.responses else 0  # the responses come first
             model = HistGradientBoostingRegressor(
                 max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes, random_state=self.seed,
                 categorical_features=[first, n_customer - 3, n_customer, n_customer + 1])
@@ -310,11 +311,10 @@ class ObservableOracle:
                                  "value_chosen": float(got.sum()), "value_best": float(top.sum())})
         contacted = batch.customers[pos[best][take]]
         if self.responses:
-            channel = np.full(len(chosen), -1)
-            channel[pos[best][take]] = np.array([batch.groups[batch.group_of[p]].channel[a]
-                                                 for p, a in zip(pos[best][take], act[best][take])], dtype=int)
+            channel = self._last[1]
+            channel[pos[best][take]] = [batch.groups[batch.group_of[p]].channel[a]
+                                        for p, a in zip(pos[best][take], act[best][take])]
             np.add.at(self._record, (contacted, channel[pos[best][take]], 0), 1)
-            self._last = (batch.customers, channel)
         self._last_contact[contacted] = batch.t
         self._contacted = [(w, c) for w, c in self._contacted if batch.t - w < RECENT_HOURS] + [(batch.t, contacted)]
         return chosen
