@@ -85,6 +85,11 @@ def greedy_mask(values: np.ndarray, default: np.ndarray | None = None) -> np.nda
     return best
 
 
+def _tied_default(values: np.ndarray, best: np.ndarray) -> bool:
+    """Whether the greedy choice is the default contact, tied with no contact (the last)."""
+    return bool(best.any() and not best[-1] and values[-1] >= values.max() - TIE_TOLERANCE)
+
+
 def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None,
                    contact_temperature: float = 0.0) -> np.ndarray:
     """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones.
@@ -96,8 +101,7 @@ def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | Non
     k = len(values)
     best = greedy_mask(values, default)
     p = np.full(k, epsilon / k)
-    tied_default = best.any() and not best[-1] and values[-1] >= values.max() - TIE_TOLERANCE
-    if contact_temperature > 0 and k > 1 and not tied_default:
+    if contact_temperature > 0 and k > 1 and not _tied_default(values, best):
         contacts = values[:-1]
         top = contacts >= contacts.max() - TIE_TOLERANCE
         margin = float(contacts.max() - values[-1])

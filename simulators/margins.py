@@ -55,9 +55,10 @@ def campaign_row(batch: DecisionBatch, chosen: np.ndarray, decisions: list) -> d
             no_contact[row] = scored["no_contact"]
         group = offer_channel_groups(labels)
         offered = ~np.isnan(values)
-        means = np.stack([np.where(offered[:, group == k], values[:, group == k], 0.0).sum(axis=1)
-                          / np.maximum(offered[:, group == k].sum(axis=1), 1) for k in range(group.max() + 1)], axis=1)
-        means[~np.stack([offered[:, group == k].any(axis=1) for k in range(group.max() + 1)], axis=1)] = -np.inf
+        sums = np.stack([np.where(offered[:, group == k], values[:, group == k], 0.0).sum(axis=1)
+                         for k in range(group.max() + 1)], axis=1)
+        counts = np.stack([offered[:, group == k].sum(axis=1) for k in range(group.max() + 1)], axis=1)
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
         best_group = means.argmax(axis=1)
         in_best = (group[None, :] == best_group[:, None]) & offered
         pick = np.where(in_best, values, -np.inf).argmax(axis=1)   # its best slot in that group
