@@ -126,7 +126,7 @@ class Oracle:
             offer_budget, offer_cents = self._offer_terms(batch)
         for g in batch.groups:
             contact = g.offer >= 0
-            values = action_values(batch, g)
+            values = self.values(batch, g)
             best = np.argmax(values, axis=1)
             chosen[g.members] = best
             if not self.budgets:
@@ -158,6 +158,10 @@ class Oracle:
                 key = (budget.id, period)
                 self.committed_peak[key] = max(self.committed_peak.get(key, 0), budget.amount_cents - left)
         return chosen
+
+    def values(self, batch: DecisionBatch, group: FeasibleGroup) -> np.ndarray:
+        """(members, actions): what the oracle decides on -- the exact expected values."""
+        return action_values(batch, group)
 
     def _offer_terms(self, batch: DecisionBatch) -> tuple[np.ndarray, np.ndarray]:
         """Per offer (the response model's order): the index of the budget it draws from

@@ -126,6 +126,11 @@ def policy_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
 
 
+def reengage_probability(scenario: Scenario, hours: float) -> float:
+    """The chance that a disengaged customer comes back on a channel within ``hours``."""
+    return 1 - (1 - scenario.response.fatigue.reengage_per_week) ** (hours / (7 * HOURS_PER_DAY))
+
+
 class Simulation:
     """Runs policies on a scenario. ``customers``/``days`` override the scenario's."""
 
@@ -247,9 +252,7 @@ class Simulation:
         return run
 
     def _between_opportunities(self, world: World, rng: np.random.Generator, step: float) -> None:
-        fat = self.scenario.response.fatigue
-        p_back = 1 - (1 - fat.reengage_per_week) ** (step / (7 * HOURS_PER_DAY))
-        world.disengaged &= rng.random(world.disengaged.shape) >= p_back
+        world.disengaged &= rng.random(world.disengaged.shape) >= reengage_probability(self.scenario, step)
 
     def _respond(self, world: World, batch: DecisionBatch, chosen: np.ndarray, rng: np.random.Generator,
                  t: float, t_end: float, totals: dict, value_t: list, value_v: list, run: PolicyRun) -> Feedback:

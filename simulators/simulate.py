@@ -12,13 +12,15 @@ from tqdm import tqdm
 from engine.config import ConfigError
 from engine.value_model import ValueModel
 from simulators import report
+from simulators.blind import PREFIX as BLIND_PREFIX
+from simulators.blind import BlindOracle, parse_blind
 from simulators.regret import RegretBreakdown
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
 BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "oracle_unbudgeted",
-           "observable_oracle", "observable_oracle_responses")
+           "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
 DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
 
 
@@ -73,6 +75,8 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         yield Oracle(scenario.catalog.constraints)
     elif name == "oracle_unbudgeted":
         yield Oracle(name="oracle_unbudgeted")
+    elif name.startswith(BLIND_PREFIX):
+        yield BlindOracle(parse_blind(name), scenario.catalog.constraints, seed=policy_seed(seed), name=name)
     elif name == "observable_oracle":
         yield ObservableOracle(policy_seed(seed))
     elif name == "observable_oracle_responses":
@@ -133,7 +137,9 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     in-process engine's DSJSON decision and outcome logs under ``out/logs``."""
     sc = load_scenario(scenario, parse_catalog_settings(catalog_set or []))
     for name in policies:  # fail before any policy runs
-        if name not in BUILTIN and ":" not in name:
+        if name.startswith(BLIND_PREFIX):
+            parse_blind(name)
+        elif name not in BUILTIN and ":" not in name:
             raise UnknownPolicy(name)
     model = None
     if engine_model is not None:

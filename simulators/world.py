@@ -32,6 +32,13 @@ from simulators.scenario import MOTIVATIONS, SEGMENTS, Scenario
 OBSERVED_SLOT_HOURS = 2
 HOURS_PER_DAY = 24.0
 DORMANT = SEGMENTS.index("dormant")
+# How ``generate`` draws the CRM's hints of the hidden traits (``simulators.blind`` inverts them).
+ORGANIC_SHAPE = 4.0             # individual organic rate = the segment's x Gamma(shape, 1 / shape)
+PROMO_ALPHA = (6.0, 1.0, 3.0)   # promo share ~ Beta(alpha, PROMO_CONCENTRATION - alpha) by motivation
+PROMO_CONCENTRATION = 10.0
+RECENT_OPENS_WEEKS = 13         # recent opens ~ Poisson(min(history weeks, this) x email open rate x affinity x share)
+RECENT_OPENS_SHARE = 0.8
+LAST_PURCHASE_CAP_DAYS = 730
 OCCASIONAL = SEGMENTS.index("occasional")
 
 
@@ -107,16 +114,17 @@ def generate(scenario: Scenario, n: int, rng: np.random.Generator) -> World:
     ss = pop.sensitivity_sigma
     sensitivity = np.exp(ss * rng.standard_normal(n) - ss * ss / 2)
     per_year = np.array([pop.purchases_per_year[sg] for sg in SEGMENTS])[segment]
-    organic = per_year / 365.0 * rng.gamma(4.0, 0.25, n)  # individual rates around the segment's
+    organic = per_year / 365.0 * rng.gamma(ORGANIC_SHAPE, 1 / ORGANIC_SHAPE, n)  # rates around the segment's
     # Observables: what a CRM would hold about each customer.
-    alpha = np.array([6.0, 1.0, 3.0])[motivation]   # promo ~0.6, novelty ~0.1, indifferent ~0.3
-    promo_share = rng.beta(alpha, 10.0 - alpha)
+    alpha = np.array(PROMO_ALPHA)[motivation]   # promo ~0.6, novelty ~0.1, indifferent ~0.3
+    promo_share = rng.beta(alpha, PROMO_CONCENTRATION - alpha)
     history_days = 7 * pop.history_weeks
     purchases_12m = rng.poisson(organic * min(history_days, 365)).astype(float)
-    last_purchase = -np.minimum(rng.exponential(1.0 / np.maximum(organic, 1e-4)), 730) * HOURS_PER_DAY
+    last_purchase = -np.minimum(rng.exponential(1.0 / np.maximum(organic, 1e-4)), LAST_PURCHASE_CAP_DAYS) * HOURS_PER_DAY
     email = channels.index("email") if "email" in channels else 0
-    typical_open = scenario.response.channels[channels[email]].open * affinity[:, email] * 0.8
-    recent_opens = rng.poisson(min(pop.history_weeks, 13) * typical_open * consent[:, email]).astype(float)
+    typical_open = scenario.response.channels[channels[email]].open * affinity[:, email] * RECENT_OPENS_SHARE
+    recent_opens = rng.poisson(min(pop.history_weeks, RECENT_OPENS_WEEKS) * typical_open
+                               * consent[:, email]).astype(float)
     return World(
         segment=segment, motivation=motivation, tz=tz, consent=consent, affinity=affinity,
         pref_hour=pref_hour, basket=basket, sensitivity=sensitivity, organic_per_day=organic,
