@@ -4,12 +4,12 @@
 ``oracle_blind_all``) is the oracle -- every other hidden trait and state known exactly, the same
 constraints and budgets -- except that it does not know the customer's own value of the
 *blinded* traits. It values each action at its expectation over their distribution given what
-the customer's CRM record says of them, as the scenario generates both (the record as it was at
-the first campaign), and takes the best. The simulation itself uses the true traits.
+the customer's CRM record (as it was at the first campaign) and the outcomes reported for its
+own decisions say of them, as the scenario generates them, and takes the best. The simulation
+itself uses the true traits.
 
 Its share of the oracle's value answers "how much of the oracle's value is knowing that trait
-exactly worth, beyond what the CRM says?" -- the value a learner has to find in the customers'
-responses, or forgo:
+exactly worth, beyond what the CRM record and the customers' responses say?":
 
 - ``hour``: the preferred contact hour, given the CRM's usual open slot (two-hour buckets of a
   noisy usual open hour).
@@ -18,11 +18,9 @@ responses, or forgo:
   and the days since the last purchase.
 - ``motivation``: promo addict / early adopter / indifferent, given the share of purchases made
   with a discount, and the incentive sensitivity (the CRM says nothing of it).
-- ``engagement``: whether the customer has stopped opening a channel (disengaged), given what
-  this policy's own contacts on it and their reported deliveries and opens tell: a Bayes filter
-  of the simulator's own law (an unopened contact disengages with its probability, a disengaged
-  customer opens a tenth as often and comes back at the weekly rate). With other traits blinded,
-  the open probabilities it filters with are their expectations over the draws.
+- ``engagement``: whether the customer has stopped opening a channel (disengaged): everyone
+  starts engaged; an unopened contact disengages with its probability, a disengaged customer
+  opens a tenth as often and comes back at the weekly rate, as in the simulation.
 
 Fatigue needs no blinding: it is the sum of the policy's own delivered contacts, decayed, which
 the deliveries reported to any policy tell exactly. Segment, basket, opt-ins, time zone and
@@ -31,9 +29,14 @@ birthday are in the CRM record.
 The traits are drawn independently of one another in ``simulators.world.generate``, so the
 expectation over several is over their joint distribution. It is estimated from ``draws`` draws
 per customer: exact draws from the conditional distribution (organic rate, motivation,
-sensitivity, engagement) or draws weighted by importance (hour, affinity). Each trait is known
-only from the CRM record at the first campaign (and engagement from the contacts' opens): the
-responses are not used to learn the other traits, which a learner could do.
+sensitivity) or draws weighted by importance (hour, affinity). From then on it learns from what
+is reported of its own decisions, as a learner could, by the simulator's exact law: a particle
+filter per customer weighs the draws by the likelihood of each contact's open (or not), of a
+clicked contact's purchase (or not) and of every decided customer's purchases in the reporting
+window, keeps each particle's P(disengaged) per channel exactly (Bayes' rule on the opens, the
+unopened contacts' lapses, the weeks' returns), and resamples a customer's particles when fewer than half carry the weight. So
+``oracle_blind_all`` is the myopic Bayes-optimal policy with the simulator's law known: the best
+any policy could do, campaign by campaign, with what the engine is told.
 """
 
 from __future__ import annotations
@@ -126,99 +129,168 @@ def conditional_draws(world: World, scenario: Scenario, traits: tuple[str, ...],
     return out, w / w.sum(axis=0)
 
 
+def resample(log_w: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Systematic resampling of the customers (columns) whose effective number of draws has
+    fallen below half: (the draws each column keeps, in order, as indices; the columns)."""
+    w = np.exp(log_w - log_w.max(axis=0))
+    w /= w.sum(axis=0)
+    k, n = w.shape
+    cols = np.flatnonzero(1.0 / (w * w).sum(axis=0) < k / 2)
+    if not len(cols):
+        return np.zeros((k, 0), dtype=int), cols
+    cdf = np.cumsum(w[:, cols], axis=0)
+    cdf[-1] = 1.0
+    offset = np.arange(len(cols))[None, :]
+    u = (np.arange(k)[:, None] + rng.random(len(cols))[None, :]) / k
+    idx = np.searchsorted((cdf + offset).T.ravel(), (u + offset).T.ravel(), side="right").reshape(len(cols), k).T
+    return np.minimum(idx - offset * k, k - 1), cols
+
+
 class BlindOracle(Oracle):
-    """The oracle, valuing actions by their expectation over the blinded ``traits``."""
+    """The oracle, valuing actions by their expectation over the blinded ``traits`` given what
+    it has seen: a particle filter per customer, ``draws`` particles each."""
 
     def __init__(self, traits: tuple[str, ...], constraints: Constraints | None = None, draws: int = 128,
                  seed: int = 0, name: str | None = None):
         super().__init__(constraints, name=name or PREFIX + "+".join(traits))
         self.traits, self.draws = traits, draws
         self.rng = np.random.default_rng(seed)
-        self._draws: dict[str, np.ndarray] | None = None
-        self._weights: np.ndarray | None = None
+        self.particles: dict[str, np.ndarray] | None = None  # World field -> (draws, customers, ...)
+        # engagement, given each particle's traits: P(disengaged), (draws, customers, channels)
+        self.p_disengaged: np.ndarray | None = None
+        self.log_w: np.ndarray | None = None                  # (draws, customers)
         self._organic_start: np.ndarray | None = None
         self._worlds: tuple[float, list[World]] | None = None  # (batch time, one world per draw)
-        # engagement: P(disengaged) per customer and channel, and what the last batch's contacts
-        # tell of it once their opens are reported.
-        self.belief: np.ndarray | None = None
-        self._contacts: dict[str, np.ndarray] | None = None
+        self._last: dict | None = None                        # the last batch's decisions, until their feedback
         self._last_t: float | None = None
 
+    @property
+    def weights(self) -> np.ndarray:
+        w = np.exp(self.log_w - self.log_w.max(axis=0))
+        return w / w.sum(axis=0)
+
+    @property
+    def belief(self) -> np.ndarray | None:
+        """P(disengaged) per customer and channel, if engagement is blinded."""
+        if self.p_disengaged is None:
+            return None
+        return np.einsum("kn,knc->nc", self.weights, self.p_disengaged)
+
     def decide(self, batch: DecisionBatch) -> np.ndarray:
-        if "engagement" in self.traits:
-            if self.belief is None:
-                self.belief = np.zeros(batch.world.disengaged.shape)  # everyone starts engaged
-            elif self._last_t is not None:
-                self.belief *= 1 - reengage_probability(batch.response.scenario, batch.t - self._last_t)
-            self._last_t = batch.t
+        world = batch.world
+        if self.particles is None:
+            self.particles, w = conditional_draws(world, batch.response.scenario, self.traits, self.draws, self.rng)
+            self.log_w = np.log(np.maximum(w, 1e-300))
+            if "engagement" in self.traits:  # everyone starts engaged
+                self.p_disengaged = np.zeros((self.draws, *world.disengaged.shape), dtype=np.float32)
+            self._organic_start = world.organic_per_day.copy()
+        elif self.p_disengaged is not None and self._last_t is not None:
+            self.p_disengaged *= 1 - reengage_probability(batch.response.scenario, batch.t - self._last_t)
+        self._last_t = batch.t
+        self._worlds = None
         chosen = super().decide(batch)
-        if "engagement" in self.traits:
-            self._remember_contacts(batch, chosen)
+        self._last = self._remember(batch, chosen)
         return chosen
 
     def _drawn_worlds(self, batch: DecisionBatch) -> list[World]:
         world = batch.world
-        if self._draws is None:
-            self._draws, self._weights = conditional_draws(world, batch.response.scenario, self.traits, self.draws,
-                                                           self.rng)
-            self._organic_start = world.organic_per_day.copy()
         if self._worlds is None or self._worlds[0] != batch.t:
             worlds = []
             raised = world.organic_per_day != self._organic_start
             for k in range(self.draws):
-                traits = {f: d[k] for f, d in self._draws.items()}
-                if "organic_per_day" in traits:  # a reactivated customer buys at least as an occasional one
-                    traits["organic_per_day"] = np.where(raised, np.maximum(traits["organic_per_day"],
+                fields = {f: d[k] for f, d in self.particles.items()}
+                if "organic_per_day" in fields:  # a reactivated customer buys at least as an occasional one
+                    fields["organic_per_day"] = np.where(raised, np.maximum(fields["organic_per_day"],
                                                                             world.organic_per_day),
-                                                         traits["organic_per_day"])
-                if self.belief is not None:
-                    traits["disengaged"] = self.rng.random(self.belief.shape) < self.belief
-                worlds.append(dataclasses.replace(world, **traits))
+                                                         fields["organic_per_day"])
+                if self.p_disengaged is not None:
+                    fields["disengaged"] = self.rng.random(world.disengaged.shape) < self.p_disengaged[k]
+                worlds.append(dataclasses.replace(world, **fields))
             self._worlds = (batch.t, worlds)
         return self._worlds[1]
 
     def values(self, batch: DecisionBatch, group: FeasibleGroup) -> np.ndarray:
         who = batch.customers[group.members]
+        weights = self.weights[:, who]
         total = np.zeros((len(who), len(group.actions)))
         for k, world in enumerate(self._drawn_worlds(batch)):
-            total += self._weights[k, who][:, None] * action_values(dataclasses.replace(batch, world=world), group)
+            total += weights[k][:, None] * action_values(dataclasses.replace(batch, world=world), group)
         return total
 
-    def _remember_contacts(self, batch: DecisionBatch, chosen: np.ndarray) -> None:
-        """For each contact: P(open) if engaged and if not, and P(disengaging when unopened),
-        averaged over the draws of the other blinded traits."""
-        pos, cust, off, ch, hour, send = [], [], [], [], [], []
+    def _remember(self, batch: DecisionBatch, chosen: np.ndarray) -> dict:
+        """What the feedback will be weighed against, in the state decided in (the simulation
+        changes the world as the customers respond): per particle, each contact's chances to be
+        opened (engaged or not), to buy if clicked and to disengage if unopened, and every
+        customer's organic rate."""
+        pos, off, ch, hour, send = [], [], [], [], []
         for g in batch.groups:
             k = chosen[g.members]
             contact = g.offer[k] >= 0
             pos.append(g.members[contact])
-            cust.append(batch.customers[g.members[contact]])
             off.append(g.offer[k[contact]]), ch.append(g.channel[k[contact]])
             hour.append(g.local_hour[k[contact]]), send.append(g.send_t[k[contact]])
-        pos, cust, off, ch, hour, send = map(np.concatenate, (pos, cust, off, ch, hour, send))
-        engaged, disengaged, lapse = np.zeros(len(cust)), np.zeros(len(cust)), np.zeros(len(cust))
+        pos, off, ch, hour, send = map(np.concatenate, (pos, off, ch, hour, send))
+        cust = batch.customers[pos]
+        shape = (self.draws, len(pos))
+        p_open, p_lapsed_open = np.empty(shape), np.empty(shape)
+        p_convert, lapse = np.empty(shape), np.empty(shape)
+        organic = np.empty((self.draws, len(batch.customers)))
         for k, world in enumerate(self._drawn_worlds(batch)):
-            w = self._weights[k, cust]
-            for state, acc in ((False, engaged), (True, disengaged)):
-                p = batch.response.probabilities(
-                    dataclasses.replace(world, disengaged=np.full(world.disengaged.shape, state)),
-                    cust, off, ch, hour, send)
-                acc += w * p["open"]
-            lapse += w * p["disengage"]
-        self._contacts = {"position": pos, "customer": cust, "channel": ch, "engaged": engaged,
-                          "disengaged": disengaged, "lapse": lapse}
+            p = batch.response.probabilities(world, cust, off, ch, hour, send)
+            p_open[k], p_convert[k], lapse[k] = p["open"], p["convert"], p["disengage"]
+            if self.p_disengaged is not None:
+                for state, out in ((False, p_open), (True, p_lapsed_open)):
+                    out[k] = batch.response.probabilities(
+                        dataclasses.replace(world, disengaged=np.full(world.disengaged.shape, state)),
+                        cust, off, ch, hour, send)["open"]
+            organic[k] = world.organic_per_day[batch.customers]
+        return {"customers": batch.customers, "t": batch.t, "until": batch.organic_until, "position": pos,
+                "channel": ch, "p_open": p_open, "p_lapsed_open": p_lapsed_open, "p_convert": p_convert,
+                "lapse": lapse, "organic": organic}
 
     def learn(self, feedback) -> None:
+        """Weigh each customer's particles by how likely they make what was reported: each
+        contact's open (or not), a clicked contact's purchase (or not), and every decided
+        customer's purchases in the reporting window; then let unopened contacts disengage."""
         super().learn(feedback)
-        if self._contacts is None:
+        if self._last is None:
             return
-        c = self._contacts
-        reported = lambda kind: np.isin(c["position"], feedback.position[feedback.kind == TYPE_CODE[kind]])  # noqa: E731
-        delivered, opened = reported(OutcomeType.DELIVERED), reported(OutcomeType.OPENED)
-        b = self.belief[c["customer"], c["channel"]]
-        like_d = np.where(opened, c["disengaged"], 1 - c["disengaged"])
-        like_e = np.where(opened, c["engaged"], 1 - c["engaged"])
-        post = b * like_d / np.maximum(b * like_d + (1 - b) * like_e, 1e-300)
-        post = np.where(opened, post, post + (1 - post) * c["lapse"])  # an unopened contact may disengage
-        self.belief[c["customer"], c["channel"]] = np.where(delivered, post, b)
-        self._contacts = None
+        last, self._last = self._last, None
+        pos, customers = last["position"], last["customers"]
+        cust = customers[pos]
+        count = lambda kind: np.bincount(feedback.position[feedback.kind == TYPE_CODE[kind]],  # noqa: E731
+                                         minlength=len(customers))
+        delivered = count(OutcomeType.DELIVERED)[pos] > 0
+        opened = count(OutcomeType.OPENED)[pos] > 0
+        clicked = count(OutcomeType.CLICKED)[pos] > 0
+        purchases = count(OutcomeType.CONVERTED)
+        bought = purchases[pos] > 0
+        span = (last["until"] - last["t"]) / HOURS_PER_DAY  # days of purchases reported
+        # Organic purchases of every decided customer, but a clicked contact's, which may be its own.
+        rate = last["organic"] * span
+        ll = np.log(np.maximum(rate, 1e-300)) * purchases - rate
+        ll[:, pos[clicked]] = 0.0
+        # The open, given the particle's traits: engaged or not, by its P(disengaged).
+        seen = lambda p: np.clip(np.where(opened, p, 1 - p), 1e-12, 1.0)  # noqa: E731
+        like = seen(last["p_open"])
+        if self.p_disengaged is not None:
+            ch = last["channel"]
+            lapsed = self.p_disengaged[:, cust, ch].astype(float)
+            like_lapsed = seen(last["p_lapsed_open"])
+            like = lapsed * like_lapsed + (1 - lapsed) * like
+            lapsed = lapsed * like_lapsed / like
+            lapsed += np.where(opened, 0.0, (1 - lapsed) * last["lapse"])  # an unopened contact may disengage
+            self.p_disengaged[:, cust[delivered], ch[delivered]] = lapsed[:, delivered]
+        contact = np.where(delivered, np.log(like), 0.0)
+        none = (1 - last["p_convert"]) * np.exp(-rate[:, pos])
+        contact += np.where(clicked, np.where(bought, np.log(np.maximum(1 - none, 1e-300)),
+                                              np.log(np.maximum(none, 1e-300))), 0.0)
+        ll[:, pos] += contact
+        self.log_w[:, customers] += ll
+        idx, cols = resample(self.log_w, self.rng)
+        if len(cols):
+            kept = list(self.particles.values()) + ([self.p_disengaged] if self.p_disengaged is not None else [])
+            for d in kept:
+                d[:, cols] = np.take_along_axis(d[:, cols], idx.reshape(idx.shape + (1,) * (d.ndim - 2)), axis=0)
+            self.log_w[:, cols] = 0.0
+        self._worlds = None

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError
+from engine.domain import OutcomeType
 from simulators.blind import BlindOracle, conditional_draws, parse_blind
 from simulators.policies import Oracle, action_values
-from simulators.runner import Simulation
+from simulators.runner import TYPE_CODE, Simulation
 from simulators.scenario import load_scenario
 from simulators.world import OBSERVED_SLOT_HOURS, generate
 
@@ -116,3 +117,35 @@ def test_the_engagement_belief_is_calibrated_on_opens(scenario):
         assert band.sum() > 300, (low, high, band.sum())
         assert abs(truth[band].mean() - belief[band].mean()) < 0.04, (low, high, truth[band].mean(),
                                                                       belief[band].mean())
+
+
+def test_the_particles_learn_from_the_responses_and_stay_calibrated(scenario):
+    """After three campaigns' responses the truth still ranks uniformly among each customer's
+    weighted particles, among those who opened an email and those who did not -- and the opens
+    have moved the particles: the openers' email affinity is believed higher."""
+    sim = Simulation(scenario, customers=4000, days=28, seed=6)
+    policy = BlindOracle(("affinity", "organic"), draws=64, seed=2)
+    opened, seen = np.zeros(sim.customers), {}
+    learn = policy.learn
+
+    def count_opens(feedback):
+        who = seen["customers"][feedback.position[feedback.kind == TYPE_CODE[OutcomeType.OPENED]]]
+        np.add.at(opened, who, 1)
+        learn(feedback)
+
+    def keep(batch, chosen):  # the particles before the last campaign's responses
+        seen.update(customers=batch.customers, weights=policy.weights.copy(),
+                    particles={k: v.copy() for k, v in policy.particles.items()}, opened=opened.copy())
+
+    policy.learn = count_opens
+    sim.run(policy, observer=keep)
+    world, weights, opened = sim.population, seen["weights"], seen["opened"]
+    email = world.channels.index("email")
+    aff = seen["particles"]["affinity"][:, :, email]
+    openers, others = opened >= 1, world.consent[:, email] & (opened == 0)
+    for group, name in ((openers, "opened"), (others, "never opened")):
+        assert group.sum() > 200, name
+        assert_uniform(rank(aff[:, group], weights[:, group], world.affinity[group, email]), f"affinity, {name}")
+    believed = (weights * aff).sum(axis=0)
+    assert believed[openers].mean() > 1.1 * believed[others].mean()
+    assert_uniform(rank(seen["particles"]["organic_per_day"], weights, world.organic_per_day), "organic rate")
