@@ -34,9 +34,11 @@ is reported of its own decisions, as a learner could, by the simulator's exact l
 filter per customer weighs the draws by the likelihood of each contact's open (or not), of a
 clicked contact's purchase (or not) and of every decided customer's purchases in the reporting
 window, keeps each particle's P(disengaged) per channel exactly (Bayes' rule on the opens, the
-unopened contacts' lapses, the weeks' returns), and resamples a customer's particles when fewer than half carry the weight. So
-``oracle_blind_all`` is the myopic Bayes-optimal policy with the simulator's law known: the best
-any policy could do, campaign by campaign, with what the engine is told.
+unopened contacts' lapses, the weeks' returns), and resamples a customer's particles when fewer
+than half carry the weight. So ``oracle_blind_all`` is the myopic Bayes-optimal policy with the
+simulator's law known: up to the filter's approximations (opens and purchases reported after
+the attribution window are taken as never made; ``draws`` particles), the best a policy deciding
+campaign by campaign could do with what the engine is told.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ def generate(scenario: Scenario, n: int, rng: np.random.Generator) -> World:
     promo_share = rng.beta(alpha, PROMO_CONCENTRATION - alpha)
     history_days = 7 * pop.history_weeks
     purchases_12m = rng.poisson(organic * min(history_days, 365)).astype(float)
-    last_purchase = -np.minimum(rng.exponential(1.0 / np.maximum(organic, 1e-4)), LAST_PURCHASE_CAP_DAYS) * HOURS_PER_DAY
+    last_purchase = -np.minimum(rng.exponential(1.0 / np.maximum(organic, 1e-4)),
+                                LAST_PURCHASE_CAP_DAYS) * HOURS_PER_DAY
     email = channels.index("email") if "email" in channels else 0
     typical_open = scenario.response.channels[channels[email]].open * affinity[:, email] * RECENT_OPENS_SHARE
     recent_opens = rng.poisson(min(pop.history_weeks, RECENT_OPENS_WEEKS) * typical_open
