@@ -298,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                           "oracle_unbudgeted (the oracle not held to the incentive budgets), "
                           "observable_oracle (a diagnostic: the best decisions from CRM data alone), "
                           "observable_oracle_responses (the same, with the customers' responses), "
-                          "oracle_blind_TRAITS (the oracle knowing TRAITS -- hour, affinity, organic, motivation "
-                          "joined by '+', or all -- only as well as the CRM record tells them), "
+                          "oracle_blind_TRAITS (the oracle knowing TRAITS -- hour, affinity, organic, motivation, "
+                          "engagement joined by '+', or all -- only as well as the CRM record and the responses "
+                          "to its own decisions tell them), "
                           "or package.module:factory for your own")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory")
