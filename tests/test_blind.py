@@ -1,4 +1,4 @@
-"""The blind oracle: hidden traits known only as well as the CRM record tells them."""
+"""The blind oracle: hidden traits known only as well as the CRM record and the responses tell them."""
 
 import numpy as np
 import pytest
