@@ -50,17 +50,14 @@ from scipy.special import betaln, gammaln
 
 from engine.config import ConfigError
 from engine.constraints import Constraints
-from simulators.policies import Oracle, action_values
 from engine.domain import OutcomeType
-from simulators.runner import TYPE_CODE, DecisionBatch, FeasibleGroup, reengage_probability
+from simulators.policies import Oracle, action_values
+from simulators.runner import TYPE_CODE, DecisionBatch, FeasibleGroup, Feedback, reengage_probability
 from simulators.scenario import MOTIVATIONS, SEGMENTS, Scenario
 from simulators.world import (HOURS_PER_DAY, LAST_PURCHASE_CAP_DAYS, OBSERVED_SLOT_HOURS, ORGANIC_SHAPE,
                               PROMO_ALPHA, PROMO_CONCENTRATION, RECENT_OPENS_SHARE, RECENT_OPENS_WEEKS, World)
 
 TRAITS = ("hour", "affinity", "organic", "motivation", "engagement")
-# The World fields each blinded trait replaces.
-FIELDS = {"hour": ("pref_hour",), "affinity": ("affinity",), "organic": ("organic_per_day",),
-          "motivation": ("motivation", "sensitivity"), "engagement": ("disengaged",)}
 PREFIX = "oracle_blind_"
 
 
@@ -162,7 +159,8 @@ class BlindOracle(Oracle):
         self.p_disengaged: np.ndarray | None = None
         self.log_w: np.ndarray | None = None                  # (draws, customers)
         self._organic_start: np.ndarray | None = None
-        self._worlds: tuple[float, list[World]] | None = None  # (batch time, one world per draw)
+        self._worlds: list[World] = []                        # this batch's, one per particle
+        self._weights: np.ndarray | None = None               # this batch's normalised weights
         self._last: dict | None = None                        # the last batch's decisions, until their feedback
         self._last_t: float | None = None
 
@@ -189,33 +187,31 @@ class BlindOracle(Oracle):
         elif self.p_disengaged is not None and self._last_t is not None:
             self.p_disengaged *= 1 - reengage_probability(batch.response.scenario, batch.t - self._last_t)
         self._last_t = batch.t
-        self._worlds = None
+        self._worlds, self._weights = self._drawn_worlds(world), self.weights
         chosen = super().decide(batch)
         self._last = self._remember(batch, chosen)
         return chosen
 
-    def _drawn_worlds(self, batch: DecisionBatch) -> list[World]:
-        world = batch.world
-        if self._worlds is None or self._worlds[0] != batch.t:
-            worlds = []
-            raised = world.organic_per_day != self._organic_start
-            for k in range(self.draws):
-                fields = {f: d[k] for f, d in self.particles.items()}
-                if "organic_per_day" in fields:  # a reactivated customer buys at least as an occasional one
-                    fields["organic_per_day"] = np.where(raised, np.maximum(fields["organic_per_day"],
-                                                                            world.organic_per_day),
-                                                         fields["organic_per_day"])
-                if self.p_disengaged is not None:
-                    fields["disengaged"] = self.rng.random(world.disengaged.shape) < self.p_disengaged[k]
-                worlds.append(dataclasses.replace(world, **fields))
-            self._worlds = (batch.t, worlds)
-        return self._worlds[1]
+    def _drawn_worlds(self, world: World) -> list[World]:
+        """The world as each particle has it, for this batch."""
+        worlds = []
+        raised = world.organic_per_day != self._organic_start
+        for k in range(self.draws):
+            fields = {f: d[k] for f, d in self.particles.items()}
+            if "organic_per_day" in fields:  # a reactivated customer buys at least as an occasional one
+                fields["organic_per_day"] = np.where(raised, np.maximum(fields["organic_per_day"],
+                                                                        world.organic_per_day),
+                                                     fields["organic_per_day"])
+            if self.p_disengaged is not None:
+                fields["disengaged"] = self.rng.random(world.disengaged.shape) < self.p_disengaged[k]
+            worlds.append(dataclasses.replace(world, **fields))
+        return worlds
 
     def values(self, batch: DecisionBatch, group: FeasibleGroup) -> np.ndarray:
         who = batch.customers[group.members]
-        weights = self.weights[:, who]
+        weights = self._weights[:, who]
         total = np.zeros((len(who), len(group.actions)))
-        for k, world in enumerate(self._drawn_worlds(batch)):
+        for k, world in enumerate(self._worlds):
             total += weights[k][:, None] * action_values(dataclasses.replace(batch, world=world), group)
         return total
 
@@ -224,33 +220,27 @@ class BlindOracle(Oracle):
         changes the world as the customers respond): per particle, each contact's chances to be
         opened (engaged or not), to buy if clicked and to disengage if unopened, and every
         customer's organic rate."""
-        pos, off, ch, hour, send = [], [], [], [], []
-        for g in batch.groups:
-            k = chosen[g.members]
-            contact = g.offer[k] >= 0
-            pos.append(g.members[contact])
-            off.append(g.offer[k[contact]]), ch.append(g.channel[k[contact]])
-            hour.append(g.local_hour[k[contact]]), send.append(g.send_t[k[contact]])
-        pos, off, ch, hour, send = map(np.concatenate, (pos, off, ch, hour, send))
-        cust = batch.customers[pos]
+        offer, channel, send_t, local_hour = batch.chosen_actions(chosen)
+        pos = np.flatnonzero(channel >= 0)
+        cust, off, ch, hour, send = batch.customers[pos], offer[pos], channel[pos], local_hour[pos], send_t[pos]
         shape = (self.draws, len(pos))
         p_open, p_lapsed_open = np.empty(shape), np.empty(shape)
         p_convert, lapse = np.empty(shape), np.empty(shape)
         organic = np.empty((self.draws, len(batch.customers)))
-        for k, world in enumerate(self._drawn_worlds(batch)):
+        engaged = np.zeros(batch.world.disengaged.shape, dtype=bool)
+        for k, world in enumerate(self._worlds):
+            if self.p_disengaged is not None:  # the open's chance engaged here, and lapsed below
+                world = dataclasses.replace(world, disengaged=engaged)
+                p_lapsed_open[k] = batch.response.probabilities(
+                    dataclasses.replace(world, disengaged=~engaged), cust, off, ch, hour, send)["open"]
             p = batch.response.probabilities(world, cust, off, ch, hour, send)
             p_open[k], p_convert[k], lapse[k] = p["open"], p["convert"], p["disengage"]
-            if self.p_disengaged is not None:
-                for state, out in ((False, p_open), (True, p_lapsed_open)):
-                    out[k] = batch.response.probabilities(
-                        dataclasses.replace(world, disengaged=np.full(world.disengaged.shape, state)),
-                        cust, off, ch, hour, send)["open"]
             organic[k] = world.organic_per_day[batch.customers]
         return {"customers": batch.customers, "t": batch.t, "until": batch.organic_until, "position": pos,
                 "channel": ch, "p_open": p_open, "p_lapsed_open": p_lapsed_open, "p_convert": p_convert,
                 "lapse": lapse, "organic": organic}
 
-    def learn(self, feedback) -> None:
+    def learn(self, feedback: Feedback) -> None:
         """Weigh each customer's particles by how likely they make what was reported: each
         contact's open (or not), a clicked contact's purchase (or not), and every decided
         customer's purchases in the reporting window; then let unopened contacts disengage."""
@@ -295,4 +285,3 @@ class BlindOracle(Oracle):
             for d in kept:
                 d[:, cols] = np.take_along_axis(d[:, cols], idx.reshape(idx.shape + (1,) * (d.ndim - 2)), axis=0)
             self.log_w[:, cols] = 0.0
-        self._worlds = None

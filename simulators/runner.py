@@ -68,6 +68,18 @@ class DecisionBatch:
             raise ValueError(f"action {action.label} is not feasible for customer c{self.customers[position]}")
         return group.index[action.label]
 
+    def chosen_actions(self, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per batch position, the chosen action's offer and channel (-1: no contact), send time
+        (hours since start) and local send hour (NaN: no contact)."""
+        n = len(self.customers)
+        offer, channel = np.full(n, -1), np.full(n, -1)
+        send_t, local_hour = np.full(n, np.nan), np.full(n, np.nan)
+        for g in self.groups:
+            k = chosen[g.members]
+            offer[g.members], channel[g.members] = g.offer[k], g.channel[k]
+            send_t[g.members], local_hour[g.members] = g.send_t[k], g.local_hour[k]
+        return offer, channel, send_t, local_hour
+
 
 @dataclass
 class Feedback:
@@ -258,12 +270,7 @@ class Simulation:
                  t: float, t_end: float, totals: dict, value_t: list, value_v: list, run: PolicyRun) -> Feedback:
         resp, catalog = self.response, self.scenario.catalog
         n = len(batch.customers)
-        offer, channel = np.full(n, -1), np.full(n, -1)
-        send_t, local_hour = np.full(n, np.nan), np.full(n, np.nan)
-        for g in batch.groups:
-            k = chosen[g.members]
-            offer[g.members], channel[g.members] = g.offer[k], g.channel[k]
-            send_t[g.members], local_hour[g.members] = g.send_t[k], g.local_hour[k]
+        offer, channel, send_t, local_hour = batch.chosen_actions(chosen)
         totals["decisions"] += n
         window_end = t + resp.window_hours
 
