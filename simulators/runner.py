@@ -119,6 +119,8 @@ class PolicyRun:
     daily_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
     slot_contacts: np.ndarray = field(default_factory=lambda: np.zeros(N_SLOTS))
     slot_opens: np.ndarray = field(default_factory=lambda: np.zeros(N_SLOTS))
+    # Per channel: [delivered, opened within the horizon].
+    channel_opens: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -322,6 +324,11 @@ class Simulation:
             is_email = ch == self.channel_index["email"]
             totals["email_contacts"] += (is_email & delivered).sum()
             totals["email_opens"] += (is_email & opened & in_h(t_open)).sum()
+        opened_in_h = opened & in_h(t_open)
+        for name, k in self.channel_index.items():
+            on = ch == k
+            run.channel_opens.setdefault(name, np.zeros(2))
+            run.channel_opens[name] += ((on & delivered).sum(), (on & opened_in_h).sum())
         slot = (np.nan_to_num(lh) // 2).astype(int) % N_SLOTS
         run.slot_contacts += np.bincount(slot[delivered], minlength=N_SLOTS)
         run.slot_opens += np.bincount(slot[opened], minlength=N_SLOTS)

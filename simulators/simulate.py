@@ -166,6 +166,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
             bar.refresh()
     results = {name: report.policy_metrics(run, sc.catalog.reward) for name, run in runs.items()}
     report.add_oracle_comparison(results)
+    report.add_rules_mix_open_rate(results)
     meta = {"scenario": sc.name, "scenario_file": sc.source, "catalog": sc.catalog.version,
             "customers": sim.customers, "days": sim.days, "seed": seed}
     if engine_model is not None:

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -378,6 +379,14 @@ def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypat
     assert data["policies"]["oracle"]["oracle_share"] == 1.0
     assert data["policies"]["oracle"]["expected_oracle_share"] == 1.0
     assert data["policies"]["no_contact"]["expected_net_value"] == 0.0
+    for name in ("engine", "rules", "oracle"):   # per channel, adding up to the totals
+        policy = data["policies"][name]
+        channels = [k[len("delivered_"):] for k in policy if k.startswith("delivered_")]
+        assert set(channels) == {"email", "sms", "push", "web"}
+        assert sum(policy[f"delivered_{ch}"] for ch in channels) == policy["delivered"]
+        assert sum(policy[f"delivered_{ch}"] * (policy[f"open_rate_{ch}"] or 0) for ch in channels) == \
+            pytest.approx(policy["opens"])
+    assert data["policies"]["rules"]["open_rate_at_rules_mix"] == pytest.approx(data["policies"]["rules"]["open_rate"])
     for name, days in data["daily_net_value"].items():  # the cumulative plot's data, per day
         assert len(days) == 14
         assert sum(days) == pytest.approx(data["policies"][name]["net_value"], abs=0.05 * 14), name
@@ -390,6 +399,29 @@ def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypat
     assert "engine.net_value" in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"results.json", "open_rate_by_slot.png"} <= artifacts
+
+
+def test_the_open_rate_at_the_rules_mix_weighs_each_channels_rate_by_the_rules_deliveries():
+    from simulators.report import add_rules_mix_open_rate
+
+    results = {
+        "rules": {"delivered_email": 900.0, "open_rate_email": 0.2, "delivered_sms": 100.0, "open_rate_sms": 0.8,
+                  "delivered_push": 0.0, "open_rate_push": float("nan")},
+        # Most of its contacts on push: its own open rate is low, its rate at the rules' mix is not.
+        "engine": {"delivered_email": 300.0, "open_rate_email": 0.3, "delivered_sms": 10.0, "open_rate_sms": 0.9,
+                   "delivered_push": 700.0, "open_rate_push": 0.08},
+        "email_only": {"delivered_email": 500.0, "open_rate_email": 0.25, "delivered_sms": 0.0,
+                       "open_rate_sms": float("nan")},
+        "nothing": {"delivered_email": 0.0, "open_rate_email": float("nan")},
+    }
+    add_rules_mix_open_rate(results)
+    assert results["rules"]["open_rate_at_rules_mix"] == pytest.approx(0.26)
+    assert results["engine"]["open_rate_at_rules_mix"] == pytest.approx(0.9 * 0.3 + 0.1 * 0.9)
+    assert results["email_only"]["open_rate_at_rules_mix"] == pytest.approx(0.25)   # the channels in common
+    assert math.isnan(results["nothing"]["open_rate_at_rules_mix"])
+    del results["rules"]
+    add_rules_mix_open_rate(results)
+    assert math.isnan(results["engine"]["open_rate_at_rules_mix"])
 
 
 def test_unknown_policy_is_a_clear_error(tmp_path):
