@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--customers", type=int, default=None, help="customers (default: the scenario's)")
     sim.add_argument("--days", type=int, default=None, help="simulated days (default: the scenario's)")
     sim.add_argument("--policies", default="engine,rules,random,no_contact,oracle",
-                     help="comma-separated: engine, engine_grpc, rules, random, no_contact, oracle, "
+                     help="comma-separated: engine, engine_grpc, rules, newsletter (the rules without "
+                          "incentives: the no-discount offer), random, no_contact, oracle, "
                           "oracle_unbudgeted (the oracle not held to the incentive budgets), "
                           "observable_oracle (a diagnostic: the best decisions from CRM data alone), "
                           "observable_oracle_responses (the same, with the customers' responses), "

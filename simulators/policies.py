@@ -1,8 +1,8 @@
 """Policies the simulator can run. Anything with ``name``, ``decide(batch)`` and
 ``learn(feedback)`` works (see ``simulators.runner.Policy``).
 
-Baselines reported beside the engine: no contact, random, the marketer's static rules, and the
-oracle, which knows every customer's hidden traits.
+Baselines reported beside the engine: no contact, random, the marketer's static rules, the same
+without incentives (newsletter), and the oracle, which knows every customer's hidden traits.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
 from engine.engine import DecisionEngine
 from simulators.runner import OUTCOME_TYPES, TYPE_CODE, DecisionBatch, FeasibleGroup, Feedback
 from simulators.world import hour_distance
-from training.policies import PROMO_SHARE_THRESHOLD, rules_actions
+from training.policies import PROMO_SHARE_THRESHOLD, RULES_SLOT, rules_actions
 
 
 
@@ -69,6 +69,33 @@ class MarketerRules:
                 chosen[g.members] = len(g.actions) - 1  # no_contact
             else:
                 chosen[g.members] = np.where(promo[g.members], offers[1], offers[0])
+        return chosen
+
+    def learn(self, feedback: Feedback) -> None:
+        pass
+
+
+class Newsletter:
+    """The rules without incentives: a weekly ``offer`` (the catalog's no-discount newsletter by
+    default) at 10:00 local by email to everyone with email consent, by SMS to those without."""
+
+    name = "newsletter"
+
+    def __init__(self, offers: Iterable[str], offer: str = "new_collection"):
+        if offer not in offers:
+            raise ValueError(f"the newsletter policy sends offer {offer!r}, which the scenario's catalog "
+                             f"lacks (offers: {', '.join(sorted(offers))})")
+        self.offer = offer
+
+    def decide(self, batch: DecisionBatch) -> np.ndarray:
+        chosen = np.zeros(len(batch.customers), dtype=int)
+        for g in batch.groups:
+            chosen[g.members] = len(g.actions) - 1  # no_contact, unless a channel is open
+            for channel in ("email", "sms"):
+                k = g.index.get(f"{self.offer}/{channel}/{RULES_SLOT}")
+                if k is not None:
+                    chosen[g.members] = k
+                    break
         return chosen
 
     def learn(self, feedback: Feedback) -> None:

@@ -15,11 +15,12 @@ from simulators import report
 from simulators.blind import PREFIX as BLIND_PREFIX
 from simulators.blind import BlindOracle, parse_blind
 from simulators.regret import RegretBreakdown
-from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
+from simulators.policies import (EnginePolicy, MarketerRules, Newsletter, NoContact, ObservableOracle, Oracle,
+                                 RandomPolicy)
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
-BUILTIN = ("engine", "engine_grpc", "rules", "random", "no_contact", "oracle", "oracle_unbudgeted",
+BUILTIN = ("engine", "engine_grpc", "rules", "newsletter", "random", "no_contact", "oracle", "oracle_unbudgeted",
            "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
 DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
 
@@ -67,6 +68,8 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         yield from _grpc_engine(scenario, seed, out, engine_url)
     elif name == "rules":
         yield MarketerRules()
+    elif name == "newsletter":
+        yield Newsletter(scenario.catalog.offers)
     elif name == "random":
         yield RandomPolicy(policy_seed(seed))
     elif name == "no_contact":

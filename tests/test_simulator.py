@@ -556,3 +556,26 @@ def test_margins_diagnostic_compares_the_engines_contact_margin_with_the_truth(t
     assert "mean margin" in capsys.readouterr().out
     assert margins.main(["--customers", "100", "--days", "7", "--set", "model.bits=99", "--out", str(tmp_path / "x.json")]) == 2
     assert "key 'model.bits'" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_the_newsletter_sends_the_rules_contacts_without_incentives():
+    """Same customers, channels and 10:00 slot as the rules, the no-discount offer instead of
+    10 / 15 EUR off; a catalog without that offer is named."""
+    from simulators.policies import MarketerRules, Newsletter
+
+    sc = load_scenario("default")
+    sim = Simulation(sc, customers=2000, days=7, seed=3)
+    batch = sim.batch(sim.population.copy(), 0.0)
+    news, rules = Newsletter(sc.catalog.offers).decide(batch), MarketerRules().decide(batch)
+    sent = 0
+    for g in batch.groups:
+        for n, r in zip(news[g.members], rules[g.members]):
+            if g.offer[r] < 0:
+                assert g.offer[n] < 0
+                continue
+            sent += 1
+            assert (g.channel[n], g.local_hour[n]) == (g.channel[r], g.local_hour[r])
+            assert g.actions[n].offer_id == "new_collection"
+    assert sent > 1000
+    with pytest.raises(ValueError, match="offer 'new_collection', which the scenario's catalog lacks"):
+        Newsletter(["discount_10"])
