@@ -159,7 +159,6 @@ class ExplorationSettings:
 
 
 SLOT_VALUES = ("best", "mean")
-PURCHASE_VALUES = ("realised", "per_click", "per_open")
 
 
 @dataclass(frozen=True)
@@ -201,12 +200,6 @@ class ModelSettings:
     # channel's contacts over the whole span, and the hours since the last contact within it.
     # The state keeps every contact this long (Pressure.keep).
     history_days: int = 7
-    # What a decision's purchases are worth to the value model: "realised" (the margin on what
-    # was bought, less the incentive paid), or, for a decision that was clicked ("per_click") or
-    # opened ("per_open"), a second regression's estimate of that for its customer and action,
-    # learned from every such decision: one purchase in ~7 clicks makes the realised figure
-    # mostly noise. Any structure: it is what the value parts learn as the reward.
-    purchase_value: str = "realised"
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -337,8 +330,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
                               "importance_weighted", "structure", "hour_feature", "average_updates",
-                              "decouple_no_contact", "open_rate_features", "history_days",
-                              "purchase_value"})
+                              "decouple_no_contact", "open_rate_features", "history_days"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -361,8 +353,6 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         decouple_no_contact=r.boolean(md, "decouple_no_contact", "model.decouple_no_contact", default=False),
         open_rate_features=r.boolean(md, "open_rate_features", "model.open_rate_features", default=False),
         history_days=r.integer(md, "history_days", "model.history_days", default=7, low=7, high=366),
-        purchase_value=r.choice(md, "purchase_value", "model.purchase_value", PURCHASE_VALUES,
-                                default="realised"),
     )
     if model.structure != "direct" and model.average_updates:
         raise r.error("model.average_updates", f"0 with model.structure = \"{model.structure}\" (averaging "

@@ -28,7 +28,7 @@ from engine.domain import (
 from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure, to_cents
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
-from engine.rewards import net_reward, purchase_value_after, was_opened
+from engine.rewards import net_reward, was_opened
 from engine.state import InMemoryStateStore, PendingDecision, Snapshot, StateStore, StoreUnavailable
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
@@ -305,21 +305,13 @@ class DecisionEngine:
             for pending in batch:
                 reward = net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
                                     pending.offer_cost, pending.contact_cost)
-                self.model.learn_decision(pending.dsjson, reward, was_opened(pending.outcomes), pending.contacted,
-                                          self._purchase_value(pending))
+                self.model.learn_decision(pending.dsjson, reward, was_opened(pending.outcomes), pending.contacted)
             learned += len(batch)
             if len(batch) < MATURE_BATCH:
                 break
         if learned:
             self._count("learned", learned)
         return learned
-
-    def _purchase_value(self, pending) -> float | None:
-        """The purchase part of a decision's reward that the value model models (None: none)."""
-        setting = self.catalog.model.purchase_value
-        if setting == "realised":
-            return None
-        return purchase_value_after(setting.removeprefix("per_"), self.catalog.reward, pending.outcomes, pending.offer_cost)
 
     # -- introspection ------------------------------------------------------------------------
 

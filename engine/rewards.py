@@ -25,23 +25,6 @@ def was_opened(outcomes: Iterable[tuple[OutcomeType, float]]) -> bool:
     return any(kind is OutcomeType.OPENED for kind, _ in outcomes)
 
 
-def purchase_value_after(stage: str, definition: RewardDefinition,
-                         outcomes: Iterable[tuple[OutcomeType, float]], offer_cost: float) -> float | None:
-    """What a clicked decision's purchases add to its reward (the margin on them less the
-    incentive paid), for a decision that reached ``stage`` ("click" or "open": 0 for an opened
-    decision without a click); None when it did not reach it. It is the part of ``net_reward``
-    that a value model with ``model.purchase_value = "per_click"`` or ``"per_open"`` replaces
-    by a regression's estimate."""
-    outcomes = list(outcomes)
-    kinds = {kind for kind, _ in outcomes}
-    if OutcomeType.CLICKED not in kinds:
-        return 0.0 if stage == "open" and OutcomeType.OPENED in kinds else None
-    value = definition.margin_rate * sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED)
-    paid_on = (OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption"
-               else OutcomeType.CONVERTED)
-    return value - offer_cost if paid_on in kinds else value
-
-
 def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeType, float]],
                contacted: bool, offer_cost: float, contact_cost: float) -> float:
     outcomes = list(outcomes)

@@ -37,9 +37,6 @@ STRUCTURE_PARTS = {
 # open_stacked: the value part sees the open model's prediction in namespace P, alone and
 # crossed with the offer and the channel (a value per expected open for each).
 STACKED_INTERACTIONS = ("PO", "PC")
-# model.purchase_value = "per_click" / "per_open": the purchase model's estimate weighs
-# n / (n + this) against the realised value after n decisions learned (a cold model knows nothing).
-PURCHASE_VALUE_PRIOR = 200
 
 
 def with_open_propensity(context: dict, p_open: np.ndarray) -> dict:
@@ -137,10 +134,6 @@ class ValueModel:
                 args["value"] = self.args + [a for pair in STACKED_INTERACTIONS for a in ("-q", pair)]
             self._parts = [vw.Workspace(args[name], model_data=d) for name, d in zip(names, data)]
             self._ws = self._parts[:1]
-        # model.purchase_value = "per_click" / "per_open": a regression of what a clicked / opened
-        # decision's purchases are worth, learned from those decisions alone; not saved with the model.
-        self._purchases_ws = vw.Workspace(self.args) if settings.purchase_value != "realised" else None
-        self.purchases_learned = 0
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self.version = version
@@ -235,27 +228,8 @@ class ValueModel:
                     example.set_label(vw.CBLabel(label=(action, cost, 1.0)))
         ws._workspace.learn_multi_ex_one(examples)
 
-    def _modelled_purchase_value(self, dsjson: DsjsonLine, realised: float) -> float:
-        """The purchase model's estimate for this decision's customer and action, made before it
-        learns the decision's ``realised`` value, and shrunk toward that value while the model
-        has learned fewer than ~PURCHASE_VALUE_PRIOR decisions."""
-        line = dsjson.with_cost(-realised)
-        record = json.loads(line)
-        context_json = json.dumps(record["c"], separators=(",", ":"))
-        with self._lock:
-            estimate = self._predict(self._purchases_ws, context_json, len(record["c"]["_multi"]))[record["_labelIndex"]]
-            self._learn(self._purchases_ws, line)
-            weight = self.purchases_learned / (self.purchases_learned + PURCHASE_VALUE_PRIOR)
-            self.purchases_learned += 1
-        return weight * float(estimate) + (1.0 - weight) * realised
-
-    def learn_decision(self, dsjson: DsjsonLine, reward: float, opened: bool, contacted: bool,
-                       purchase_value: float | None = None) -> None:
-        """Learn from one matured decision: its reward, whether it was opened and, for a decision
-        that reached the stage ``model.purchase_value`` names, what its purchases added to the
-        reward (``purchase_value``), which the model's estimate then replaces."""
-        if self._purchases_ws is not None and purchase_value is not None:
-            reward += self._modelled_purchase_value(dsjson, purchase_value) - purchase_value
+    def learn_decision(self, dsjson: DsjsonLine, reward: float, opened: bool, contacted: bool) -> None:
+        """Learn from one matured decision: its reward and whether it was opened."""
         if self.structure == "direct":
             self.learn_dsjson(dsjson.with_cost(-reward))
             return

@@ -61,22 +61,3 @@ def test_click_attribution_counts_purchases_only_after_a_click(catalog):
     assert net_reward(reward, [(T.CONVERTED, 80.0), (T.REDEEMED, 0), (T.UNSUBSCRIBED, 0)], True, 10.0, 0.0) == \
         pytest.approx(-10 - 10)
     assert net_reward(reward, [(T.CONVERTED, 80.0)], False, 0.0, 0.0) == 0.0
-
-
-def test_the_purchase_value_after_a_click_or_an_open_is_the_purchase_part_of_the_reward(catalog):
-    from engine.rewards import purchase_value_after
-
-    reward = catalog.reward
-    clicked = [(T.OPENED, 0), (T.CLICKED, 0), (T.CONVERTED, 100.0), (T.REDEEMED, 0), (T.UNSUBSCRIBED, 0)]
-    for stage in ("click", "open"):
-        assert purchase_value_after(stage, reward, clicked, 10.0) == pytest.approx(35 - 10)
-        # The rest of the reward is what remains when the purchase part is taken out.
-        assert net_reward(reward, clicked, True, 10.0, 0.01) - purchase_value_after(stage, reward, clicked, 10.0) \
-            == pytest.approx(-10 - 0.01)
-        assert purchase_value_after(stage, reward, [(T.CLICKED, 0)], 10.0) == 0.0
-        assert purchase_value_after(stage, reward, [], 0.0) is None
-    # Opened, not clicked: its purchases add nothing under click attribution.
-    opened = [(T.OPENED, 0), (T.CONVERTED, 100.0)]
-    assert net_reward(reward, opened, True, 10.0, 0.0) == 0.0
-    assert purchase_value_after("open", reward, opened, 10.0) == 0.0
-    assert purchase_value_after("click", reward, opened, 10.0) is None
