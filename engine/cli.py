@@ -170,13 +170,17 @@ def cmd_calibrate(args) -> int:
 
 
 def _print_simulation(result: dict) -> None:
-    from simulators.report import table
+    from simulators.report import open_rate_table, table
 
     meta = result["meta"]
     print(f"\nScenario {meta['scenario']}: {meta['customers']:,} customers, {meta['days']} days, "
           f"seed {meta['seed']} (net value = incremental, EUR)"
           + (f"; catalog set: {meta['catalog_set']}" if meta.get("catalog_set") else "") + "\n")
     print(table(result["results"]))
+    opens = open_rate_table(result["results"])
+    if opens:
+        print("\nOpen rate by channel (deliveries in brackets), and at the rules' mix of channels:\n")
+        print(opens)
     if any(result.get("budgets", {}).values()):
         from simulators.report import budget_table
 

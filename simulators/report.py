@@ -110,6 +110,24 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
+def open_rate_table(results: dict[str, dict[str, float]]) -> str:
+    """Each contacting policy's open rate per channel (its deliveries in brackets) and at the
+    rules' channel mix; empty when no policy delivered anything."""
+    channels = [k[len("delivered_"):] for k in next(iter(results.values()), {}) if k.startswith("delivered_")]
+    channels = [ch for ch in channels if any(m.get(f"delivered_{ch}", 0) > 0 for m in results.values())]
+    rows = [[name] + [f"{m[f'open_rate_{ch}']:.1%} ({int(m[f'delivered_{ch}']):,})"
+                      if m.get(f"delivered_{ch}", 0) > 0 else "-" for ch in channels]
+            + ["-" if math.isnan(m.get("open_rate_at_rules_mix", float("nan")))
+               else f"{m['open_rate_at_rules_mix']:.1%}"]
+            for name, m in results.items() if m.get("delivered", 0) > 0]
+    if not rows:
+        return ""
+    header = ["policy"] + channels + ["at the rules' mix"]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
 def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]],
                budgets: dict[str, list[dict]] | None = None,
                daily: dict[str, list[float]] | None = None, regret: dict[str, dict] | None = None) -> None:

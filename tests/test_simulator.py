@@ -424,6 +424,24 @@ def test_the_open_rate_at_the_rules_mix_weighs_each_channels_rate_by_the_rules_d
     assert math.isnan(results["engine"]["open_rate_at_rules_mix"])
 
 
+def test_the_open_rate_table_shows_each_channels_rate_and_deliveries_for_the_policies_that_contact():
+    from simulators.report import add_rules_mix_open_rate, open_rate_table
+
+    results = {
+        "rules": {"delivered": 1000.0, "delivered_email": 900.0, "open_rate_email": 0.2, "delivered_sms": 100.0,
+                  "open_rate_sms": 0.8, "delivered_push": 0.0, "open_rate_push": float("nan")},
+        "no_contact": {"delivered": 0.0, "delivered_email": 0.0, "open_rate_email": float("nan"),
+                       "delivered_sms": 0.0, "open_rate_sms": float("nan"), "delivered_push": 0.0,
+                       "open_rate_push": float("nan")},
+    }
+    add_rules_mix_open_rate(results)
+    text = open_rate_table(results)
+    header, _, row = text.splitlines()
+    assert header.split() == ["policy", "email", "sms", "at", "the", "rules'", "mix"]   # push: nobody
+    assert row.split() == ["rules", "20.0%", "(900)", "80.0%", "(100)", "26.0%"]
+    assert open_rate_table({"no_contact": results["no_contact"]}) == ""
+
+
 def test_unknown_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown policy 'oracel'"):
         simulate("default", customers=10, days=7, policies=("oracel",), out=tmp_path, mlflow=False,
