@@ -73,7 +73,8 @@ def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]
 def add_rules_mix_open_rate(results: dict[str, dict[str, float]]) -> None:
     """open_rate_at_rules_mix: a policy's open rate on each channel, weighed by the rules'
     deliveries on it (the channels both deliver on): how well it picks whom and when to contact
-    on a channel, whatever mix of channels it uses (SMS opens ~80 %, push ~8 %, email ~20 %).
+    on a channel, whatever mix of channels it uses (in the default scenario an SMS is opened
+    55-85 % of the time, an email 20-33 %, a push 6-10 %: a tap).
     NaN without a rules policy or a channel in common."""
     rules = results.get("rules", {})
     shares = {key[len("delivered_"):]: n for key, n in rules.items() if key.startswith("delivered_") and n > 0}
