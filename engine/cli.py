@@ -153,7 +153,7 @@ def cmd_demo(args) -> int:
     from simulators.simulate import simulate
 
     print("Quick simulation of the default scenario: the engine against the marketer's rules, "
-          "random, no contact and the oracle.\n", flush=True)
+          "the same without incentives (newsletter), random, no contact and the oracle.\n", flush=True)
     result = simulate("default", customers=args.customers, days=args.days, seed=args.seed,
                       out=args.out, mlflow=True, progress=True)
     _print_simulation(result)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="scenario file, or a shipped one: default, cold_start, high_fatigue, ...")
     sim.add_argument("--customers", type=int, default=None, help="customers (default: the scenario's)")
     sim.add_argument("--days", type=int, default=None, help="simulated days (default: the scenario's)")
-    sim.add_argument("--policies", default="engine,rules,random,no_contact,oracle",
+    sim.add_argument("--policies", default="engine,rules,newsletter,random,no_contact,oracle",
                      help="comma-separated: engine, engine_grpc, rules, newsletter (the rules without "
                           "incentives: the no-discount offer), random, no_contact, oracle, "
                           "oracle_unbudgeted (the oracle not held to the incentive budgets), "

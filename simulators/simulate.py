@@ -22,7 +22,7 @@ from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
 BUILTIN = ("engine", "engine_grpc", "rules", "newsletter", "random", "no_contact", "oracle", "oracle_unbudgeted",
            "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
-DEFAULT_POLICIES = ("engine", "rules", "random", "no_contact", "oracle")
+DEFAULT_POLICIES = ("engine", "rules", "newsletter", "random", "no_contact", "oracle")
 
 
 class UnknownPolicy(ConfigError):
