@@ -28,6 +28,7 @@ def calibrate(scenario: str = "default", customers: int = 20_000, seed: int = 1)
     sim = Simulation(sc, customers=customers, seed=seed)
     run = sim.run(MarketerRules())
     t = run.totals
+    email_delivered, email_opens = run.channel_opens["email"]
     world, resp = sim.population, sim.response
     email = sim.channel_index["email"]
     who = np.flatnonzero(world.consent[:, email])
@@ -37,7 +38,7 @@ def calibrate(scenario: str = "default", customers: int = 20_000, seed: int = 1)
     weights = world.affinity[who, email]
     uplift = float((weights * factor.max(axis=1)).sum() / (weights * at_ten).sum() - 1)
     return {
-        "email_open_rate": t["email_opens"] / t["email_contacts"],
+        "email_open_rate": email_opens / email_delivered,
         "email_optins_lost_share": t["email_optins_lost"] / t["email_optins_start"],
         "best_slot_open_uplift": uplift,
         "campaigns": float(len(sim.opportunities())),

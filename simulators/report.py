@@ -44,6 +44,7 @@ TABLE_COLUMNS = [
 
 def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]:
     t = run.totals
+    email_delivered, email_opens = run.channel_opens.get("email", (0.0, 0.0))
     net = (reward.margin_rate * t["revenue"] - t["incentive_spend"] - t["contact_cost"]
            - reward.unsubscribe_penalty * t["unsubscribes"] - reward.complaint_penalty * t["complaints"])
 
@@ -58,7 +59,7 @@ def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]
         "redemptions": t["redemptions"], "contact_cost": t["contact_cost"],
         "unsubscribes": t["unsubscribes"], "complaints": t["complaints"],
         "open_rate": ratio(t["opens"], t["delivered"]),
-        "email_open_rate": ratio(t["email_opens"], t["email_contacts"]),
+        "email_open_rate": ratio(email_opens, email_delivered),
         "conversion_rate": ratio(t["conversions"], t["contacts"]),
         "spend_per_conversion": ratio(t["incentive_spend"], t["conversions"]),
         "email_optins_lost_share": ratio(t["email_optins_lost"], t["email_optins_start"]),
@@ -70,6 +71,11 @@ def policy_metrics(run: PolicyRun, reward: RewardDefinition) -> dict[str, float]
     }
 
 
+def _channels(metrics: dict[str, float]) -> list[str]:
+    """The channels a policy's metrics have per-channel figures for (``delivered_<channel>``)."""
+    return [key[len("delivered_"):] for key in metrics if key.startswith("delivered_")]
+
+
 def add_rules_mix_open_rate(results: dict[str, dict[str, float]]) -> None:
     """open_rate_at_rules_mix: a policy's open rate on each channel, weighed by the rules'
     deliveries on it (the channels both deliver on): how well it picks whom and when to contact
@@ -77,7 +83,7 @@ def add_rules_mix_open_rate(results: dict[str, dict[str, float]]) -> None:
     55-85 % of the time, an email 20-33 %, a push 6-10 %: a tap).
     NaN without a rules policy or a channel in common."""
     rules = results.get("rules", {})
-    shares = {key[len("delivered_"):]: n for key, n in rules.items() if key.startswith("delivered_") and n > 0}
+    shares = {ch: rules[f"delivered_{ch}"] for ch in _channels(rules) if rules[f"delivered_{ch}"] > 0}
     for metrics in results.values():
         common = {ch: n for ch, n in shares.items() if metrics.get(f"delivered_{ch}", 0) > 0}
         total = sum(common.values())
@@ -106,6 +112,11 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
     header = ["policy"] + [title for _, title, _ in TABLE_COLUMNS]
     rows = [[name] + [cell(fmt, m.get(key)) for key, _, fmt in TABLE_COLUMNS] for name, m in results.items()]
+    return _aligned(header, rows)
+
+
+def _aligned(header: list[str], rows: list[list[str]]) -> str:
+    """A text table: the first column left-aligned, the others right-aligned, a rule under the header."""
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
@@ -114,8 +125,8 @@ def table(results: dict[str, dict[str, float]]) -> str:
 def open_rate_table(results: dict[str, dict[str, float]]) -> str:
     """Each contacting policy's open rate per channel (its deliveries in brackets) and at the
     rules' channel mix; empty when no policy delivered anything."""
-    channels = [k[len("delivered_"):] for k in next(iter(results.values()), {}) if k.startswith("delivered_")]
-    channels = [ch for ch in channels if any(m.get(f"delivered_{ch}", 0) > 0 for m in results.values())]
+    channels = [ch for ch in _channels(next(iter(results.values()), {}))
+                if any(m.get(f"delivered_{ch}", 0) > 0 for m in results.values())]
     rows = [[name] + [f"{m[f'open_rate_{ch}']:.1%} ({int(m[f'delivered_{ch}']):,})"
                       if m.get(f"delivered_{ch}", 0) > 0 else "-" for ch in channels]
             + ["-" if math.isnan(m.get("open_rate_at_rules_mix", float("nan")))
@@ -123,10 +134,7 @@ def open_rate_table(results: dict[str, dict[str, float]]) -> str:
             for name, m in results.items() if m.get("delivered", 0) > 0]
     if not rows:
         return ""
-    header = ["policy"] + channels + ["at the rules' mix"]
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+    return _aligned(["policy"] + channels + ["at the rules' mix"], rows)
 
 
 def write_json(path: Path, meta: dict, results: dict[str, dict[str, float]],

@@ -126,7 +126,7 @@ class PolicyRun:
 
 METRICS = ("decisions", "contacts", "delivered", "opens", "clicks", "conversions", "revenue",
            "incentive_spend", "redemptions", "contact_cost", "unsubscribes", "complaints",
-           "organic_revenue", "email_contacts", "email_opens", "email_optins_start", "email_optins_lost",
+           "organic_revenue", "email_optins_start", "email_optins_lost",
            "expected_value")
 
 
@@ -233,7 +233,7 @@ class Simulation:
         if email is not None:
             totals["email_optins_start"] = float(world.consent[:, email].sum())
         value_t, value_v = [], []
-        run = PolicyRun(policy.name)
+        run = PolicyRun(policy.name, channel_opens={name: np.zeros(2) for name in self.channel_index})
         step = self.scenario.every_days * HOURS_PER_DAY
         for t in self.opportunities():
             self._between_opportunities(world, rng, step)
@@ -313,21 +313,16 @@ class Simulation:
         in_h = lambda x: x < self.horizon  # noqa: E731 - ground truth counts what happens in the horizon
         totals["contacts"] += len(c)
         totals["delivered"] += delivered.sum()
-        totals["opens"] += (opened & in_h(t_open)).sum()
+        opened_in_h = opened & in_h(t_open)
+        totals["opens"] += opened_in_h.sum()
         totals["clicks"] += (clicked & in_h(t_click)).sum()
         totals["conversions"] += (bought & in_h(t_buy)).sum()
         totals["revenue"] += revenue[bought & in_h(t_buy)].sum()
         totals["unsubscribes"] += (unsub & in_h(t_unsub)).sum()
         totals["complaints"] += (complaint & in_h(t_unsub)).sum()
         totals["contact_cost"] += resp.contact_cost[ch].sum()
-        if "email" in self.channel_index:
-            is_email = ch == self.channel_index["email"]
-            totals["email_contacts"] += (is_email & delivered).sum()
-            totals["email_opens"] += (is_email & opened & in_h(t_open)).sum()
-        opened_in_h = opened & in_h(t_open)
         for name, k in self.channel_index.items():
             on = ch == k
-            run.channel_opens.setdefault(name, np.zeros(2))
             run.channel_opens[name] += ((on & delivered).sum(), (on & opened_in_h).sum())
         slot = (np.nan_to_num(lh) // 2).astype(int) % N_SLOTS
         run.slot_contacts += np.bincount(slot[delivered], minlength=N_SLOTS)
