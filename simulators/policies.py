@@ -18,7 +18,7 @@ from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
 from engine.engine import DecisionEngine
 from simulators.runner import OUTCOME_TYPES, TYPE_CODE, DecisionBatch, FeasibleGroup, Feedback
 from simulators.world import hour_distance
-from training.policies import PROMO_SHARE_THRESHOLD, RULES_SLOT, rules_actions
+from training.policies import PROMO_SHARE_THRESHOLD, rules_actions, rules_contacts
 
 
 
@@ -90,12 +90,8 @@ class Newsletter:
     def decide(self, batch: DecisionBatch) -> np.ndarray:
         chosen = np.zeros(len(batch.customers), dtype=int)
         for g in batch.groups:
-            chosen[g.members] = len(g.actions) - 1  # no_contact, unless a channel is open
-            for channel in ("email", "sms"):
-                k = g.index.get(f"{self.offer}/{channel}/{RULES_SLOT}")
-                if k is not None:
-                    chosen[g.members] = k
-                    break
+            found = rules_contacts(g.index, (self.offer,))
+            chosen[g.members] = len(g.actions) - 1 if found is None else found[0]  # no_contact is last
         return chosen
 
     def learn(self, feedback: Feedback) -> None:

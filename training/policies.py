@@ -77,15 +77,21 @@ class NoContact(EvalPolicy):
         return one_hot(len(d.actions), d.actions.index("no_contact"))
 
 
+def rules_contacts(index: dict[str, int], offers: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The marketer's contact on one feasible set (action label -> index): the indices of
+    ``offers`` at 10:00 by email, else by SMS, on the first of the two where all are feasible;
+    None: no contact."""
+    for channel in ("email", "sms"):
+        found = tuple(index.get(f"{offer}/{channel}/{RULES_SLOT}") for offer in offers)
+        if None not in found:
+            return found
+    return None
+
+
 def rules_actions(index: dict[str, int]) -> tuple[int, int] | None:
     """The marketer's rules on one feasible set (action label -> index): the indices of
     (10 EUR off, 15 EUR off) at 10:00 by email, else by SMS; None: no contact."""
-    for channel in ("email", "sms"):
-        k10 = index.get(f"discount_10/{channel}/{RULES_SLOT}")
-        k15 = index.get(f"discount_15/{channel}/{RULES_SLOT}")
-        if k10 is not None and k15 is not None:
-            return k10, k15
-    return None
+    return rules_contacts(index, ("discount_10", "discount_15"))
 
 
 class Rules(EvalPolicy):
