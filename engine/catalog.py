@@ -200,6 +200,11 @@ class ModelSettings:
     # channel's contacts over the whole span, and the hours since the last contact within it.
     # The state keeps every contact this long (Pressure.keep).
     history_days: int = 7
+    # Experience replay (a direct model): with each matured decision, also relearn this many
+    # decisions drawn at random from the last ``replay_buffer`` learned (0 = none), so that the
+    # weights fit the decisions of every campaign so far, not mostly the last one's.
+    replay: int = 0
+    replay_buffer: int = 100_000
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
@@ -330,7 +335,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     md = r.table(data, "model")
     r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
                               "importance_weighted", "structure", "hour_feature", "average_updates",
-                              "decouple_no_contact", "open_rate_features", "history_days"})
+                              "decouple_no_contact", "open_rate_features", "history_days", "replay",
+                              "replay_buffer"})
     interactions = tuple(r.string_list(md, "interactions", "model.interactions",
                                        default=list(ModelSettings.interactions)))
     for i, pair in enumerate(interactions):
@@ -353,10 +359,16 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         decouple_no_contact=r.boolean(md, "decouple_no_contact", "model.decouple_no_contact", default=False),
         open_rate_features=r.boolean(md, "open_rate_features", "model.open_rate_features", default=False),
         history_days=r.integer(md, "history_days", "model.history_days", default=7, low=7, high=366),
+        replay=r.integer(md, "replay", "model.replay", default=0, low=0, high=16),
+        replay_buffer=r.integer(md, "replay_buffer", "model.replay_buffer", default=100_000, low=1,
+                                high=10_000_000),
     )
     if model.structure != "direct" and model.average_updates:
         raise r.error("model.average_updates", f"0 with model.structure = \"{model.structure}\" (averaging "
                       "is for a direct model)", model.average_updates)
+    if model.structure != "direct" and model.replay:
+        raise r.error("model.replay", f"0 with model.structure = \"{model.structure}\" (replay is for a "
+                      "direct model)", model.replay)
     if model.structure != "direct" and model.replicas > 1:
         raise r.error("model.replicas", f"1 with model.structure = \"{model.structure}\" (replicas are "
                       "for a direct model)", model.replicas)

@@ -138,6 +138,8 @@ class ValueModel:
         self._lock = threading.Lock()
         self.version = version
         self.updates = 0
+        self._replay: list[str] = []
+        self._replay_seen = 0
         # Weight averaging: the served weights are an exponential moving average of replica 0's,
         # stepped every ``_average_every`` updates, written into a serving workspace when read.
         self._serving: vw.Workspace | None = None
@@ -260,11 +262,28 @@ class ValueModel:
             for ws in self._ws[1:]:
                 for _ in range(self._rng.poisson(1.0)):
                     self._learn(ws, line)
+            if self.settings.replay:
+                self._relearn(line)
             self.updates += 1
             if self._serving is not None and self.updates % self._average_every == 0:
                 beta = self._average_every / self.settings.average_updates
                 self._average += beta * (self._ws[0].weights()[..., 0] - self._average)
                 self._average_stale = True
+
+    def _relearn(self, line: str) -> None:
+        """Experience replay: learn ``replay`` past lines, then keep ``line`` in a uniform
+        reservoir of the lines learned so far (at most ``replay_buffer``)."""
+        buffer = self._replay
+        if buffer:
+            for i in self._rng.integers(len(buffer), size=self.settings.replay):
+                self._learn(self._ws[0], buffer[i])
+        self._replay_seen += 1
+        if len(buffer) < self.settings.replay_buffer:
+            buffer.append(line)
+        else:
+            j = int(self._rng.integers(self._replay_seen))
+            if j < len(buffer):
+                buffer[j] = line
 
     def serialize(self) -> bytes:
         with self._lock:

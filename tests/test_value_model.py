@@ -232,3 +232,47 @@ def test_decoupled_no_contact_learns_its_value_without_moving_the_contacts():
     assert decoupled.values(context, 2) == pytest.approx([2.0, 0.5], abs=0.1)  # each learns its own
     assert "--noconstant" in decoupled.args and "--noconstant" not in coupled.args
 
+
+
+def test_replay_relearns_past_decisions_and_keeps_a_bounded_uniform_buffer():
+    """model.replay: each new decision is learned with ``replay`` past ones drawn from a
+    reservoir of at most ``replay_buffer``. After a long run in which offer a paid 1, a burst of
+    contrary rewards (-1) moves a replaying model less than one that learns the burst alone:
+    its weights fit the whole record, not the latest cohort."""
+    from engine.catalog import ModelSettings
+
+    context = '{"U":{"segment=loyal":1},"_multi":[{"O":{"offer=a":1}},{"O":{"offer=b":1}}]}'
+    settings = ModelSettings(learning_rate=0.5, power_t=0.0, importance_weighted=False, interactions=("UO",))
+    plain = ValueModel(settings)
+    replaying = ValueModel(dataclasses.replace(settings, replay=2, replay_buffer=500), seed=3)
+    for i in range(2000):
+        line = _line(i % 2, 1.0 if i % 2 == 0 else 0.0)
+        plain.learn_dsjson(line)
+        replaying.learn_dsjson(line)
+    assert replaying.values(context, 2) == pytest.approx([1.0, 0.0], abs=0.1)
+    assert len(replaying._replay) == 500 and replaying._replay_seen == 2000
+    assert plain._replay == []
+    for _ in range(40):  # offer a suddenly pays -1
+        plain.learn_dsjson(_line(0, -1.0))
+        replaying.learn_dsjson(_line(0, -1.0))
+    assert plain.values(context, 2)[0] < -0.9      # the burst alone: its -1
+    assert replaying.values(context, 2)[0] > 0.1   # the burst among the record's +1s
+    # The reservoir holds a uniform sample of everything learned: mostly the long run's lines.
+    assert sum(line == _line(0, -1.0) for line in replaying._replay) < 40
+
+
+def test_replay_is_for_a_direct_model_and_bounded(tmp_path):
+    text = default_catalog_path().read_text()
+    assert "\nreplay = 0\n" in text and "\nreplay_buffer = 100000\n" in text
+    for changed, expected in [(text.replace("\nreplay = 0\n", "\nreplay = 1\n")
+                               .replace('\nstructure = "direct"\n', '\nstructure = "open_funnel"\n'),
+                               "key 'model.replay': expected 0 with model.structure = \"open_funnel\""),
+                              (text.replace("\nreplay = 0\n", "\nreplay = 17\n"),
+                               "key 'model.replay': expected an integer from 0 to 16"),
+                              (text.replace("\nreplay_buffer = 100000\n", "\nreplay_buffer = 0\n"),
+                               "key 'model.replay_buffer': expected an integer from 1")]:
+        path = tmp_path / "catalog.toml"
+        path.write_text(changed)
+        with pytest.raises(CatalogError) as err:
+            load_catalog(path)
+        assert expected in str(err.value), str(err.value)
