@@ -201,8 +201,9 @@ class ModelSettings:
     # The state keeps every contact this long (Pressure.keep).
     history_days: int = 7
     # Experience replay (a direct model): with each matured decision, also relearn this many
-    # decisions drawn at random from the last ``replay_buffer`` learned (0 = none), so that the
-    # weights fit the decisions of every campaign so far, not mostly the last one's.
+    # decisions drawn from a uniform sample of at most ``replay_buffer`` of those learned so far
+    # (0 = none), so that the weights fit the decisions of every campaign so far, not mostly the
+    # last one's. The sample is kept in memory, not saved with the model.
     replay: int = 0
     replay_buffer: int = 100_000
 
