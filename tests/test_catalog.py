@@ -57,10 +57,31 @@ def write(tmp_path, text):
      "key 'exploration.slot_value': expected one of ['best', 'mean'], got 'median'"),
     ('structure = "direct"', 'structure = "direct"\nhour_feature = 10',
      "key 'model.hour_feature': expected a non-empty string, got 10"),
+    ("\naverage_updates = 0\n", "\naverage_updates = -5\n",
+     "key 'model.average_updates': expected an integer from 0"),
+    ("\nreplay = 0\n", "\nreplay = 17\n", "key 'model.replay': expected an integer from 0 to 16"),
+    ("\nreplay_buffer = 100000\n", "\nreplay_buffer = 0\n", "key 'model.replay_buffer': expected an integer from 1"),
 ])
 def test_invalid_catalog_names_file_key_and_allowed(tmp_path, old, new, expected):
     assert old in DEFAULT
-    path = write(tmp_path, DEFAULT.replace(old, new, 1))
+    assert_rejected(tmp_path, DEFAULT.replace(old, new, 1), expected)
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("\naverage_updates = 0\n", "\naverage_updates = 1000\n",
+     "key 'model.average_updates': expected 0 with model.structure = \"open_funnel\""),
+    ("\nreplay = 0\n", "\nreplay = 1\n", "key 'model.replay': expected 0 with model.structure = \"open_funnel\""),
+])
+def test_keys_of_a_direct_model_refuse_another_structure(tmp_path, old, new, expected):
+    direct = '\nstructure = "direct"\n'
+    assert old in DEFAULT and direct in DEFAULT
+    changed = DEFAULT.replace(old, new, 1).replace(direct, '\nstructure = "open_funnel"\n', 1)
+    assert_rejected(tmp_path, changed, expected)
+
+
+def assert_rejected(tmp_path, text, expected):
+    """Loading the catalog ``text`` fails with an error naming its file and saying ``expected``."""
+    path = write(tmp_path, text)
     with pytest.raises(CatalogError) as err:
         load_catalog(path)
     assert str(path) in str(err.value)
