@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--policies", default="engine,rules,newsletter,random,no_contact,oracle",
                      help="comma-separated: engine, engine_grpc, rules, newsletter (the rules without "
                           "incentives: the no-discount offer), random, no_contact, oracle, "
+                          "engine_exact (a diagnostic: the engine learning the exact expected value of "
+                          "each of its choices instead of the reward reported), "
                           "oracle_unbudgeted (the oracle not held to the incentive budgets), "
                           "observable_oracle (a diagnostic: the best decisions from CRM data alone), "
                           "observable_oracle_responses (the same, with the customers' responses), "

@@ -303,15 +303,19 @@ class DecisionEngine:
                 self._count("store_errors")
                 break
             for pending in batch:
-                reward = net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
-                                    pending.offer_cost, pending.contact_cost)
-                self.model.learn_decision(pending.dsjson, reward, was_opened(pending.outcomes), pending.contacted)
+                self.model.learn_decision(pending.dsjson, self._reward(pending), was_opened(pending.outcomes),
+                                          pending.contacted)
             learned += len(batch)
             if len(batch) < MATURE_BATCH:
                 break
         if learned:
             self._count("learned", learned)
         return learned
+
+    def _reward(self, pending: PendingDecision) -> float:
+        """The reward a matured decision is learned with: the catalog's, from its outcomes."""
+        return net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
+                          pending.offer_cost, pending.contact_cost)
 
     # -- introspection ------------------------------------------------------------------------
 

@@ -413,3 +413,39 @@ class EnginePolicy:
                                  type=kind, value=float(feedback.value[k]), time=feedback.time(k)))
         if len(feedback):
             self._trace(feedback.time(len(feedback) - 1))
+
+
+class ExactRewardEngine(DecisionEngine):
+    """A diagnostic engine: the same engine, which learns each matured decision with the exact
+    expected incremental net value of its choice (``ExactRewardPolicy`` tells it) instead of the
+    reward of the outcomes reported. Everything else -- features, model, exploration, caps and
+    budgets, which decisions it learns from and when -- is the engine's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.exact: dict[str, float] = {}  # event id -> expected value, until it is learned
+
+    def _reward(self, pending) -> float:
+        return self.exact.pop(pending.event_id)
+
+
+class ExactRewardPolicy(EnginePolicy):
+    """``engine_exact``: the engine taught with noise-free rewards. Set against ``engine``, it
+    says how much of the engine's shortfall is the noise of the rewards it learns from, and how
+    much is what its model makes of its data."""
+
+    def __init__(self, engine: ExactRewardEngine, name: str = "engine_exact"):
+        in_process = EnginePolicy.in_process(engine, name)
+        super().__init__(in_process._decide_many, in_process._report, name, in_process._budgets)
+        self.engine = engine
+
+    def decide(self, batch: DecisionBatch) -> np.ndarray:
+        chosen = super().decide(batch)
+        offer, channel, send_t, local_hour = batch.chosen_actions(chosen)
+        c = np.flatnonzero(channel >= 0)
+        values = np.zeros(len(chosen))
+        if c.size:
+            values[c] = batch.response.expected_value(batch.world, batch.customers[c], offer[c], channel[c],
+                                                      local_hour[c], send_t[c], batch.organic_until)
+        self.engine.exact.update(zip(self._event_ids, values.tolist()))
+        return chosen

@@ -15,12 +15,12 @@ from simulators import report
 from simulators.blind import PREFIX as BLIND_PREFIX
 from simulators.blind import BlindOracle, parse_blind
 from simulators.regret import RegretBreakdown
-from simulators.policies import (EnginePolicy, MarketerRules, Newsletter, NoContact, ObservableOracle, Oracle,
-                                 RandomPolicy)
+from simulators.policies import (EnginePolicy, ExactRewardEngine, ExactRewardPolicy, MarketerRules, Newsletter,
+                                 NoContact, ObservableOracle, Oracle, RandomPolicy)
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
-BUILTIN = ("engine", "engine_grpc", "rules", "newsletter", "random", "no_contact", "oracle", "oracle_unbudgeted",
+BUILTIN = ("engine", "engine_grpc", "engine_exact", "rules", "newsletter", "random", "no_contact", "oracle", "oracle_unbudgeted",
            "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
 DEFAULT_POLICIES = ("engine", "rules", "newsletter", "random", "no_contact", "oracle")
 
@@ -64,6 +64,12 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             engine.close()
             if store is not None:
                 store.close()
+    elif name == "engine_exact":
+        engine = ExactRewardEngine(scenario.catalog, seed=policy_seed(seed), honour_request_time=True)
+        try:
+            yield ExactRewardPolicy(engine)
+        finally:
+            engine.close()
     elif name == "engine_grpc":
         yield from _grpc_engine(scenario, seed, out, engine_url)
     elif name == "rules":

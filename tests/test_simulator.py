@@ -9,7 +9,8 @@ import pytest
 
 from engine.engine import DecisionEngine
 from simulators.calibration import TARGETS, calibrate
-from simulators.policies import EnginePolicy, MarketerRules, NoContact, ObservableOracle, Oracle, RandomPolicy
+from simulators.policies import (EnginePolicy, ExactRewardEngine, ExactRewardPolicy, MarketerRules, NoContact,
+                                 ObservableOracle, Oracle, RandomPolicy)
 from simulators.report import policy_metrics
 from simulators.runner import Simulation
 from simulators.scenario import ScenarioError, load_scenario, parse_catalog_settings, scenarios_dir
@@ -597,3 +598,40 @@ def test_the_newsletter_sends_the_rules_contacts_without_incentives():
     assert sent > 1000
     with pytest.raises(ValueError, match="offer 'new_collection', which the scenario's catalog lacks"):
         Newsletter(["discount_10"])
+
+
+def test_engine_exact_learns_the_exact_expected_value_of_each_choice(small):
+    """The diagnostic engine learns each matured decision with the expected value of its choice,
+    computed from hidden traits when it decided, not with the reward of what was reported."""
+    engine = ExactRewardEngine(small.scenario.catalog, seed=5, honour_request_time=True)
+    policy = ExactRewardPolicy(engine)
+    expected, learned = {}, []
+    decide = policy.decide
+
+    def decide_and_keep(batch):
+        chosen = decide(batch)
+        expected.update(engine.exact)
+        offer, channel, send_t, local_hour = batch.chosen_actions(chosen)
+        c = np.flatnonzero(channel >= 0)
+        assert c.size
+        values = batch.response.expected_value(batch.world, batch.customers[c], offer[c], channel[c],
+                                               local_hour[c], send_t[c], batch.organic_until)
+        ids = [policy._event_ids[p] for p in c]
+        assert [engine.exact[i] for i in ids] == pytest.approx(values.tolist())
+        return chosen
+
+    def reward(pending):
+        realised = DecisionEngine._reward(engine, pending)
+        exact = ExactRewardEngine._reward(engine, pending)
+        learned.append((exact, expected[pending.event_id], realised))
+        return exact
+
+    policy.decide, engine._reward = decide_and_keep, reward
+    run = small.run(policy)
+    assert policy.name == "engine_exact" and run.totals["contacts"] > 0
+    exact, kept, realised = np.array(learned).T
+    assert len(learned) > 3000                      # two campaigns of 3000 customers matured
+    assert np.array_equal(exact, kept)
+    assert not np.allclose(exact, realised)         # the realised rewards are not what it learns
+    assert abs(exact.mean() - realised.mean()) < 0.5  # ... though they agree on average
+    assert len(engine.exact) == len(expected) - len(learned)  # only those not yet matured are left
