@@ -6,14 +6,15 @@ send) less no contact's -- and the exact expected value of that same contact fro
 simulator's hidden traits. A calibrated engine has mean margin = mean true value; a margin whose
 mean swings from campaign to campaign moves whole cohorts across "contact / do not" at once.
 
-    .venv/bin/python -m simulators.margins --customers 50000 --days 63 --seed 1 [--set KEY=VALUE]
+    .venv/bin/python -m simulators.margins --customers 50000 --days 63 --seed 1 [--set KEY=VALUE] [--exact]
 
 prints one row per campaign -- contacts sent, customers of positive margin, customers whose
 contact is truly worth something, the mean margin, its mean truth, no contact's mean value, the
 margins' correlation with the truth, and the customers by margin band (how many, what the best
 contact of each was worth, what the engine's own contact would have made) -- and writes them to
 ``--out`` as JSON. The engine runs in process, with every action's value reported
-(``exploration.top_k`` raised); it decides exactly as in ``nba simulate``.
+(``exploration.top_k`` raised); it decides exactly as in ``nba simulate``. With ``--exact`` it
+is ``engine_exact``: it learns each choice's exact expected value instead of its reward.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from engine.config import ConfigError
 from engine.engine import DecisionEngine
 from engine.exploration import offer_channel_groups
-from simulators.policies import EnginePolicy, contact_values
+from simulators.policies import EnginePolicy, ExactRewardEngine, ExactRewardPolicy, contact_values
 from simulators.runner import DecisionBatch, Simulation, policy_seed
 from simulators.scenario import load_scenario, parse_catalog_settings
 
@@ -86,12 +87,17 @@ def campaign_row(batch: DecisionBatch, chosen: np.ndarray, decisions: list) -> d
     return row
 
 
-def run(scenario: str, customers: int | None, days: int | None, seed: int, settings: list[str]) -> list[dict]:
+def run(scenario: str, customers: int | None, days: int | None, seed: int, settings: list[str],
+        exact: bool = False) -> list[dict]:
     sc = load_scenario(scenario, parse_catalog_settings(settings))
     catalog = dataclasses.replace(sc.catalog, exploration=dataclasses.replace(sc.catalog.exploration, top_k=10_000))
     sim = Simulation(dataclasses.replace(sc, catalog=catalog), customers, days, seed)
-    engine = DecisionEngine(catalog, seed=policy_seed(seed), honour_request_time=True)
-    policy = EnginePolicy.in_process(engine)
+    if exact:
+        engine = ExactRewardEngine(catalog, seed=policy_seed(seed), honour_request_time=True)
+        policy = ExactRewardPolicy(engine)
+    else:
+        engine = DecisionEngine(catalog, seed=policy_seed(seed), honour_request_time=True)
+        policy = EnginePolicy.in_process(engine)
     rows: list[dict] = []
 
     def observe(batch: DecisionBatch, chosen: np.ndarray) -> None:
@@ -122,15 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
                         help="set a catalog key for this run (as nba simulate --set)")
+    parser.add_argument("--exact", action="store_true",
+                        help="the engine learns the exact expected value of each of its choices "
+                             "(the engine_exact diagnostic of nba simulate)")
     parser.add_argument("--out", type=Path, default=Path("runs/margins.json"))
     args = parser.parse_args(argv)
     try:
-        rows = run(args.scenario, args.customers, args.days, args.seed, args.set)
+        rows = run(args.scenario, args.customers, args.days, args.seed, args.set, args.exact)
     except ConfigError as exc:
         print(f"margins: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"scenario": args.scenario, "seed": args.seed, "settings": args.set,
+                                    "exact": args.exact,
                                     "campaigns": rows}, indent=2, default=float))
     print(f"\nWritten: {args.out}")
     return 0

@@ -573,6 +573,12 @@ def test_margins_diagnostic_compares_the_engines_contact_margin_with_the_truth(t
     assert rows[0]["truth_mean"] != 0.0
     assert rows[1]["margin_mean"] != 0.0 and -1.0 <= rows[1]["correlation"] <= 1.0
     assert "mean margin" in capsys.readouterr().out
+    exact_out = tmp_path / "exact.json"
+    assert margins.main(["--customers", "1500", "--days", "21", "--seed", "3", "--exact", "--out", str(exact_out)]) == 0
+    exact = json.loads(exact_out.read_text())
+    assert exact["exact"] is True and not json.loads(out.read_text())["exact"]
+    assert exact["campaigns"][0] == rows[0]                            # the same cold start
+    assert exact["campaigns"][1]["margin_mean"] != rows[1]["margin_mean"]  # taught otherwise
     assert margins.main(["--customers", "100", "--days", "7", "--set", "model.bits=99", "--out", str(tmp_path / "x.json")]) == 2
     assert "key 'model.bits'" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
 
