@@ -16,6 +16,7 @@ from engine.client import NBAClient
 from engine.constraints import Constraints, to_cents
 from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
 from engine.engine import DecisionEngine
+from engine.state import PendingDecision
 from simulators.runner import OUTCOME_TYPES, TYPE_CODE, DecisionBatch, FeasibleGroup, Feedback
 from simulators.world import hour_distance
 from training.policies import PROMO_SHARE_THRESHOLD, rules_actions, rules_contacts
@@ -425,8 +426,12 @@ class ExactRewardEngine(DecisionEngine):
         super().__init__(*args, **kwargs)
         self.exact: dict[str, float] = {}  # event id -> expected value, until it is learned
 
-    def _reward(self, pending) -> float:
-        return self.exact.pop(pending.event_id)
+    def _reward(self, pending: PendingDecision) -> float:
+        try:
+            return self.exact.pop(pending.event_id)
+        except KeyError:
+            raise ValueError(f"engine_exact: no expected value for decision {pending.event_id} "
+                             "(decided other than through ExactRewardPolicy.decide)") from None
 
 
 class ExactRewardPolicy(EnginePolicy):

@@ -20,8 +20,8 @@ from simulators.policies import (EnginePolicy, ExactRewardEngine, ExactRewardPol
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
-BUILTIN = ("engine", "engine_grpc", "engine_exact", "rules", "newsletter", "random", "no_contact", "oracle", "oracle_unbudgeted",
-           "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
+BUILTIN = ("engine", "engine_grpc", "engine_exact", "rules", "newsletter", "random", "no_contact", "oracle",
+           "oracle_unbudgeted", "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
 DEFAULT_POLICIES = ("engine", "rules", "newsletter", "random", "no_contact", "oracle")
 
 

@@ -1,4 +1,5 @@
 import dataclasses
+import datetime as dt
 import json
 import math
 import re
@@ -641,3 +642,14 @@ def test_engine_exact_learns_the_exact_expected_value_of_each_choice(small):
     assert not np.allclose(exact, realised)         # the realised rewards are not what it learns
     assert abs(exact.mean() - realised.mean()) < 0.5  # ... though they agree on average
     assert len(engine.exact) == len(expected) - len(learned)  # only those not yet matured are left
+
+
+def test_engine_exact_names_a_decision_it_has_no_expected_value_for(small):
+    """A decision made around the diagnostic policy cannot be learned noise-free: it says so."""
+    engine = ExactRewardEngine(small.scenario.catalog, seed=5, honour_request_time=True)
+    batch = small.batch(small.population.copy(), 0.0)
+    decision = engine.decide(batch.requests()[0])
+    pending = engine.store.pop_matured(batch.when + dt.timedelta(days=30))
+    assert [p.event_id for p in pending] == [decision.event_id]
+    with pytest.raises(ValueError, match=f"no expected value for decision {decision.event_id}"):
+        engine._reward(pending[0])
