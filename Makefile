@@ -28,7 +28,7 @@ test-fast: install
 
 # Regenerate the gRPC stubs after editing proto/ (a test fails when they are stale).
 proto: install
-	$(PY) -m engine.protogen
+	$(PY) -m harness.protogen
 
 bench: install
 	$(PY) bench/latency.py

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.client import NBAClient  # noqa: E402
-from engine.demo import start_server_process  # noqa: E402
+from engine.server import start_server_process  # noqa: E402
 from engine.domain import DecisionRequest  # noqa: E402
 
 SEGMENTS = ["new", "loyal", "occasional", "dormant"]

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.loadtest import run_load  # noqa: E402
-from engine.redis_servers import RedisCluster, RedisServer  # noqa: E402
+from harness.load import run_load  # noqa: E402
+from harness.redis_servers import RedisCluster, RedisServer  # noqa: E402
 
 
 def main() -> int:

@@ -41,7 +41,8 @@ from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uni
 from simulators.runner import Simulation  # noqa: E402
 from training.estimators import DR  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
-from training.policies import ModelPolicy, NoContact, Rules, load_model, save_model  # noqa: E402
+from engine.models import load_model, save_model  # noqa: E402
+from training.target_policies import ModelPolicy, NoContact, Rules  # noqa: E402
 from training.train import TrainParams, train  # noqa: E402
 
 ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_independent")

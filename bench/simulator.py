@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.engine import DecisionEngine  # noqa: E402
+from engine.pipeline import DecisionEngine  # noqa: E402
 from simulators.policies import EnginePolicy, MarketerRules, NoContact, Oracle, RandomPolicy  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402

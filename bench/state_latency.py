@@ -24,13 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.latency import make_request  # noqa: E402
 from engine.catalog import load_catalog  # noqa: E402
 from engine.domain import Outcome, OutcomeType  # noqa: E402
-from engine.engine import DecisionEngine  # noqa: E402
-from engine.redis_servers import RedisServer  # noqa: E402
+from engine.pipeline import DecisionEngine  # noqa: E402
+from harness.redis_servers import RedisServer  # noqa: E402
 from engine.redis_store import RedisStateStore  # noqa: E402
 
 
 def measure(engine: DecisionEngine, n: int, warmup: int = 300) -> dict:
-    import dataclasses
 
     requests = [make_request(i % 2000) for i in range(n + warmup)]
     for r in requests[:warmup]:

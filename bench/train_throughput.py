@@ -27,7 +27,7 @@ from simulators.ope import log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
 from training.dataset import split_time  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
-from training.policies import ModelPolicy, Rules, Uniform  # noqa: E402
+from training.target_policies import ModelPolicy, Rules, Uniform  # noqa: E402
 from training.train import TrainParams, train  # noqa: E402
 
 EVENT = re.compile(rb'"EventId":"([^"]+)"')

@@ -1,7 +1,9 @@
 """The catalog: offers, channels, send slots, reward definition, exploration and model settings.
 
-A catalog is data in a TOML file, validated on load. Every error names the file, the key and
-what is allowed, e.g.::
+A catalog is data in a TOML file, validated on load. Each setting is declared once, below (its
+type, default, allowed values and what it does, with ``engine.settings.setting``); the reader,
+the errors and the reference page ``docs/catalog.md`` (``python -m engine.catalog``) are made
+from those declarations. Every error names the file, the key and what is allowed, e.g.::
 
     CatalogError: catalog.toml: key 'offers.discount_10.cost': expected a number >= 0, got -3
 """
@@ -11,20 +13,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, ConfigReader, read_toml
 from engine.constraints import Budget, Cap, Constraints, ControlGroup, Pressure
+from engine.settings import ConfigError, ConfigReader, read_settings, read_toml, reference, setting
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
-MODEL_STRUCTURES = ("direct", "direct_open_slots", "mean_open_slots", "open_funnel", "open_stacked")
-INCENTIVE_PAID_ON = ("redemption", "conversion")
-PURCHASE_ATTRIBUTION = ("window", "click")
+MODEL_STRUCTURES = ("direct",)
 NAMESPACE_LETTERS = "UHOCT"
 
 
@@ -60,11 +61,14 @@ class Eligibility:
 @dataclass(frozen=True)
 class Offer:
     id: str
-    name: str
-    cost: float
-    valid_from: dt.date | None = None
-    valid_until: dt.date | None = None
-    eligibility: Eligibility = field(default_factory=Eligibility)
+    name: str = setting(doc="what people call it", default_doc="its id")
+    cost: float = setting(doc="EUR the company pays when it is used (see `reward.incentive_paid_on`)", low=0)
+    valid_from: dt.date | None = setting(None, "first day it may be sent")
+    valid_until: dt.date | None = setting(None, "last day it may be sent")
+    eligibility: Eligibility = setting(
+        Eligibility(), "who may receive it: every rule must hold; a missing feature is not eligible",
+        form="table: `categorical = {feature = [values]}`, `numeric_min = {feature = number}`, "
+             "`numeric_max = {...}`", default_doc="everyone")
 
     def is_valid_on(self, day: dt.date) -> bool:
         if self.valid_from is not None and day < self.valid_from:
@@ -88,10 +92,13 @@ class QuietHours:
 @dataclass(frozen=True)
 class Channel:
     id: str
-    contact_cost: float
-    consent: bool
-    quiet_hours: tuple[QuietHours, ...] = ()
-    inbound_only: bool = False
+    contact_cost: float = setting(doc="EUR paid per contact, whatever happens", low=0)
+    consent: bool = setting(True, "a contact needs the customer's opt-in (`consented_channels`)")
+    quiet_hours: tuple[QuietHours, ...] = setting(
+        (), "no send time in these local hours; `end` before `start` wraps past midnight",
+        form='list of `{start = "HH:MM", end = "HH:MM"}`')
+    inbound_only: bool = setting(False, "a placement shown on an inbound request only (the site, the app): "
+                                        "no opt-in asked, never counted by pressure caps")
 
     def is_quiet_at(self, minute_of_day: int) -> bool:
         return any(q.contains(minute_of_day) for q in self.quiet_hours)
@@ -111,110 +118,99 @@ class SendSlot:
 
 
 @dataclass(frozen=True)
+class SendSlots:
+    hours: int = setting(2, "length of a send slot; slots cover the next 24 h of local time", low=1, high=24)
+
+
+@dataclass(frozen=True)
 class RewardDefinition:
-    margin_rate: float
-    unsubscribe_penalty: float
-    complaint_penalty: float
-    opened_value: float = 0.0
-    clicked_value: float = 0.0
-    delivered_value: float = 0.0
-    default_reward: float = 0.0
-    # When the offer's cost is charged: on a REDEEMED outcome, or on any CONVERTED one.
-    incentive_paid_on: str = "redemption"
-    # Which purchases count: every one in the attribution window, or only those of decisions
-    # whose message was clicked (click-through attribution).
-    purchase_attribution: str = "window"
+    margin_rate: float = setting(doc="share of a purchase amount kept as margin", low=0, high=1)
+    unsubscribe_penalty: float = setting(0.0, "EUR charged for an unsubscribe (a lost contact point)", low=0)
+    complaint_penalty: float = setting(0.0, "EUR charged for a complaint", low=0)
+    opened_value: float = setting(0.0, "EUR credited for an open")
+    clicked_value: float = setting(0.0, "EUR credited for a click")
+    delivered_value: float = setting(0.0, "EUR credited for a delivery")
+    default_reward: float = setting(0.0, "reward of a decision whose attribution window closes with nothing "
+                                         "reported (before the contact cost, always charged)")
+    incentive_paid_on: str = setting(
+        "redemption", "when the offer's cost is charged: on a REDEEMED outcome (the code used at the till, "
+                      "which also covers customers who would have bought anyway), or on any attributed purchase",
+        choices=("redemption", "conversion"))
+    purchase_attribution: str = setting(
+        "click", "which purchases count: only those of a decision whose message was CLICKED (click-through), "
+                 "or every purchase in the attribution window -- unbiased, but its noise (sd ~5 EUR a "
+                 "decision) drowns a contact's value (~0.1 EUR)",
+        choices=("click", "window"))
+
+
+@dataclass(frozen=True)
+class Attribution:
+    window: dt.timedelta = setting(dt.timedelta(hours=168), "outcomes join a decision for this long after it; "
+                                   "then it matures and is learned", key="window_hours", unit="hours", low=0.001)
 
 
 @dataclass(frozen=True)
 class ExplorationSettings:
-    algorithm: str = "epsilon_greedy"
-    epsilon: float = 0.1
-    softmax_lambda: float = 1.0
-    squarecb_gamma: float = 50.0
-    top_k: int = 5
-    # Least probability of no_contact: keeps measuring what doing nothing is worth.
-    no_contact_floor: float = 0.0
-    # Choose on value - pessimism * spread across the model's bootstrap replicas: an action is
-    # only preferred when the model is sure of it (guards the max over ~100 noisy estimates).
-    pessimism: float = 0.0
-    # EUR a contact's value must beat no contact's by before the greedy choice sends it: the
-    # best of ~100 noisy estimates is biased upward, so a zero hurdle contacts customers every
-    # contact loses money on.
-    contact_hurdle: float = 0.0
-    # The default contact: when no_contact is tied for the best value with this offer on the
-    # first of these channels the customer can get (a cold model, whose values are all 0),
-    # the greedy choice is that contact, at any of its send slots alike, instead of no contact.
-    # None: ties go to no contact.
-    default_offer: str | None = None
-    default_channels: tuple[str, ...] = ()
-    # What an offer on a channel is worth when choosing whether and what to send: "best" (its
-    # best send slot's value) or "mean" (the mean over its send slots; the slot is then its
-    # best). The best of a dozen noisy slot estimates is biased upward; their mean is not.
-    slot_value: str = "best"
-    # epsilon_greedy: whether to contact, drawn rather than decided (EUR; 0 = decided). The
-    # greedy mass goes to the best contact with probability 1 / (1 + exp(-margin / T)), margin
-    # = its value - no contact's, and to no contact otherwise.
-    contact_temperature: float = 0.0
-
-
-SLOT_VALUES = ("best", "mean")
+    algorithm: str = setting("epsilon_greedy", "how the chosen action is drawn from the feasible ones "
+                             "(after constraints and pacing)", choices=EXPLORATION_ALGORITHMS)
+    epsilon: float = setting(0.01, "epsilon_greedy: share of decisions drawn uniformly over the feasible "
+                                   "actions", low=0, high=1)
+    softmax_lambda: float = setting(1.0, "softmax: inverse temperature (per EUR of value)", low=0)
+    squarecb_gamma: float = setting(50.0, "squarecb: how fast probability falls with the gap to the best "
+                                          "(Foster & Rakhlin 2020)", low=0)
+    top_k: int = setting(5, "how many scored actions a decision reports", low=1, high=1000)
+    no_contact_floor: float = setting(0.0, "least probability of no_contact on every decision: keeps "
+                                           "measuring what doing nothing is worth", low=0, high=1)
+    default_offer: str | None = setting(
+        None, "the default contact: when no_contact ties for the best value with this offer (a cold model, "
+              "whose values are all 0), the greedy choice sends it, at any of its send slots alike")
+    default_channels: tuple[str, ...] = setting((), "the default contact's channels, the first the customer "
+                                                    "can get (with `default_offer`: both or neither)")
+    slot_value: str = setting(
+        "mean", "what an offer on a channel is worth when choosing whether and what to send: the mean of its "
+                "send slots' values (the send slot is then its best) or its best slot's (biased upward: the "
+                "best of a dozen noisy estimates)", choices=("mean", "best"))
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    cb_type: str = "mtr"
-    learning_rate: float = 0.5
-    interactions: tuple[str, ...] = ("UO", "UC", "UT", "HC", "HO")
-    bits: int = 18
-    # Bootstrap replicas of the value model (1 = none): their spread measures how sure the
-    # model is of each action's value (see ExplorationSettings.pessimism).
-    replicas: int = 1
-    # Learning-rate decay (VW's --power_t): rate_t = learning_rate / t^power_t; 0 = constant.
-    power_t: float = 0.5
-    # mtr only: weigh each example by 1 / (logged probability), VW's default. False = plain
-    # least squares on the chosen action (the regression oracle of SquareCB), which does not
-    # let one explored purchase at p ~ 0.001 count a thousand times.
-    importance_weighted: bool = True
-    # "direct", "direct_open_slots", "mean_open_slots", "open_funnel" or "open_stacked"
-    # (engine.value_model.ValueModel).
-    structure: str = "direct"
-    # A request feature holding the customer's usual local hour (a number, or text with one in
-    # it, like "s10"): each contact's send slot then also carries its distance from that hour,
-    # hour_gap=0|2|4|6 (hours, rounded to 2; 6 = 5 or more), one weight per gap learned from every
-    # contact instead of one per usual hour and slot. None: no such feature.
-    hour_feature: str | None = None
-    # Serve an exponential moving average of the learned weights over about this many updates
-    # instead of the latest weights (0 = the latest). A direct model only.
-    average_updates: int = 0
-    # No contact's value shares no weight with the contacts' values: no intercept and no linear
-    # terms of the customer (U) and history (H) namespaces, whose features every action carries
-    # (VW --noconstant --ignore_linear U --ignore_linear H); each action's value comes from its
-    # own features and their interactions. Learning what doing nothing is worth then does not
-    # move what contacting is worth.
-    decouple_no_contact: bool = False
-    # The history namespace also carries each channel's open rate, (opened + 1) / (settled + 4)
-    # over the customer's record (engine.features.history_namespace).
-    open_rate_features: bool = False
-    # The history features look this many days back (7 or more): beyond the 7-day counts, each
-    # channel's contacts over the whole span, and the hours since the last contact within it.
-    # The state keeps every contact this long (Pressure.keep).
-    history_days: int = 7
-    # Experience replay (a direct model): with each matured decision, also relearn this many
-    # decisions drawn from a uniform sample of at most ``replay_buffer`` of those learned so far
-    # (0 = none), so that the weights fit the decisions of every campaign so far, not mostly the
-    # last one's. The sample is kept in memory, not saved with the model.
-    replay: int = 0
-    replay_buffer: int = 100_000
+    cb_type: str = setting("mtr", "VW's contextual-bandit reduction (`--cb_type`)", choices=CB_TYPES)
+    learning_rate: float = setting(0.2, "VW's `-l`: rewards are mostly purchase noise, a small rate averages "
+                                        "it out", low=1e-6, high=100)
+    interactions: tuple[str, ...] = setting(
+        ("UO", "UC", "UT", "HC", "HO"), "namespace pairs VW crosses (`-q`): U customer, H history, O offer, "
+                                        "C channel, T send time")
+    bits: int = setting(18, "feature hash bits (`-b`)", low=10, high=30)
+    power_t: float = setting(0.3, "learning-rate decay, VW's `--power_t`: rate_t = learning_rate / t^power_t",
+                             low=0, high=1)
+    importance_weighted: bool = setting(
+        False, "mtr: weigh each example by 1 / (logged probability), VW's default; false is plain least "
+               "squares on the chosen action, so one explored purchase at p ~ 0.001 does not count a thousand "
+               "times")
+    structure: str = setting("direct", "how values are modelled: one regression of the reward",
+                             choices=MODEL_STRUCTURES)
+    history_days: int = setting(7, "the history features look this many days back (7 or more); contacts are "
+                                   "kept that long", low=7, high=366)
 
     def vw_args(self) -> list[str]:
         args = ["--cb_adf", "--cb_type", self.cb_type, "-l", repr(self.learning_rate),
                 "--power_t", repr(self.power_t), "-b", str(self.bits), "--quiet"]
-        if self.decouple_no_contact:
-            args += ["--noconstant", "--ignore_linear", "U", "--ignore_linear", "H"]
         for pair in self.interactions:
             args += ["-q", pair]
         return args
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_features: int = setting(256, "most features (numeric + categorical) a request may carry",
+                                low=1, high=100_000)
+
+
+@dataclass(frozen=True)
+class Outage:
+    inbound_offer: str | None = setting(
+        None, "while the state store is unreachable, the offer (free) an inbound request still gets; none: "
+              "no contact")
 
 
 @dataclass(frozen=True)
@@ -238,6 +234,32 @@ class Catalog:
         return self.send_slots[local_hour // self.send_slots[0].hours]
 
 
+@dataclass(frozen=True)
+class Header:
+    version: str = setting(doc="the catalog's name; decisions log it with a hash of the file")
+    default_timezone: str = setting("UTC", "IANA time zone of a request that gives none")
+
+
+# The catalog's tables, in the order of the reference page.
+SECTIONS = (
+    ("(top level)", Header, "The catalog's name and default time zone."),
+    ("offers.ID", Offer, "The incentive library; `ID` is 1-40 lowercase letters, digits or `_`."),
+    ("channels.ID", Channel, "Where a contact goes."),
+    ("send_slots", SendSlots, "Outbound decisions choose a send slot in the customer's local time."),
+    ("reward", RewardDefinition, "reward = margin_rate x purchases - incentive cost paid - contact cost - "
+                                 "penalties (+ the optional values per outcome)."),
+    ("attribution", Attribution, "How long outcomes count for a decision."),
+    ("exploration", ExplorationSettings, "How a decision is drawn from the values of the feasible actions."),
+    ("model", ModelSettings, "The value model: Vowpal Wabbit `--cb_adf` regression."),
+    ("pressure", Pressure, "Marketing pressure: caps over rolling windows and a minimum gap."),
+    ("pressure.caps[]", Cap, "One cap: at most `max` contacts in any rolling window of `window_days`."),
+    ("budgets.ID", Budget, "An incentive budget, paced by a shadow price (see `engine/constraints.py`)."),
+    ("control", ControlGroup, "A stable share of customers held out, to measure uplift."),
+    ("outage", Outage, "Safe mode, while Redis is unreachable."),
+    ("limits", Limits, "Request limits."),
+)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 
@@ -255,229 +277,127 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
 
 def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: str = "") -> Catalog:
     r = ConfigReader(source, CatalogError)
-    r.only_keys(data, "", {"version", "default_timezone", "offers", "channels", "send_slots",
-                           "reward", "attribution", "exploration", "model", "limits",
-                           "pressure", "budgets", "control", "outage"})
-    version = r.string(data, "version", required=True)
-    tz = r.string(data, "default_timezone", default="UTC")
-    r.timezone(tz, "default_timezone")
-
-    offers_raw = r.table(data, "offers", required=True)
-    if not offers_raw:
-        raise r.error("offers", "at least one offer is required", "an empty table")
-    offers = {oid: _parse_offer(r, oid, spec) for oid, spec in offers_raw.items()}
-
-    channels_raw = r.table(data, "channels", required=True)
-    if not channels_raw:
-        raise r.error("channels", "at least one channel is required", "an empty table")
-    channels = {cid: _parse_channel(r, cid, spec) for cid, spec in channels_raw.items()}
-
-    slots_raw = r.table(data, "send_slots")
-    r.only_keys(slots_raw, "send_slots", {"hours"})
-    hours = r.integer(slots_raw, "hours", "send_slots.hours", default=2, low=1, high=24)
+    tables = {"offers", "channels", "send_slots", "reward", "attribution", "exploration", "model", "limits",
+              "pressure", "budgets", "control", "outage"}
+    r.only_keys(data, "", tables | {"version", "default_timezone"})
+    header = read_settings(r, {k: v for k, v in data.items() if k not in tables}, "", Header)
+    r.timezone(header.default_timezone, "default_timezone")
+    offers = _parse_named(r, data, "offers", _parse_offer)
+    channels = _parse_named(r, data, "channels", _parse_channel)
+    hours = read_settings(r, r.table(data, "send_slots"), "send_slots", SendSlots).hours
     if 24 % hours:
         raise r.error("send_slots.hours", "a divisor of 24 (1, 2, 3, 4, 6, 8, 12, 24)", hours)
     slots = tuple(SendSlot(i, i * hours, hours) for i in range(24 // hours))
-
-    rw = r.table(data, "reward", required=True)
-    r.only_keys(rw, "reward", {"margin_rate", "unsubscribe_penalty", "complaint_penalty",
-                               "opened_value", "clicked_value", "delivered_value", "default_reward",
-                               "incentive_paid_on", "purchase_attribution"})
-    reward = RewardDefinition(
-        margin_rate=r.number(rw, "margin_rate", "reward.margin_rate", required=True, low=0, high=1),
-        unsubscribe_penalty=r.number(rw, "unsubscribe_penalty", "reward.unsubscribe_penalty", default=0.0, low=0),
-        complaint_penalty=r.number(rw, "complaint_penalty", "reward.complaint_penalty", default=0.0, low=0),
-        opened_value=r.number(rw, "opened_value", "reward.opened_value", default=0.0),
-        clicked_value=r.number(rw, "clicked_value", "reward.clicked_value", default=0.0),
-        delivered_value=r.number(rw, "delivered_value", "reward.delivered_value", default=0.0),
-        default_reward=r.number(rw, "default_reward", "reward.default_reward", default=0.0),
-        incentive_paid_on=r.choice(rw, "incentive_paid_on", "reward.incentive_paid_on",
-                                   INCENTIVE_PAID_ON, default="redemption"),
-        purchase_attribution=r.choice(rw, "purchase_attribution", "reward.purchase_attribution",
-                                      PURCHASE_ATTRIBUTION, default="window"),
+    reward = read_settings(r, r.table(data, "reward", required=True), "reward", RewardDefinition)
+    exploration = _parse_exploration(r, r.table(data, "exploration"), offers, channels)
+    model = _parse_model(r, r.table(data, "model"))
+    pressure = _parse_pressure(r, r.table(data, "pressure"), channels)
+    constraints = Constraints(
+        pressure=dataclasses.replace(pressure, keep=dt.timedelta(days=model.history_days)),
+        budgets=_parse_budgets(r, r.table(data, "budgets"), offers),
+        control=_parse_control(r, r.table(data, "control"), offers, channels, slots),
+    )
+    outage = read_settings(r, r.table(data, "outage"), "outage", Outage)
+    free = [o for o in offers if offers[o].cost == 0]
+    if outage.inbound_offer is not None and outage.inbound_offer not in free:
+        raise r.error("outage.inbound_offer", f"an offer without cost, one of {free}", outage.inbound_offer)
+    full_version = f"{header.version}+{content_hash}" if content_hash else header.version
+    return Catalog(
+        version=full_version, default_timezone=header.default_timezone, offers=offers, channels=channels,
+        send_slots=slots, reward=reward,
+        attribution_window=read_settings(r, r.table(data, "attribution"), "attribution", Attribution).window,
+        exploration=exploration, model=model,
+        max_features=read_settings(r, r.table(data, "limits"), "limits", Limits).max_features,
+        source=source, constraints=constraints, outage_inbound_offer=outage.inbound_offer,
     )
 
-    at = r.table(data, "attribution")
-    r.only_keys(at, "attribution", {"window_hours"})
-    window_hours = r.number(at, "window_hours", "attribution.window_hours", default=168.0, low=0.001)
 
-    ex = r.table(data, "exploration")
-    r.only_keys(ex, "exploration", {"algorithm", "epsilon", "softmax_lambda", "squarecb_gamma", "top_k",
-                                    "no_contact_floor", "pessimism", "contact_hurdle", "default_offer",
-                                    "default_channels", "slot_value", "contact_temperature"})
-    default_offer = r.string(ex, "default_offer", "exploration.default_offer") or None
-    if default_offer is not None and default_offer not in offers:
-        raise r.error("exploration.default_offer", f"one of the offers {sorted(offers)}", default_offer)
-    default_channels = tuple(r.string_list(ex, "default_channels", "exploration.default_channels"))
-    for i, channel in enumerate(default_channels):
+def _parse_named(r: ConfigReader, data: dict[str, Any], name: str, parse) -> dict[str, Any]:
+    """A table of tables keyed by id (offers, channels): at least one."""
+    raw = r.table(data, name, required=True)
+    if not raw:
+        raise r.error(name, f"at least one {name[:-1]}", "an empty table")
+    parsed = {}
+    for item_id, spec in raw.items():
+        key = f"{name}.{item_id}"
+        r.identifier(item_id, key)
+        if not isinstance(spec, dict):
+            raise r.error(key, "a table", spec)
+        parsed[item_id] = parse(r, item_id, key, spec)
+    return parsed
+
+
+def _parse_exploration(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offer],
+                       channels: dict[str, Channel]) -> ExplorationSettings:
+    exploration = read_settings(r, spec, "exploration", ExplorationSettings)
+    if exploration.default_offer is not None and exploration.default_offer not in offers:
+        raise r.error("exploration.default_offer", f"one of the offers {sorted(offers)}", exploration.default_offer)
+    for i, channel in enumerate(exploration.default_channels):
         if channel not in channels:
             raise r.error(f"exploration.default_channels[{i}]", f"one of the channels {sorted(channels)}", channel)
-    if (default_offer is None) != (not default_channels):
+    if (exploration.default_offer is None) != (not exploration.default_channels):
         raise r.error("exploration.default_channels",
                       "channels together with exploration.default_offer (both or neither)",
-                      list(default_channels))
-    exploration = ExplorationSettings(
-        algorithm=r.choice(ex, "algorithm", "exploration.algorithm", EXPLORATION_ALGORITHMS,
-                           default="epsilon_greedy"),
-        epsilon=r.number(ex, "epsilon", "exploration.epsilon", default=0.1, low=0, high=1),
-        softmax_lambda=r.number(ex, "softmax_lambda", "exploration.softmax_lambda", default=1.0, low=0),
-        squarecb_gamma=r.number(ex, "squarecb_gamma", "exploration.squarecb_gamma", default=50.0, low=0),
-        top_k=r.integer(ex, "top_k", "exploration.top_k", default=5, low=1, high=1000),
-        no_contact_floor=r.number(ex, "no_contact_floor", "exploration.no_contact_floor", default=0.0,
-                                  low=0, high=1),
-        pessimism=r.number(ex, "pessimism", "exploration.pessimism", default=0.0, low=0, high=100),
-        contact_hurdle=r.number(ex, "contact_hurdle", "exploration.contact_hurdle", default=0.0, low=0, high=1000),
-        default_offer=default_offer, default_channels=default_channels,
-        slot_value=r.choice(ex, "slot_value", "exploration.slot_value", SLOT_VALUES, default="best"),
-        contact_temperature=r.number(ex, "contact_temperature", "exploration.contact_temperature", default=0.0,
-                                     low=0, high=1000),
-    )
+                      list(exploration.default_channels))
+    return exploration
 
-    md = r.table(data, "model")
-    r.only_keys(md, "model", {"cb_type", "learning_rate", "interactions", "bits", "replicas", "power_t",
-                              "importance_weighted", "structure", "hour_feature", "average_updates",
-                              "decouple_no_contact", "open_rate_features", "history_days", "replay",
-                              "replay_buffer"})
-    interactions = tuple(r.string_list(md, "interactions", "model.interactions",
-                                       default=list(ModelSettings.interactions)))
-    for i, pair in enumerate(interactions):
+
+def _parse_model(r: ConfigReader, spec: dict[str, Any]) -> ModelSettings:
+    model = read_settings(r, spec, "model", ModelSettings)
+    for i, pair in enumerate(model.interactions):
         if len(pair) != 2 or any(c not in NAMESPACE_LETTERS for c in pair):
             raise r.error(f"model.interactions[{i}]",
                           f"two namespace letters from {NAMESPACE_LETTERS!r} "
                           "(U customer, H history, O offer, C channel, T send time)", pair)
-    model = ModelSettings(
-        cb_type=r.choice(md, "cb_type", "model.cb_type", CB_TYPES, default="mtr"),
-        learning_rate=r.number(md, "learning_rate", "model.learning_rate", default=0.5, low=1e-6, high=100),
-        interactions=interactions,
-        bits=r.integer(md, "bits", "model.bits", default=18, low=10, high=30),
-        replicas=r.integer(md, "replicas", "model.replicas", default=1, low=1, high=32),
-        power_t=r.number(md, "power_t", "model.power_t", default=0.5, low=0, high=1),
-        importance_weighted=r.boolean(md, "importance_weighted", "model.importance_weighted", default=True),
-        structure=r.choice(md, "structure", "model.structure", MODEL_STRUCTURES, default="direct"),
-        hour_feature=r.string(md, "hour_feature", "model.hour_feature") or None,
-        average_updates=r.integer(md, "average_updates", "model.average_updates", default=0, low=0,
-                                  high=100_000_000),
-        decouple_no_contact=r.boolean(md, "decouple_no_contact", "model.decouple_no_contact", default=False),
-        open_rate_features=r.boolean(md, "open_rate_features", "model.open_rate_features", default=False),
-        history_days=r.integer(md, "history_days", "model.history_days", default=7, low=7, high=366),
-        replay=r.integer(md, "replay", "model.replay", default=0, low=0, high=16),
-        replay_buffer=r.integer(md, "replay_buffer", "model.replay_buffer", default=100_000, low=1,
-                                high=10_000_000),
-    )
-    if model.structure != "direct" and model.average_updates:
-        raise r.error("model.average_updates", f"0 with model.structure = \"{model.structure}\" (averaging "
-                      "is for a direct model)", model.average_updates)
-    if model.structure != "direct" and model.replay:
-        raise r.error("model.replay", f"0 with model.structure = \"{model.structure}\" (replay is for a "
-                      "direct model)", model.replay)
-    if model.structure != "direct" and model.replicas > 1:
-        raise r.error("model.replicas", f"1 with model.structure = \"{model.structure}\" (replicas are "
-                      "for a direct model)", model.replicas)
     if not model.importance_weighted and model.cb_type != "mtr":
         raise r.error("model.importance_weighted", "true unless model.cb_type is \"mtr\" (only mtr "
                       "regresses on the chosen action alone)", False)
-
-    lim = r.table(data, "limits")
-    r.only_keys(lim, "limits", {"max_features"})
-    max_features = r.integer(lim, "max_features", "limits.max_features", default=256, low=1, high=100_000)
-
-    constraints = Constraints(
-        pressure=dataclasses.replace(_parse_pressure(r, r.table(data, "pressure"), channels),
-                                     keep=dt.timedelta(days=model.history_days)),
-        budgets=_parse_budgets(r, r.table(data, "budgets"), offers),
-        control=_parse_control(r, r.table(data, "control"), offers, channels, slots),
-    )
-    outage = r.table(data, "outage")
-    r.only_keys(outage, "outage", {"inbound_offer"})
-    inbound_offer = outage.get("inbound_offer")
-    if inbound_offer is not None and (inbound_offer not in offers or offers[inbound_offer].cost > 0):
-        free = [o for o in offers if offers[o].cost == 0]
-        raise r.error("outage.inbound_offer", f"an offer without cost, one of {free}", inbound_offer)
-
-    full_version = f"{version}+{content_hash}" if content_hash else version
-    return Catalog(
-        version=full_version, default_timezone=tz, offers=offers, channels=channels,
-        send_slots=slots, reward=reward, attribution_window=dt.timedelta(hours=window_hours),
-        exploration=exploration, model=model, max_features=max_features, source=source,
-        constraints=constraints, outage_inbound_offer=inbound_offer,
-    )
+    return model
 
 
 def _parse_pressure(r: ConfigReader, spec: dict[str, Any], channels: dict[str, Channel]) -> Pressure:
-    r.only_keys(spec, "pressure", {"min_gap_hours", "caps"})
     outbound = tuple(c for c in channels if not channels[c].inbound_only)
     caps_raw = spec.get("caps", [])
     if not isinstance(caps_raw, list):
         raise r.error("pressure.caps", "a list of tables {id, channels, max, window_days}", caps_raw)
     caps, seen = [], set()
-    for i, cap in enumerate(caps_raw):
+    for i, cap_raw in enumerate(caps_raw):
         key = f"pressure.caps[{i}]"
-        if not isinstance(cap, dict):
-            raise r.error(key, "a table {id, channels, max, window_days}", cap)
-        r.only_keys(cap, key, {"id", "channels", "max", "window_days"})
-        cap_id = r.string(cap, "id", f"{key}.id", required=True)
-        r.identifier(cap_id, f"{key}.id")
-        if cap_id in seen:
-            raise r.error(f"{key}.id", "an id no other cap has", cap_id)
-        seen.add(cap_id)
-        names = tuple(r.string_list(cap, "channels", f"{key}.channels"))
-        for name in names:
+        if not isinstance(cap_raw, dict):
+            raise r.error(key, "a table {id, channels, max, window_days}", cap_raw)
+        cap = read_settings(r, cap_raw, key, Cap, defaults={"channels": outbound})
+        r.identifier(cap.id, f"{key}.id")
+        if cap.id in seen:
+            raise r.error(f"{key}.id", "an id no other cap has", cap.id)
+        seen.add(cap.id)
+        for name in cap.channels:
             if name not in outbound:
                 raise r.error(f"{key}.channels", f"outbound channels from {list(outbound)}", name)
-        if "max" not in cap:
-            raise r.error_class(f"{r.source}: missing required key '{key}.max'")
-        caps.append(Cap(
-            id=cap_id, channels=names or outbound,
-            max_contacts=r.integer(cap, "max", f"{key}.max", default=-1, low=0, high=10_000),
-            window=dt.timedelta(days=r.number(cap, "window_days", f"{key}.window_days", required=True,
-                                              low=1 / 24, high=366)),
-        ))
-    gap = r.number(spec, "min_gap_hours", "pressure.min_gap_hours", default=0.0, low=0, high=24 * 366)
-    return Pressure(tuple(caps), dt.timedelta(hours=gap))
+        caps.append(cap if cap.channels else dataclasses.replace(cap, channels=outbound))
+    return read_settings(r, spec, "pressure", Pressure, caps=tuple(caps))
 
 
 def _parse_budgets(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offer]) -> tuple[Budget, ...]:
     budgets, owner = [], {}
-    for bid, b in spec.items():
+    costly = tuple(o for o in offers if offers[o].cost > 0)
+    for bid, raw in spec.items():
         key = f"budgets.{bid}"
         r.identifier(bid, key)
-        if not isinstance(b, dict):
-            raise r.error(key, "a table", b)
-        r.only_keys(b, key, {"amount", "period_days", "start", "offers", "pacing", "pacing_step",
-                             "pacing_lead_hours", "pacing_slack", "pacing_max_price"})
-        start = b.get("start", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
-        if not isinstance(start, dt.datetime) or start.tzinfo is None:
-            raise r.error(f"{key}.start", "a TOML date-time with offset, like 2026-01-01T00:00:00Z", start)
-        costly = [o for o in offers if offers[o].cost > 0]
-        names = tuple(r.string_list(b, "offers", f"{key}.offers", default=costly))
-        for name in names:
+        if not isinstance(raw, dict):
+            raise r.error(key, "a table", raw)
+        budget = read_settings(r, raw, key, Budget, defaults={"offers": costly}, id=bid)
+        for name in budget.offers:
             if name not in offers:
                 raise r.error(f"{key}.offers", f"offer ids from {list(offers)}", name)
             if name in owner:
                 raise r.error(f"{key}.offers", f"offers in no other budget ({name} is in {owner[name]})", name)
             owner[name] = bid
-        pacing = b.get("pacing", True)
-        if not isinstance(pacing, bool):
-            raise r.error(f"{key}.pacing", "true or false", pacing)
-        budgets.append(Budget(
-            id=bid,
-            amount=r.number(b, "amount", f"{key}.amount", required=True, low=0, high=1e12),
-            period=dt.timedelta(days=r.number(b, "period_days", f"{key}.period_days", required=True,
-                                              low=1 / 24, high=3660)),
-            start=start.astimezone(dt.timezone.utc), offers=names, pacing=pacing,
-            pacing_step=r.number(b, "pacing_step", f"{key}.pacing_step", default=0.5, low=0, high=1000),
-            pacing_lead=dt.timedelta(hours=r.number(b, "pacing_lead_hours", f"{key}.pacing_lead_hours",
-                                                    default=24.0, low=0, high=24 * 3660)),
-            pacing_slack=r.number(b, "pacing_slack", f"{key}.pacing_slack", default=0.05, low=0, high=1),
-            pacing_max_price=r.number(b, "pacing_max_price", f"{key}.pacing_max_price", default=2.0,
-                                      low=0, high=1000),
-        ))
+        budgets.append(budget)
     return tuple(budgets)
 
 
 def _parse_control(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offer],
                    channels: dict[str, Channel], slots: tuple[SendSlot, ...]) -> ControlGroup:
-    r.only_keys(spec, "control", {"fraction", "salt", "action"})
     action_raw = r.table(spec, "action", "control.action")
     action = None
     if action_raw:
@@ -488,23 +408,10 @@ def _parse_control(r: ConfigReader, spec: dict[str, Any], offers: dict[str, Offe
         slot = r.choice(action_raw, "send_slot", "control.action.send_slot", tuple(s.id for s in slots),
                         default="")
         action = (offer, channel, slot)
-    return ControlGroup(
-        fraction=r.number(spec, "fraction", "control.fraction", default=0.0, low=0, high=1),
-        salt=r.string(spec, "salt", "control.salt", default="nba-control"),
-        action=action,
-    )
+    return read_settings(r, spec, "control", ControlGroup, action=action)
 
 
-def _parse_offer(r: ConfigReader, oid: str, spec: Any) -> Offer:
-    key = f"offers.{oid}"
-    r.identifier(oid, key)
-    if not isinstance(spec, dict):
-        raise r.error(key, "a table", spec)
-    r.only_keys(spec, key, {"name", "cost", "valid_from", "valid_until", "eligibility"})
-    valid_from = r.date(spec, "valid_from", f"{key}.valid_from")
-    valid_until = r.date(spec, "valid_until", f"{key}.valid_until")
-    if valid_from and valid_until and valid_until < valid_from:
-        raise r.error(f"{key}.valid_until", f"a date on or after valid_from ({valid_from})", valid_until)
+def _parse_offer(r: ConfigReader, oid: str, key: str, spec: dict[str, Any]) -> Offer:
     el = r.table(spec, "eligibility", key=f"{key}.eligibility")
     r.only_keys(el, f"{key}.eligibility", {"categorical", "numeric_min", "numeric_max"})
     cat_raw = r.table(el, "categorical", key=f"{key}.eligibility.categorical")
@@ -516,26 +423,14 @@ def _parse_offer(r: ConfigReader, oid: str, spec: Any) -> Offer:
     for which in ("numeric_min", "numeric_max"):
         tab = r.table(el, which, key=f"{key}.eligibility.{which}")
         bounds[which] = {n: r.number(tab, n, f"{key}.eligibility.{which}.{n}", required=True) for n in tab}
-    return Offer(
-        id=oid,
-        name=r.string(spec, "name", key=f"{key}.name", default=oid),
-        cost=r.number(spec, "cost", f"{key}.cost", required=True, low=0),
-        valid_from=valid_from, valid_until=valid_until,
-        eligibility=Eligibility(categorical, bounds["numeric_min"], bounds["numeric_max"]),
-    )
+    offer = read_settings(r, spec, key, Offer, defaults={"name": oid}, id=oid,
+                          eligibility=Eligibility(categorical, bounds["numeric_min"], bounds["numeric_max"]))
+    if offer.valid_from and offer.valid_until and offer.valid_until < offer.valid_from:
+        raise r.error(f"{key}.valid_until", f"a date on or after valid_from ({offer.valid_from})", offer.valid_until)
+    return offer
 
 
-def _parse_channel(r: ConfigReader, cid: str, spec: Any) -> Channel:
-    key = f"channels.{cid}"
-    r.identifier(cid, key)
-    if not isinstance(spec, dict):
-        raise r.error(key, "a table", spec)
-    r.only_keys(spec, key, {"contact_cost", "consent", "quiet_hours", "inbound_only"})
-    consent, inbound_only = spec.get("consent", True), spec.get("inbound_only", False)
-    if not isinstance(consent, bool):
-        raise r.error(f"{key}.consent", "true or false", consent)
-    if not isinstance(inbound_only, bool):
-        raise r.error(f"{key}.inbound_only", "true or false", inbound_only)
+def _parse_channel(r: ConfigReader, cid: str, key: str, spec: dict[str, Any]) -> Channel:
     quiet_raw = spec.get("quiet_hours", [])
     if not isinstance(quiet_raw, list):
         raise r.error(f"{key}.quiet_hours", 'a list of {start = "HH:MM", end = "HH:MM"}', quiet_raw)
@@ -548,10 +443,17 @@ def _parse_channel(r: ConfigReader, cid: str, spec: Any) -> Channel:
         if start == end:
             raise r.error(qkey, "start different from end", q)
         quiet.append(QuietHours(start, end))
-    return Channel(
-        id=cid,
-        contact_cost=r.number(spec, "contact_cost", f"{key}.contact_cost", required=True, low=0),
-        consent=consent,
-        quiet_hours=tuple(quiet),
-        inbound_only=inbound_only,
-    )
+    return read_settings(r, spec, key, Channel, id=cid, quiet_hours=tuple(quiet))
+
+
+def reference_page() -> str:
+    """``docs/catalog.md``: every catalog setting, from its declaration."""
+    return ("# Catalog reference\n\n"
+            "Generated from the declarations in `engine/catalog.py` and `engine/constraints.py` by\n"
+            "`python -m engine.catalog > docs/catalog.md` (a test fails when it is stale). The shipped\n"
+            "catalog, `engine/data/default_catalog.toml`, sets only what differs from these defaults.\n\n"
+            + reference(list(SECTIONS)))
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference_page())

@@ -47,6 +47,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from engine.settings import setting
+
 CENTS = 100
 
 
@@ -56,10 +58,11 @@ def to_cents(amount: float) -> int:
 
 @dataclass(frozen=True)
 class Cap:
-    id: str
-    channels: tuple[str, ...]  # empty: every channel
-    max_contacts: int
-    window: dt.timedelta
+    id: str = setting(doc="the cap's name, quoted in PRESSURE exclusions")
+    channels: tuple[str, ...] = setting(doc="the outbound channels it counts (in a Cap made in code, empty: "
+                                            "every channel)", default_doc="every outbound channel")
+    max_contacts: int = setting(doc="most contacts in any window of its length", key="max", low=0, high=10_000)
+    window: dt.timedelta = setting(doc="the rolling window", key="window_days", unit="days", low=1 / 24, high=366)
 
     def counts(self, channel: str) -> bool:
         return not self.channels or channel in self.channels
@@ -71,8 +74,9 @@ class Cap:
 
 @dataclass(frozen=True)
 class Pressure:
-    caps: tuple[Cap, ...] = ()
-    min_gap: dt.timedelta = dt.timedelta(0)
+    caps: tuple[Cap, ...] = setting((), "the caps", form="list of tables, below")
+    min_gap: dt.timedelta = setting(dt.timedelta(0), "least time between two contacts of a customer",
+                                    key="min_gap_hours", unit="hours", low=0, high=24 * 366)
     # Contacts are kept at least this long for the history features (catalog model.history_days).
     keep: dt.timedelta = dt.timedelta(days=7)
 
@@ -100,15 +104,22 @@ class Pressure:
 @dataclass(frozen=True)
 class Budget:
     id: str
-    amount: float
-    period: dt.timedelta
-    start: dt.datetime
-    offers: tuple[str, ...]
-    pacing: bool = True
-    pacing_step: float = 0.5
-    pacing_lead: dt.timedelta = dt.timedelta(hours=24)
-    pacing_slack: float = 0.05
-    pacing_max_price: float = 2.0
+    amount: float = setting(doc="EUR per period: paid + committed never exceeds it", low=0, high=1e12)
+    period: dt.timedelta = setting(doc="length of a period; periods follow each other from `start`",
+                                   key="period_days", unit="days", low=1 / 24, high=3660)
+    start: dt.datetime = setting(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), "when the first period starts")
+    offers: tuple[str, ...] = setting((), "the offers it pays for (an offer is in one budget at most)",
+                                      default_doc="every offer with a cost")
+    pacing: bool = setting(True, "pace spend with a shadow price; false: only the amount holds")
+    pacing_step: float = setting(0.5, "step of the shadow price per decision, per unit of (spend - plan) / "
+                                      "amount", low=0, high=1000)
+    pacing_lead: dt.timedelta = setting(dt.timedelta(hours=24), "the plan runs this far ahead of the clock (a "
+                                        "campaign decided at once may use its sending interval's share)",
+                                        key="pacing_lead_hours", unit="hours", low=0, high=24 * 3660)
+    pacing_slack: float = setting(0.05, "no decision, explored or not, takes spend above plan + slack x amount",
+                                  low=0, high=1)
+    pacing_max_price: float = setting(2.0, "the shadow price's cap (2: an incentive looks three times its cost)",
+                                      low=0, high=1000)
 
     @property
     def amount_cents(self) -> int:
@@ -140,10 +151,12 @@ class Budget:
 
 @dataclass(frozen=True)
 class ControlGroup:
-    fraction: float = 0.0
-    salt: str = "nba-control"
+    fraction: float = setting(0.0, "share of customers in the control group (0: none)", low=0, high=1)
+    salt: str = setting("nba-control", "mixed into the hash of the customer id that picks them")
     # None: no contact; otherwise (offer_id, channel, send_slot) sent when feasible.
-    action: tuple[str, str, str] | None = None
+    action: tuple[str, str, str] | None = setting(
+        None, "the control treatment, sent when feasible", default_doc="no contact",
+        form="table `{offer = ID, channel = ID, send_slot = \"HH-HH\"}`")
 
     def contains(self, customer_id: str) -> bool:
         if self.fraction <= 0:

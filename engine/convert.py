@@ -7,7 +7,7 @@ import datetime as dt
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine import domain
-from engine.engine import BudgetState, PolicySnapshot
+from engine.pipeline import BudgetState, PolicySnapshot
 from nba.v1 import decision_pb2 as pb
 
 UTC = dt.timezone.utc

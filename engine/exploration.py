@@ -20,16 +20,6 @@ from engine.catalog import ExplorationSettings
 TIE_TOLERANCE = 1e-9
 
 
-def with_hurdle(values: np.ndarray, settings: ExplorationSettings) -> np.ndarray:
-    """The values exploration chooses on: no_contact (the last) raised by the catalog's
-    ``contact_hurdle``, so a contact is preferred only when it beats nothing by that much."""
-    if settings.contact_hurdle <= 0 or len(values) < 2:
-        return values
-    values = np.array(values, dtype=float)
-    values[-1] += settings.contact_hurdle
-    return values
-
-
 def offer_channel_groups(labels: Sequence[str]) -> np.ndarray:
     """Each action's group: its offer on its channel (labels ``offer/channel/slot``), whatever
     the send slot; no_contact is a group of its own."""
@@ -85,30 +75,10 @@ def greedy_mask(values: np.ndarray, default: np.ndarray | None = None) -> np.nda
     return best
 
 
-def _tied_default(values: np.ndarray, best: np.ndarray) -> bool:
-    """Whether the greedy choice is the default contact, tied with no contact (the last)."""
-    return bool(best.any() and not best[-1] and values[-1] >= values.max() - TIE_TOLERANCE)
-
-
-def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None,
-                   contact_temperature: float = 0.0) -> np.ndarray:
-    """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones.
-
-    ``contact_temperature`` T > 0: whether to contact is drawn. The (1 - epsilon) goes to the
-    best contacts with probability q = 1 / (1 + exp(-m / T)), m = their value - no contact's
-    (the last action), and to no contact with 1 - q -- unless no contact ties with the default
-    contact (a cold model), which is then sent as greedy."""
-    k = len(values)
+def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None) -> np.ndarray:
+    """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones."""
     best = greedy_mask(values, default)
-    p = np.full(k, epsilon / k)
-    if contact_temperature > 0 and k > 1 and not _tied_default(values, best):
-        contacts = values[:-1]
-        top = contacts >= contacts.max() - TIE_TOLERANCE
-        margin = float(contacts.max() - values[-1])
-        q = 0.5 * (1.0 + np.tanh(margin / (2.0 * contact_temperature)))  # the logistic, without overflow
-        p[:-1][top] += (1.0 - epsilon) * q / top.sum()
-        p[-1] += (1.0 - epsilon) * (1.0 - q)
-        return p
+    p = np.full(len(values), epsilon / len(values))
     p[best] += (1.0 - epsilon) / best.sum()
     return p
 
@@ -136,11 +106,9 @@ def probabilities(values: np.ndarray, settings: ExplorationSettings,
                   default: np.ndarray | None = None) -> np.ndarray:
     """Exploration probabilities; the last action is no_contact, which gets at least
     ``no_contact_floor``: p = (1 - f) * p_algorithm + f * [no_contact]. ``default``: the
-    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none).
-    No contact's value is first raised by ``contact_hurdle`` (``with_hurdle``)."""
-    values = with_hurdle(values, settings)
+    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none)."""
     if settings.algorithm == "epsilon_greedy":
-        p = epsilon_greedy(values, settings.epsilon, default, settings.contact_temperature)
+        p = epsilon_greedy(values, settings.epsilon, default)
     elif settings.algorithm == "softmax":
         p = softmax(values, settings.softmax_lambda)
     elif settings.algorithm == "squarecb":

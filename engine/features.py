@@ -9,11 +9,8 @@ Namespaces (their first letter is what VW interactions refer to):
   H  the engine's own history of the customer: contacts per channel in the last 7 days,
      hours since the last contact and since the last response -- lets the model learn fatigue
      -- and, per channel, log(1 + n) of its contacts opened, ignored (settled, never opened)
-     and clicked over the customer's whole record: who still reads, who no longer does -- and,
-     with the catalog's ``model.open_rate_features``, each channel's open rate (opened + 1) /
-     (settled + 4)
-  O  offer (id, incentive cost), C channel, T send slot (and, with the catalog's
-     ``model.hour_feature``, its distance from the customer's usual hour); no_contact has offer and channel
+     and clicked over the customer's whole record: who still reads, who no longer does
+  O  offer (id, incentive cost), C channel, T send slot; no_contact has offer and channel
      "none", so customer x offer interactions give it a value of its own.
 """
 
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from engine.catalog import Catalog
@@ -36,11 +32,7 @@ def customer_namespace(request: DecisionRequest) -> dict[str, float]:
     return features
 
 
-# The open rate feature's prior: as if a customer had opened 1 of 4 contacts (the field's ~20-25 %).
-OPEN_RATE_PRIOR = (1.0, 4.0)
-
-
-def history_namespace(history: ContactHistory, channels: list[str], open_rates: bool = False) -> dict[str, float]:
+def history_namespace(history: ContactHistory, channels: list[str]) -> dict[str, float]:
     features = {f"{ch}_7d": float(history.contacts_7d.get(ch, 0)) for ch in channels}
     features["contacts_7d"] = float(sum(history.contacts_7d.values()))
     if history.long_days > 7:
@@ -59,49 +51,17 @@ def history_namespace(history: ContactHistory, channels: list[str], open_rates: 
         features[f"{channel}_ignored"] = math.log1p(max(settled - opened, 0))
         if clicked:
             features[f"{channel}_clicked"] = math.log1p(clicked)
-        if open_rates:
-            opens, contacts = OPEN_RATE_PRIOR
-            features[f"{channel}_open_rate"] = (opened + opens) / (settled + contacts)
     return features
 
 
-def action_features(action: Action, catalog: Catalog, hour_gap: int | None = None) -> dict[str, dict[str, Any]]:
+def action_features(action: Action, catalog: Catalog) -> dict[str, dict[str, Any]]:
     if action.no_contact:
         return {"O": {"offer=none": 1.0}, "C": {"channel=none": 1.0}}
-    slot: dict[str, float] = {f"slot={action.send_slot}": 1.0}
-    if hour_gap is not None:
-        slot[f"hour_gap={hour_gap}"] = 1.0
     return {
         "O": {f"offer={action.offer_id}": 1.0, "incentive": catalog.offers[action.offer_id].cost},
         "C": {f"channel={action.channel}": 1.0},
-        "T": slot,
+        "T": {f"slot={action.send_slot}": 1.0},
     }
-
-
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
-def usual_hour(request: DecisionRequest, name: str | None) -> float | None:
-    """The customer's usual local hour from the request feature ``name`` (a number, or the
-    first number in a text such as "s10"), or None when absent or without a number."""
-    if name is None:
-        return None
-    value = request.numeric_features.get(name)
-    if value is None:
-        match = _NUMBER.search(request.categorical_features.get(name, ""))
-        value = float(match.group()) if match else None
-    return None if value is None or not math.isfinite(value) else value % 24
-
-
-def hour_gap(send_slot: str, hour: float | None) -> int | None:
-    """Hours between a send slot's start ("10-12" -> 10) and ``hour`` around the clock, rounded
-    to 0, 2, 4 or 6 (5 or more); None for a slot without an hour (an inbound "now")."""
-    start = send_slot.split("-", 1)[0]
-    if hour is None or not start.isdigit():
-        return None
-    d = abs(int(start) - hour) % 24
-    d = min(d, 24 - d)
-    return min(int((d + 1) // 2) * 2, 6)
 
 
 class FeatureBuilder:
@@ -111,22 +71,18 @@ class FeatureBuilder:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self._channels = list(catalog.channels)
-        self._fragments: dict[tuple[str, int | None], str] = {}  # (Action.label, hour gap) -> JSON
+        self._fragments: dict[str, str] = {}  # Action.label -> JSON
 
-    def _fragment(self, action: Action, hour: float | None = None) -> str:
-        gap = None if hour is None or action.no_contact else hour_gap(action.send_slot, hour)
-        key = (action.label, gap)
-        text = self._fragments.get(key)
+    def _fragment(self, action: Action) -> str:
+        text = self._fragments.get(action.label)
         if text is None:
-            text = self._fragments[key] = json.dumps(action_features(action, self.catalog, gap),
-                                                     separators=(",", ":"))
+            text = self._fragments[action.label] = json.dumps(action_features(action, self.catalog),
+                                                              separators=(",", ":"))
         return text
 
     def context_json(self, request: DecisionRequest, history: ContactHistory,
                      actions: tuple[Action, ...]) -> str:
         shared = json.dumps(customer_namespace(request), separators=(",", ":"))
-        hist = json.dumps(history_namespace(history, self._channels, self.catalog.model.open_rate_features),
-                          separators=(",", ":"))
-        hour = usual_hour(request, self.catalog.model.hour_feature)
-        multi = ",".join(self._fragment(a, hour) for a in actions)
+        hist = json.dumps(history_namespace(history, self._channels), separators=(",", ":"))
+        multi = ",".join(self._fragment(a) for a in actions)
         return f'{{"U":{shared},"H":{hist},"_multi":[{multi}]}}'

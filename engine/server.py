@@ -10,11 +10,15 @@ INTERNAL is only ever a bug of ours.
 from __future__ import annotations
 
 import logging
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine import convert
 from engine.domain import AttributionClosed, RequestError, UnknownEvent
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from engine.state import StoreUnavailable
 from nba.v1 import decision_pb2 as pb
 from nba.v1 import decision_pb2_grpc as pb_grpc
@@ -34,7 +38,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def __init__(self, engine: DecisionEngine, follower=None):
         self.engine = engine
-        self.follower = follower  # engine.model_source.ModelFollower, with --model-uri
+        self.follower = follower  # engine.model_follower.ModelFollower, with --model-uri
 
     def _decide(self, message: pb.DecisionRequest, context: grpc.ServicerContext,
                 where: str = "") -> pb.Decision:
@@ -128,7 +132,7 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
                  mature_every: float = 1.0, follower=None,
                  interceptors: tuple = ()) -> RunningServer:
     """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
-    (``engine.model_source.ModelFollower``) keeps the model on a registry alias; it is started
+    (``engine.model_follower.ModelFollower``) keeps the model on a registry alias; it is started
     here, before the server reports SERVING. ``interceptors`` (``grpc.ServerInterceptor``) wrap
     every call, e.g. for authentication or metrics."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
@@ -188,3 +192,20 @@ def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1
     log.info("signal %s: shutting down (grace %.0f s)", signal.Signals(received[0]).name, grace)
     running.stop(grace)
     log.info("stopped")
+
+
+def start_server_process(log_dir: Path, seed: int, extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
+    """Run ``nba serve --port 0`` in a process of its own and return the process and the port it
+    bound (``nba channel-demo``, ``nba simulate --policies engine_grpc``, tests, benchmarks)."""
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(log_dir),
+           "--seed", str(seed), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        match = re.search(r"serving nba\.v1\.DecisionService on [^:]+:(\d+)", line)
+        if match:
+            return proc, int(match.group(1))
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise RuntimeError(f"server did not start: {' '.join(cmd)}")

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import ConfigError
-from engine.engine import DecisionEngine
+from engine.settings import ConfigError
+from engine.pipeline import DecisionEngine
 from engine.exploration import offer_channel_groups
-from simulators.policies import EnginePolicy, ExactRewardEngine, ExactRewardPolicy, contact_values
+from simulators.policies import EnginePolicy, ExactRewardPolicy, contact_values
 from simulators.runner import DecisionBatch, Simulation, policy_seed
 from simulators.scenario import load_scenario, parse_catalog_settings
 
@@ -93,8 +93,7 @@ def run(scenario: str, customers: int | None, days: int | None, seed: int, setti
     catalog = dataclasses.replace(sc.catalog, exploration=dataclasses.replace(sc.catalog.exploration, top_k=10_000))
     sim = Simulation(dataclasses.replace(sc, catalog=catalog), customers, days, seed)
     if exact:
-        engine = ExactRewardEngine(catalog, seed=policy_seed(seed), honour_request_time=True)
-        policy = ExactRewardPolicy(engine)
+        policy = ExactRewardPolicy.create(catalog, policy_seed(seed))
     else:
         engine = DecisionEngine(catalog, seed=policy_seed(seed), honour_request_time=True)
         policy = EnginePolicy.in_process(engine)

@@ -26,12 +26,12 @@ import numpy as np
 import orjson
 
 from engine.catalog import Catalog
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from simulators.policies import EnginePolicy
 from simulators.runner import DecisionBatch, Feedback, Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario
 from training.dataset import LoggedDecision
-from training.policies import EvalPolicy, one_hot
+from training.target_policies import EvalPolicy, one_hot
 
 
 def validation_scenario(name: str = "default") -> Scenario:
@@ -48,12 +48,11 @@ def validation_scenario(name: str = "default") -> Scenario:
 def logging_catalog(catalog: Catalog, algorithm: str = "epsilon_greedy", epsilon: float = 1.0,
                     softmax_lambda: float = 1.0) -> Catalog:
     """The catalog with the logging policy's exploration (default: uniform over every feasible
-    action; no hurdle, default contact or slot averaging) and no budgets, so every offer stays
-    feasible for the whole run; caps and gap still apply."""
+    action; no default contact or slot averaging) and no budgets, so every offer stays feasible
+    for the whole run; caps and gap still apply."""
     exploration = dataclasses.replace(catalog.exploration, algorithm=algorithm, epsilon=epsilon,
-                                      softmax_lambda=softmax_lambda, no_contact_floor=0.0, pessimism=0.0,
-                                      contact_hurdle=0.0, default_offer=None, default_channels=(),
-                                      slot_value="best")
+                                      softmax_lambda=softmax_lambda, no_contact_floor=0.0, default_offer=None,
+                                      default_channels=(), slot_value="best")
     constraints = dataclasses.replace(catalog.constraints, budgets=())
     return dataclasses.replace(catalog, exploration=exploration, constraints=constraints)
 
@@ -95,7 +94,7 @@ class TargetedLogger:
         self.args = ["targeted-logger", f"explore={explore}"] + [p.name for p in policies] + ["oracle"]
         self.pending: deque[tuple[dict[str, int], np.ndarray]] = deque()
 
-    def values(self, context_json: str, n_actions: int, labels: list[str] | None = None) -> np.ndarray:
+    def values(self, context_json: str, n_actions: int) -> np.ndarray:
         index, q_row = self.pending.popleft()
         record = orjson.loads(context_json)
         labels = tuple(action_label(a) for a in record["_multi"])
@@ -109,10 +108,6 @@ class TargetedLogger:
         mixture[int(np.argmax(q_of_labels(index, q_row, labels)))] += 1.0
         mixture /= len(self.policies) + 1
         return np.log((1.0 - self.explore) * mixture + self.explore / n_actions)
-
-    def estimate(self, context_json: str, n_actions: int,
-                 labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self.values(context_json, n_actions), np.zeros(n_actions)
 
     def learn_decision(self, *args) -> None:
         pass

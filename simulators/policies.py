@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from engine.catalog import Catalog
 from engine.client import NBAClient
 from engine.constraints import Constraints, to_cents
 from engine.domain import Decision, DecisionRequest, Outcome, OutcomeType
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from engine.state import PendingDecision
 from simulators.runner import OUTCOME_TYPES, TYPE_CODE, DecisionBatch, FeasibleGroup, Feedback
 from simulators.world import hour_distance
-from training.policies import PROMO_SHARE_THRESHOLD, rules_actions, rules_contacts
+from training.target_policies import PROMO_SHARE_THRESHOLD, rules_actions, rules_contacts
 
 
 
@@ -370,9 +371,9 @@ class EnginePolicy:
                  report: Callable[[Outcome], object], name: str = "engine",
                  budgets: Callable[[], list[dict]] | None = None):
         self.name = name
-        self._decide_many = decide_many
-        self._report = report
-        self._budgets = budgets
+        self.decide_many = decide_many
+        self.report = report
+        self.budgets = budgets
         self._event_ids: list[str] = []
         self.decisions: list[Decision] = []  # the last batch's, in order
         # The engine's budgets (spend, plan, shadow price) after every batch and its feedback.
@@ -398,11 +399,11 @@ class EnginePolicy:
                    budgets)
 
     def _trace(self, when: dt.datetime) -> None:
-        if self._budgets is not None:
-            self.budget_trace += [{"time": when.isoformat(), **row} for row in self._budgets()]
+        if self.budgets is not None:
+            self.budget_trace += [{"time": when.isoformat(), **row} for row in self.budgets()]
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
-        self.decisions = list(self._decide_many(batch.requests()))
+        self.decisions = list(self.decide_many(batch.requests()))
         self._event_ids = [d.event_id for d in self.decisions]
         self._trace(batch.when)
         return np.array([batch.index_of(pos, d.action) for pos, d in enumerate(self.decisions)], dtype=int)
@@ -410,25 +411,25 @@ class EnginePolicy:
     def learn(self, feedback: Feedback) -> None:
         for k in range(len(feedback)):
             kind = OUTCOME_TYPES[feedback.kind[k]]
-            self._report(Outcome(event_id=self._event_ids[feedback.position[k]], outcome_id=f"{kind.value}-{k}",
+            self.report(Outcome(event_id=self._event_ids[feedback.position[k]], outcome_id=f"{kind.value}-{k}",
                                  type=kind, value=float(feedback.value[k]), time=feedback.time(k)))
         if len(feedback):
             self._trace(feedback.time(len(feedback) - 1))
 
 
-class ExactRewardEngine(DecisionEngine):
-    """A diagnostic engine: the same engine, which learns each matured decision with the exact
-    expected incremental net value of its choice (``ExactRewardPolicy`` tells it) instead of the
-    reward of the outcomes reported. Everything else -- features, model, exploration, caps and
-    budgets, which decisions it learns from and when -- is the engine's."""
+class ExactRewards:
+    """The reward function of the diagnostic engine (``DecisionEngine(reward=...)``): each matured
+    decision is learned with the exact expected incremental net value of its choice, which
+    ``ExactRewardPolicy`` records when it decides, instead of the reward of the outcomes
+    reported. Everything else -- features, model, exploration, caps and budgets, which decisions
+    it learns from and when -- is the engine's."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.exact: dict[str, float] = {}  # event id -> expected value, until it is learned
+    def __init__(self):
+        self.values: dict[str, float] = {}  # event id -> expected value, until it is learned
 
-    def _reward(self, pending: PendingDecision) -> float:
+    def __call__(self, pending: PendingDecision) -> float:
         try:
-            return self.exact.pop(pending.event_id)
+            return self.values.pop(pending.event_id)
         except KeyError:
             raise ValueError(f"engine_exact: no expected value for decision {pending.event_id} "
                              "(decided other than through ExactRewardPolicy.decide)") from None
@@ -437,12 +438,17 @@ class ExactRewardEngine(DecisionEngine):
 class ExactRewardPolicy(EnginePolicy):
     """``engine_exact``: the engine taught with noise-free rewards. Set against ``engine``, it
     says how much of the engine's shortfall is the noise of the rewards it learns from, and how
-    much is what its model makes of its data."""
+    much is what its model makes of its data. ``ExactRewardPolicy.create`` makes the engine too."""
 
-    def __init__(self, engine: ExactRewardEngine, name: str = "engine_exact"):
-        in_process = EnginePolicy.in_process(engine, name)
-        super().__init__(in_process._decide_many, in_process._report, name, in_process._budgets)
-        self.engine = engine
+    def __init__(self, engine: DecisionEngine, exact: ExactRewards, name: str = "engine_exact"):
+        inner = EnginePolicy.in_process(engine, name)
+        super().__init__(inner.decide_many, inner.report, name, inner.budgets)
+        self.engine, self.exact = engine, exact
+
+    @classmethod
+    def create(cls, catalog: Catalog, seed: int, name: str = "engine_exact") -> ExactRewardPolicy:
+        exact = ExactRewards()
+        return cls(DecisionEngine(catalog, seed=seed, honour_request_time=True, reward=exact), exact, name)
 
     def decide(self, batch: DecisionBatch) -> np.ndarray:
         chosen = super().decide(batch)
@@ -452,5 +458,5 @@ class ExactRewardPolicy(EnginePolicy):
         if c.size:
             values[c] = batch.response.expected_value(batch.world, batch.customers[c], offer[c], channel[c],
                                                       local_hour[c], send_t[c], batch.organic_until)
-        self.engine.exact.update(zip(self._event_ids, values.tolist()))
+        self.exact.values.update(zip(self._event_ids, values.tolist()))
         return chosen

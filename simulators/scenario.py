@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import Catalog, CatalogError, default_catalog_path, parse_catalog
-from engine.config import ConfigError, ConfigReader, read_toml
+from engine.settings import ConfigError, ConfigReader, read_toml
 
 SEGMENTS = ("new", "loyal", "occasional", "dormant")
 MOTIVATIONS = ("promo", "novelty", "indifferent")

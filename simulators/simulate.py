@@ -9,13 +9,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.config import ConfigError
+from engine.settings import ConfigError
 from engine.value_model import ValueModel
 from simulators import report
-from simulators.blind import PREFIX as BLIND_PREFIX
-from simulators.blind import BlindOracle, parse_blind
+from simulators.information_bound import PREFIX as BLIND_PREFIX
+from simulators.information_bound import BlindOracle, parse_blind
 from simulators.regret import RegretBreakdown
-from simulators.policies import (EnginePolicy, ExactRewardEngine, ExactRewardPolicy, MarketerRules, Newsletter,
+from simulators.policies import (EnginePolicy, ExactRewardPolicy, MarketerRules, Newsletter,
                                  NoContact, ObservableOracle, Oracle, RandomPolicy)
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
@@ -44,7 +44,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
     and keeps learning online from it. ``logs``: the in-process engine writes its DSJSON logs to
     ``out/logs`` (~8 KB a decision)."""
     if name == "engine":
-        from engine.engine import DecisionEngine
+        from engine.pipeline import DecisionEngine
 
         store = None
         if redis_url:
@@ -65,11 +65,11 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             if store is not None:
                 store.close()
     elif name == "engine_exact":
-        engine = ExactRewardEngine(scenario.catalog, seed=policy_seed(seed), honour_request_time=True)
+        policy = ExactRewardPolicy.create(scenario.catalog, policy_seed(seed))
         try:
-            yield ExactRewardPolicy(engine)
+            yield policy
         finally:
-            engine.close()
+            policy.engine.close()
     elif name == "engine_grpc":
         yield from _grpc_engine(scenario, seed, out, engine_url)
     elif name == "rules":
@@ -104,7 +104,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
 def load_engine_model(path: Path, scenario: Scenario) -> ValueModel:
     """The model the engine starts from (an ``nba train`` model directory or a VW model file),
     loaded before any policy runs."""
-    from training.policies import load_model
+    from engine.models import load_model
 
     try:
         return load_model(path, scenario.catalog)
@@ -114,7 +114,7 @@ def load_engine_model(path: Path, scenario: Scenario) -> ValueModel:
 
 def _grpc_engine(scenario: Scenario, seed: int, out: Path, engine_url: str | None):
     from engine.client import NBAClient
-    from engine.demo import start_server_process
+    from engine.server import start_server_process
 
     proc = None
     if engine_url is None:

@@ -32,7 +32,7 @@ from simulators.scenario import MOTIVATIONS, SEGMENTS, Scenario
 OBSERVED_SLOT_HOURS = 2
 HOURS_PER_DAY = 24.0
 DORMANT = SEGMENTS.index("dormant")
-# How ``generate`` draws the CRM's hints of the hidden traits (``simulators.blind`` inverts them).
+# How ``generate`` draws the CRM's hints of the hidden traits (``simulators.information_bound`` inverts them).
 ORGANIC_SHAPE = 4.0             # individual organic rate = the segment's x Gamma(shape, 1 / shape)
 PROMO_ALPHA = (6.0, 1.0, 3.0)   # promo share ~ Beta(alpha, PROMO_CONCENTRATION - alpha) by motivation
 PROMO_CONCENTRATION = 10.0

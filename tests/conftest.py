@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.catalog import load_catalog
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def server(catalog, tmp_path):
 @pytest.fixture(scope="session")
 def redis_server():
     """A real redis-server of our own on a free loopback port (never the machine's 6379)."""
-    from engine.redis_servers import RedisServer
+    from harness.redis_servers import RedisServer
 
     with RedisServer() as server:
         yield server
@@ -43,7 +43,7 @@ def redis_server():
 @pytest.fixture(scope="session")
 def redis_cluster():
     """A real 3-node Redis Cluster on free loopback ports."""
-    from engine.redis_servers import RedisCluster
+    from harness.redis_servers import RedisCluster
 
     with RedisCluster() as cluster:
         yield cluster

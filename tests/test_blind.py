@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.config import ConfigError
+from engine.settings import ConfigError
 from engine.domain import OutcomeType
-from simulators.blind import BlindOracle, conditional_draws, parse_blind
+from simulators.information_bound import BlindOracle, conditional_draws, parse_blind
 from simulators.policies import Oracle, action_values
 from simulators.runner import TYPE_CODE, Simulation
 from simulators.scenario import load_scenario

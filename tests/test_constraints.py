@@ -9,10 +9,10 @@ import json
 import pytest
 
 from engine.catalog import CatalogError, load_catalog, parse_catalog
-from engine.config import read_toml
+from engine.settings import read_toml
 from engine.constraints import Budget, BudgetKey, BudgetUsage, ControlGroup, Pacer
 from engine.domain import ExclusionReason, Outcome, OutcomeType
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from support import T0, request
 
 
@@ -187,7 +187,7 @@ def test_control_group_with_a_fixed_action(catalog):
 
 
 def test_unreachable_redis_gives_safe_mode_decisions(catalog, tmp_path):
-    from engine.redis_servers import free_port
+    from harness.redis_servers import free_port
     from engine.redis_store import RedisStateStore
 
     store = RedisStateStore(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2)
@@ -202,7 +202,7 @@ def test_unreachable_redis_gives_safe_mode_decisions(catalog, tmp_path):
 
 
 def test_safe_mode_ends_by_itself_when_redis_comes_back(catalog):
-    from engine.redis_servers import RedisServer
+    from harness.redis_servers import RedisServer
     from engine.redis_store import RedisStateStore
 
     with RedisServer() as server:

@@ -1,6 +1,6 @@
 """The committed gRPC stubs match a fresh generation from proto/ (run `make proto` if not)."""
 
-from engine.protogen import REPO, generate
+from harness.protogen import REPO, generate
 
 
 def test_stubs_are_not_stale(tmp_path):

@@ -10,7 +10,7 @@ from engine.catalog import load_catalog
 from engine.client import NBAClient
 from engine.decision_log import JsonlLog, log_files
 from engine.domain import Outcome, OutcomeType
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from training.logs import ReadReport, joined_decisions
 from support import T0, request
 

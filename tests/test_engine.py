@@ -9,7 +9,7 @@ from engine.decision_log import log_files
 from engine.domain import (
     AttributionClosed, Outcome, OutcomeType, RequestError, UnknownEvent,
 )
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from engine.feasibility import feasible_actions
 from support import T0, history, request, unconstrained
 

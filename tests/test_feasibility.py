@@ -1,6 +1,6 @@
 import datetime as dt
 
-from engine.catalog import CatalogError, default_catalog_path, load_catalog
+from engine.catalog import default_catalog_path, load_catalog
 from engine.domain import ExclusionReason
 from engine.feasibility import feasible_actions, send_time
 from engine.validation import zone

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from engine.catalog import load_catalog
-from engine.loadtest import load_test_catalog, run_load, verify_logs
+from harness.load import load_test_catalog, run_load, verify_logs
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_four_servers_on_a_redis_cluster(redis_cluster, tmp_path):
 
 
 def test_redis_killed_mid_load_and_restarted(tmp_path):
-    from engine.redis_servers import RedisServer
+    from harness.redis_servers import RedisServer
 
     with RedisServer() as server:
         result = run_load(server.url, workdir=tmp_path, requests=8_000, seed=13, outage=server,

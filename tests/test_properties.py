@@ -11,7 +11,7 @@ from engine import convert
 from engine.catalog import load_catalog
 from engine.decision_log import log_files
 from engine.domain import DecisionRequest, Outcome, OutcomeType, RequestError
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from engine.server import start_server
 from engine.validation import validate_outcome, validate_request
 from nba.v1 import decision_pb2 as pb

@@ -12,8 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from engine import convert
 from engine.client import NBAClient
 from engine.decision_log import log_files
-from engine.demo import start_server_process
-from engine.engine import DecisionEngine
+from engine.server import start_server_process
+from engine.pipeline import DecisionEngine
 from engine.server import start_server
 from nba.v1 import decision_pb2 as pb
 from nba.v1 import decision_pb2_grpc as pb_grpc

@@ -3,14 +3,13 @@ import datetime as dt
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from simulators.calibration import TARGETS, calibrate
-from simulators.policies import (EnginePolicy, ExactRewardEngine, ExactRewardPolicy, MarketerRules, NoContact,
+from simulators.policies import (EnginePolicy, ExactRewardPolicy, MarketerRules, NoContact,
                                  ObservableOracle, Oracle, RandomPolicy)
 from simulators.report import policy_metrics
 from simulators.runner import Simulation
@@ -334,7 +333,7 @@ def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_chang
     import sys
 
     def nba(*args):
-        return subprocess.run([sys.executable, "-m", "engine.cli", "simulate", "--customers", "300", "--days", "7",
+        return subprocess.run([sys.executable, "-m", "nba.cli", "simulate", "--customers", "300", "--days", "7",
                                "--policies", "no_contact", "--no-mlflow", "--no-progress", *args],
                               capture_output=True, text=True, timeout=300)
 
@@ -453,7 +452,7 @@ def test_unknown_policy_is_a_clear_error(tmp_path):
 def test_engine_starts_from_a_trained_model(tmp_path):
     """`--engine-model`: the in-process engine starts from a model trained offline on an earlier
     run's logs (its decisions carry that model's version) instead of an empty one."""
-    from training.policies import save_model
+    from engine.models import save_model
     from training.train import TrainParams, train
 
     kwargs = dict(customers=400, days=14, policies=("engine",), mlflow=False, progress=False, plots=False)
@@ -610,46 +609,46 @@ def test_the_newsletter_sends_the_rules_contacts_without_incentives():
 def test_engine_exact_learns_the_exact_expected_value_of_each_choice(small):
     """The diagnostic engine learns each matured decision with the expected value of its choice,
     computed from hidden traits when it decided, not with the reward of what was reported."""
-    engine = ExactRewardEngine(small.scenario.catalog, seed=5, honour_request_time=True)
-    policy = ExactRewardPolicy(engine)
+    policy = ExactRewardPolicy.create(small.scenario.catalog, seed=5)
+    engine, exact = policy.engine, policy.exact
     expected, learned = {}, []
     decide = policy.decide
 
     def decide_and_keep(batch):
         chosen = decide(batch)
-        expected.update(engine.exact)
+        expected.update(exact.values)
         offer, channel, send_t, local_hour = batch.chosen_actions(chosen)
         c = np.flatnonzero(channel >= 0)
         assert c.size
         values = batch.response.expected_value(batch.world, batch.customers[c], offer[c], channel[c],
                                                local_hour[c], send_t[c], batch.organic_until)
         ids = [policy._event_ids[p] for p in c]
-        assert [engine.exact[i] for i in ids] == pytest.approx(values.tolist())
+        assert [exact.values[i] for i in ids] == pytest.approx(values.tolist())
         return chosen
 
     def reward(pending):
-        realised = DecisionEngine._reward(engine, pending)
-        exact = ExactRewardEngine._reward(engine, pending)
-        learned.append((exact, expected[pending.event_id], realised))
-        return exact
+        realised = engine.catalog_reward(pending)
+        value = exact(pending)
+        learned.append((value, expected[pending.event_id], realised))
+        return value
 
-    policy.decide, engine._reward = decide_and_keep, reward
+    policy.decide, engine.reward = decide_and_keep, reward
     run = small.run(policy)
     assert policy.name == "engine_exact" and run.totals["contacts"] > 0
-    exact, kept, realised = np.array(learned).T
+    values, kept, realised = np.array(learned).T
     assert len(learned) > 3000                      # two campaigns of 3000 customers matured
-    assert np.array_equal(exact, kept)
-    assert not np.allclose(exact, realised)         # the realised rewards are not what it learns
-    assert abs(exact.mean() - realised.mean()) < 0.5  # ... though they agree on average
-    assert len(engine.exact) == len(expected) - len(learned)  # only those not yet matured are left
+    assert np.array_equal(values, kept)
+    assert not np.allclose(values, realised)         # the realised rewards are not what it learns
+    assert abs(values.mean() - realised.mean()) < 0.5  # ... though they agree on average
+    assert len(exact.values) == len(expected) - len(learned)  # only those not yet matured are left
 
 
 def test_engine_exact_names_a_decision_it_has_no_expected_value_for(small):
     """A decision made around the diagnostic policy cannot be learned noise-free: it says so."""
-    engine = ExactRewardEngine(small.scenario.catalog, seed=5, honour_request_time=True)
+    engine = ExactRewardPolicy.create(small.scenario.catalog, seed=5).engine
     batch = small.batch(small.population.copy(), 0.0)
     decision = engine.decide(batch.requests()[0])
     pending = engine.store.pop_matured(batch.when + dt.timedelta(days=30))
     assert [p.event_id for p in pending] == [decision.event_id]
     with pytest.raises(ValueError, match=f"no expected value for decision {decision.event_id}"):
-        engine._reward(pending[0])
+        engine.reward(pending[0])

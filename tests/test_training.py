@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from engine.client import NBAClient
-from engine.engine import DecisionEngine
-from engine.model_source import ModelFollower
+from engine.pipeline import DecisionEngine
+from engine.model_follower import ModelFollower
 from engine.server import start_server
 from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform, validation_scenario
 from simulators.runner import Simulation
@@ -23,7 +23,8 @@ from training.commands import run_evaluate
 from training.dataset import iter_decisions, split_time
 from training.evaluate import evaluate_logs
 from training.logs import ReadReport
-from training.policies import Logged, ModelPolicy, NoContact, Rules, Uniform, load_model, save_model
+from engine.models import load_model, save_model
+from training.target_policies import Logged, ModelPolicy, NoContact, Rules, Uniform
 from training.train import TrainParams, train
 
 PARAMS = TrainParams(cb_type="mtr", learning_rate=0.02, power_t=0.0)

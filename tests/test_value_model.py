@@ -12,7 +12,7 @@ import pytest
 
 from engine.catalog import CatalogError, default_catalog_path, load_catalog
 from engine.domain import Outcome, OutcomeType
-from engine.engine import DecisionEngine
+from engine.pipeline import DecisionEngine
 from engine.catalog import MODEL_STRUCTURES as STRUCTURES
 from engine.value_model import ValueModel, action_labels, with_open_propensity
 from support import T0, request, unconstrained

@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 from engine.catalog import Catalog
-from engine.config import ConfigError
+from engine.settings import ConfigError
 from training import registry
 from training.dataset import split_time
 from training.evaluate import Evaluation, evaluate_logs, table
-from training.policies import Logged, ModelPolicy, load_model, make_policy, save_model, trained_until
+from engine.models import load_model, save_model, trained_until
+from training.target_policies import Logged, ModelPolicy, make_policy
 from training.train import TrainParams, train
 
 EXPERIMENT_TRAIN = "training"

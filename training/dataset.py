@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from engine.catalog import Catalog
-from engine.decision_log import DsjsonLine, log_files
+from engine.decision_log import log_files
 from engine.value_model import ValueModel
 from training.logs import ReadReport, _parse_time, joined_with_times
 
@@ -62,12 +62,8 @@ class LoggedDecision:
         return self.actions[self.chosen] != "no_contact"
 
     def learn_into(self, model: ValueModel) -> None:
-        """Learn this decision: its reward (and, for a model of several parts, its open)."""
-        if model.structure == "direct":
-            model.learn_dsjson(self.line)
-            return
-        rest = orjson.dumps({k: v for k, v in self.record.items() if k != "_label_cost"}).decode()
-        model.learn_decision(DsjsonLine(rest[1:]), self.reward, self.opened, self.contacted)
+        """Learn this decision with its joined reward."""
+        model.learn_dsjson(self.line)
 
     @property
     def customer_id(self) -> str:

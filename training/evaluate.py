@@ -32,7 +32,7 @@ from engine.value_model import ValueModel
 from training.dataset import LoggedDecision, iter_decisions
 from training.estimators import ESTIMATORS, LoggedRounds, evaluate
 from training.logs import ReadReport
-from training.policies import EvalPolicy
+from training.target_policies import EvalPolicy
 
 FOLDS = 2
 # The reward model is VW's importance-weighted regression (``--cb_type mtr``: squared loss on
@@ -51,7 +51,7 @@ class RewardModel:
                  power_t: float = REWARD_POWER_T):
         if folds < 2:
             raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
-        regression = dataclasses.replace(settings, cb_type="mtr", replicas=1, learning_rate=learning_rate,
+        regression = dataclasses.replace(settings, cb_type="mtr", learning_rate=learning_rate,
                                          power_t=power_t, importance_weighted=True, structure="direct")
         self.models = [ValueModel(regression, version=f"reward-fold-{k}")
                        for k in range(folds)]

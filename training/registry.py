@@ -1,10 +1,10 @@
-"""MLflow: tracking of training and evaluation runs, the model registry, and promotion.
+"""MLflow: registering trained models, and promotion.
 
-Tracking defaults to ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``
-(see them with ``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``). A model version
-holds a model directory (``model.vw`` + ``model.json``, see ``training.policies.save_model``);
-the ``champion`` alias names the version servers load (``nba serve --model-uri
-models:/<name>@champion``).
+A model version holds a model directory (``model.vw`` + ``model.json``, see
+``engine.models.save_model``); the ``champion`` alias names the version servers load (``nba
+serve --model-uri models:/<name>@champion``). Looking versions up and downloading them is
+``engine.models``' (a server needs it); tracking defaults to ``mlruns/`` (see it with
+``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``).
 
 Promotion rule: the candidate becomes champion only when the *lower* end of its 95 % DR
 interval beats the champion's DR estimate on the same logged decisions (with no champion yet:
@@ -14,68 +14,16 @@ as tags on the candidate's model version and in an MLflow run.
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
+
+from engine.models import download, download_version, parse_model_uri, resolve_version, use_tracking
+
+__all__ = ["download", "download_version", "parse_model_uri", "resolve_version", "use_tracking",
+           "register", "champion_version", "decide_promotion", "record_promotion", "PromotionDecision"]
 
 DEFAULT_MODEL_NAME = "nba-policy"
 CHAMPION = "champion"
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-
-
-def default_tracking_uri(root: Path = Path("mlruns")) -> str:
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root.resolve()}/mlflow.db"
-
-
-def use_tracking(tracking_uri: str | None = None, experiment: str | None = None) -> str:
-    """Point MLflow at the tracking store (default: ``mlruns/``) and, if given, the experiment
-    (created with its artifacts under ``mlruns/artifacts``). Returns the tracking URI."""
-    import mlflow
-
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    uri = tracking_uri or default_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    if experiment is not None:
-        if mlflow.get_experiment_by_name(experiment) is None:
-            mlflow.create_experiment(experiment, artifact_location=str((Path("mlruns") / "artifacts").resolve()))
-        mlflow.set_experiment(experiment)
-    return uri
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """models:/name@alias or models:/name/version -> (name, alias, version)."""
-    m = _MODEL_URI.match(uri)
-    if m is None:
-        raise ValueError(f"model URI {uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
-    return m["name"], m["alias"], m["version"]
-
-
-def resolve_version(uri: str) -> str:
-    """The registered version a models:/ URI names now (an alias moves)."""
-    from mlflow import MlflowClient
-
-    name, alias, version = parse_model_uri(uri)
-    if alias is not None:
-        return MlflowClient().get_model_version_by_alias(name, alias).version
-    return MlflowClient().get_model_version(name, version).version
-
-
-def download(uri: str) -> tuple[Path, str]:
-    """(local model directory, "name/version") of a models:/ URI."""
-    name, _, _ = parse_model_uri(uri)
-    return download_version(name, resolve_version(uri))
-
-
-def download_version(name: str, version: str) -> tuple[Path, str]:
-    """(local model directory, "name/version") of one registered version."""
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
-    return Path(local), f"{name}/{version}"
 
 
 def register(run_id: str, artifact_uri: str, name: str = DEFAULT_MODEL_NAME, tags: dict | None = None) -> str:

@@ -53,7 +53,7 @@ class TrainParams:
                 raise ValueError(f"interaction {pair!r} must be two namespace letters, e.g. UO")
         base = catalog.model
         settings = dataclasses.replace(
-            base, replicas=1,
+            base,
             cb_type=self.cb_type or base.cb_type,
             learning_rate=self.learning_rate if self.learning_rate is not None else base.learning_rate,
             interactions=tuple(self.interactions) if self.interactions is not None else base.interactions,

@@ -14,6 +14,7 @@ import random
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from engine.domain import (
 from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure, to_cents
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
-from engine.rewards import net_reward, was_opened
+from engine.rewards import net_reward
 from engine.state import InMemoryStateStore, PendingDecision, Snapshot, StateStore, StoreUnavailable
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
@@ -75,15 +76,20 @@ class DecisionEngine:
         seed: makes exploration and event ids reproducible.
         honour_request_time: use the times in requests and outcomes instead of the wall clock
             (simulation and tests); the engine's clock is then the latest time seen.
+        reward: what a matured decision is learned with (default: ``catalog_reward``, the
+            catalog's reward definition applied to its outcomes). A simulation may teach the
+            engine something else, e.g. the exact expected value it knows.
     """
 
     def __init__(self, catalog: Catalog, *, store: StateStore | None = None,
                  model: ValueModel | None = None, log_dir: str | Path | None = None,
                  seed: int | None = None, honour_request_time: bool = False,
-                 log_max_bytes: int = DEFAULT_MAX_BYTES):
+                 log_max_bytes: int = DEFAULT_MAX_BYTES,
+                 reward: Callable[[PendingDecision], float] | None = None):
         self.catalog = catalog
+        self.reward = reward if reward is not None else self.catalog_reward
         self.store = store if store is not None else InMemoryStateStore()
-        self.model = model if model is not None else ValueModel(catalog.model, seed=seed or 0)
+        self.model = model if model is not None else ValueModel(catalog.model)
         self.honour_request_time = honour_request_time
         self.features = FeatureBuilder(catalog)
         self._rng = np.random.default_rng(seed)
@@ -152,19 +158,15 @@ class DecisionEngine:
         labels = [a.label for a in actions]
         default = None  # the catalog's default contact among the actions (exploration.default_mask)
         if control:
-            values = model.values(context, len(actions), labels)
+            values = model.values(context, len(actions))
             chosen = control_choice(actions, constraints.control)
             p = np.zeros(len(actions))
             p[chosen] = 1.0
             scores = values
         else:
             settings = self.catalog.exploration
-            if settings.pessimism > 0:
-                values, spread = model.estimate(context, len(actions), labels)
-                scores = values - settings.pessimism * spread
-            else:
-                values = scores = model.values(context, len(actions), labels)
-            scores = scores - self._shadow_costs(actions, snap, now)
+            values = model.values(context, len(actions))
+            scores = values - self._shadow_costs(actions, snap, now)
             scores = exploration.with_slot_value(scores, labels, settings)
             default = exploration.default_mask(labels, settings)
             p = exploration.probabilities(scores, settings, default)
@@ -303,8 +305,7 @@ class DecisionEngine:
                 self._count("store_errors")
                 break
             for pending in batch:
-                self.model.learn_decision(pending.dsjson, self._reward(pending), was_opened(pending.outcomes),
-                                          pending.contacted)
+                self.model.learn_decision(pending.dsjson, self.reward(pending))
             learned += len(batch)
             if len(batch) < MATURE_BATCH:
                 break
@@ -312,8 +313,8 @@ class DecisionEngine:
             self._count("learned", learned)
         return learned
 
-    def _reward(self, pending: PendingDecision) -> float:
-        """The reward a matured decision is learned with: the catalog's, from its outcomes."""
+    def catalog_reward(self, pending: PendingDecision) -> float:
+        """The reward of a matured decision by the catalog's definition, from its outcomes."""
         return net_reward(self.catalog.reward, pending.outcomes, pending.contacted,
                           pending.offer_cost, pending.contact_cost)
 

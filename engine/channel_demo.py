@@ -1,4 +1,4 @@
-"""``nba demo``: start a real server, act as a channel system against it, stop it.
+"""``nba channel-demo``: start a real server, act as a channel system against it, stop it.
 
 The scripted channel system runs a weekly outbound campaign over simulated weeks (the server
 honours the request times). Its customers respond by a simple hidden rule -- promo-minded
@@ -10,12 +10,8 @@ customer simulator lives in ``simulators/``; this script only demonstrates the s
 from __future__ import annotations
 
 import datetime as dt
-import re
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
@@ -25,25 +21,10 @@ from engine.catalog import Catalog, load_catalog
 from engine.client import NBAClient
 from engine.domain import DecisionRequest, OutcomeType
 from engine.rewards import net_reward
+from engine.server import start_server_process
 
 START = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.timezone.utc)  # a Monday
 WEEKS = 8
-
-
-def start_server_process(log_dir: Path, seed: int, extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
-    """Run ``nba serve --port 0`` and return the process and the port it bound."""
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(log_dir),
-           "--seed", str(seed), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    for line in proc.stdout:
-        match = re.search(r"serving nba\.v1\.DecisionService on [^:]+:(\d+)", line)
-        if match:
-            return proc, int(match.group(1))
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise RuntimeError(f"server did not start: {' '.join(cmd)}")
 
 
 def _customers(n: int, rng: np.random.Generator) -> list[dict]:

@@ -15,18 +15,15 @@ Built in:
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine import exploration
-from engine.catalog import Catalog, ExplorationSettings, ModelSettings
-from engine.config import ConfigError
+from engine.catalog import Catalog, ExplorationSettings
+from engine.models import load_model
+from engine.settings import ConfigError
 from engine.value_model import ValueModel
 from training.dataset import LoggedDecision
 
@@ -143,58 +140,6 @@ class ModelPolicy(EvalPolicy):
         return exploration.probabilities(values, self.settings, default)
 
 
-# -- model files and the registry ---------------------------------------------------------------
-
-MODEL_FILE = "model.vw"
-SETTINGS_FILE = "model.json"
-
-
-def save_model(directory: Path, model_bytes: bytes, settings: ModelSettings, info: dict) -> Path:
-    """A model directory: the VW model and the settings it was trained with."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MODEL_FILE).write_bytes(model_bytes)
-    (directory / SETTINGS_FILE).write_text(json.dumps(
-        {"cb_type": settings.cb_type, "learning_rate": settings.learning_rate,
-         "interactions": list(settings.interactions), "bits": settings.bits,
-         "power_t": settings.power_t, "importance_weighted": settings.importance_weighted,
-         "structure": settings.structure, **info}, indent=2))
-    return directory
-
-
-def trained_until(model_dir: Path) -> dt.datetime | None:
-    """When a model directory's training data ends (its settings file), if it says."""
-    try:
-        return dt.datetime.fromisoformat(json.loads((model_dir / SETTINGS_FILE).read_text())["trained_until"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def load_model(path: str | Path, catalog: Catalog, version: str | None = None) -> ValueModel:
-    """A VW model from a model directory (with its settings), or a bare model file (read with
-    the catalog's model settings)."""
-    path = Path(path)
-    settings = dataclasses.replace(catalog.model, replicas=1)
-    if path.is_dir():
-        meta = path / SETTINGS_FILE
-        if meta.exists():
-            try:
-                saved = json.loads(meta.read_text())
-                settings = ModelSettings(cb_type=saved["cb_type"], learning_rate=saved["learning_rate"],
-                                         interactions=tuple(saved["interactions"]), bits=saved["bits"],
-                                         power_t=float(saved.get("power_t", ModelSettings.power_t)),
-                                         importance_weighted=bool(saved.get("importance_weighted", True)),
-                                         structure=str(saved.get("structure", "direct")))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"{meta}: not a model settings file ({exc})") from None
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise ConfigError(f"no VW model at {path}")
-    try:
-        return ValueModel(settings, model_data=path.read_bytes(), version=version or f"file:{path.name}")
-    except Exception as exc:  # VW raises its own error types
-        raise ConfigError(f"{path}: not a VW model for these settings ({exc})") from None
-
-
 def make_policy(spec: str, catalog: Catalog, greedy: bool = False,
                 resolve: Callable[[str], tuple[Path, str]] | None = None) -> EvalPolicy:
     """A policy from its name on the command line: built-in, a model path, or an MLflow
@@ -209,7 +154,7 @@ def make_policy(spec: str, catalog: Catalog, greedy: bool = False,
         return NoContact()
     if spec.startswith("models:/"):
         if resolve is None:
-            from training.registry import download
+            from engine.models import download
 
             resolve = download
         local, version = resolve(spec)

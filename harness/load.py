@@ -36,7 +36,7 @@ import numpy as np
 from engine.catalog import Catalog, default_catalog_path, load_catalog
 from engine.client import NBAClient
 from engine.decision_log import log_files
-from engine.demo import start_server_process
+from engine.server import start_server_process
 from engine.domain import DecisionRequest
 
 

@@ -13,8 +13,10 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from engine import models as registry
 from engine.catalog import Catalog
-from engine.engine import DecisionEngine
+from engine.models import load_model
+from engine.pipeline import DecisionEngine
 
 log = logging.getLogger("nba.model")
 
@@ -30,8 +32,6 @@ class ReloadResult:
 class ModelFollower:
     def __init__(self, engine: DecisionEngine, catalog: Catalog, model_uri: str,
                  poll_seconds: float = 30.0, tracking_uri: str | None = None):
-        from training import registry
-
         if poll_seconds <= 0:
             raise ValueError(f"poll interval must be > 0 seconds, got {poll_seconds}")
         registry.parse_model_uri(model_uri)  # fail early on a malformed URI
@@ -48,9 +48,6 @@ class ModelFollower:
 
     def check(self) -> ReloadResult:
         """Resolve the URI now; load the version if it is not the one serving."""
-        from training import registry
-        from training.policies import load_model
-
         with self._lock:
             previous = self.engine.model.version
             name, _, _ = registry.parse_model_uri(self.model_uri)

@@ -48,7 +48,7 @@ import dataclasses
 import numpy as np
 from scipy.special import betaln, gammaln
 
-from engine.config import ConfigError
+from engine.settings import ConfigError
 from engine.constraints import Constraints
 from engine.domain import OutcomeType
 from simulators.policies import Oracle, action_values

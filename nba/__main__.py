@@ -1,0 +1,5 @@
+import sys
+
+from nba.cli import main
+
+sys.exit(main())
