@@ -7,8 +7,9 @@ before and after a change that should not change behaviour (a refactoring) and c
     .venv/bin/python bench/fingerprint.py            # prints one line per artefact
     .venv/bin/python bench/fingerprint.py --json out.json
 
-What is left out, because it names where or when rather than what: file paths, the catalog's
-version string (it hashes the catalog file, comments included) and the log files' names.
+What is left out, because it names where, when or how fast rather than what: file paths, the
+catalog's version string (it hashes the catalog file, comments included), the log files' names
+and each policy's run time.
 """
 
 from __future__ import annotations
@@ -42,12 +43,19 @@ RUNS = {
 }
 
 
+# How long each policy took: the machine's, not the project's.
+TIMINGS = ("seconds", "decisions_per_minute")
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
 def results_digest(path: Path) -> str:
     results = json.loads(path.read_text())
+    for metrics in results["policies"].values():
+        for timing in TIMINGS:
+            metrics.pop(timing, None)
     kept = {k: results[k] for k in ("customers", "days", "seed", "policies", "budgets", "daily_net_value")}
     return digest(json.dumps(kept, sort_keys=True).encode())
 

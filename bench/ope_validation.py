@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
+from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
 from training.estimators import DR  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
@@ -75,7 +75,7 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
         else:
             recorder = log_uniform(sim, tmp, seed=seed)
         logged = time.perf_counter() - started
-        policies = [Rules(), OraclePolicy(recorder), candidate, NoContact()]
+        policies = [Rules(), OracleTarget(recorder), candidate, NoContact()]
         truth = TruthAccumulator(recorder)
         evaluation = evaluate_logs(tmp, catalog, policies, observer=truth)
     finally:

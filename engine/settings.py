@@ -298,6 +298,14 @@ def _type_text(kind: Any, spec: Spec) -> str:
             tuple[str, ...]: "list of texts"}.get(kind, "date" if _is_optional(kind, dt.date) else "text")
 
 
+def _allowed_text(spec: Spec) -> str:
+    if spec.low is not None and spec.high is not None:
+        return f"{spec.low:g} to {spec.high:g}"
+    if spec.low is not None:
+        return f"≥ {spec.low:g}"
+    return f"≤ {spec.high:g}" if spec.high is not None else ""
+
+
 def reference(sections: list[tuple[str, type, str]]) -> str:
     """A Markdown reference of settings tables: ``(table name, dataclass, what the table is)``."""
     out = []
@@ -305,7 +313,7 @@ def reference(sections: list[tuple[str, type, str]]) -> str:
         out += [f"### `{name}`", "", about, "", "| key | type | default | allowed | what it does |",
                 "|---|---|---|---|---|"]
         for f, spec, kind in settings_of(cls):
-            allowed = bounds_text(spec.low, spec.high).replace(">=", "≥").replace("<=", "≤")
+            allowed = _allowed_text(spec)
             doc = " ".join(spec.doc.split()).replace("|", "\\|")
             out.append(f"| `{file_key(f, spec)}` | {_type_text(kind, spec)} | {_toml(f.default, spec)} | "
                        f"{allowed} | {doc} |")

@@ -145,7 +145,7 @@ def resample(log_w: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
     return np.minimum(idx - offset * k, k - 1), cols
 
 
-class BlindOracle(Oracle):
+class InformationBound(Oracle):
     """The oracle, valuing actions by their expectation over the blinded ``traits`` given what
     it has seen: a particle filter per customer, ``draws`` particles each."""
 

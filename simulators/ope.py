@@ -185,7 +185,7 @@ def _run(sim: Simulation, engine: DecisionEngine, recorder: TruthRecorder, progr
     return recorder
 
 
-class OraclePolicy(EvalPolicy):
+class OracleTarget(EvalPolicy):
     """The best logged feasible action by ground truth (knows the hidden traits)."""
 
     name = "oracle"

@@ -1,14 +1,24 @@
 """Scenario files: population, response model, horizon and catalog of a simulation.
 
-The schema is documented in ``simulators/scenarios/default.toml`` (every key, with why its
-number is what it is) and in the README. Loading validates everything; errors name the file, the
-key and the allowed values.
+Every setting is declared once below (``engine.settings.setting``); ``docs/scenarios.md``
+(``python -m simulators.scenario``) is made from the declarations, and ``default.toml`` gives
+the reason for each of its numbers. A scenario can state only how it differs from another::
+
+    extends = "default"          # a shipped scenario, or a path relative to this file
+    name = "high_fatigue"
+    [response.fatigue]
+    half_life_days = 14.0        # the rest of the table is default.toml's
+
+and changes its catalog in one way, ``[catalog_changes]``: the keys given, table by table, on
+top of the catalog (``nba simulate --set TABLE.KEY=VALUE`` adds one for a run). Loading
+validates everything; errors name the file, the key and the allowed values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import sys
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -16,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import Catalog, CatalogError, default_catalog_path, parse_catalog
-from engine.settings import ConfigError, ConfigReader, read_toml
+from engine.settings import ConfigError, ConfigReader, read_settings, read_toml, reference, setting
 
 SEGMENTS = ("new", "loyal", "occasional", "dormant")
 MOTIVATIONS = ("promo", "novelty", "indifferent")
@@ -28,53 +38,101 @@ class ScenarioError(ConfigError):
 
 @dataclass(frozen=True)
 class ChannelResponse:
-    delivered: float
-    open: float
-    click: float
-    unsubscribe: float
-    complaint: float
+    delivered: float = setting(doc="P(delivered)", low=0, high=1)
+    open: float = setting(doc="P(open | delivered) of an engaged customer of average affinity at the preferred "
+                              "hour, before fatigue", low=0, high=1)
+    click: float = setting(doc="P(click | open) for a neutral offer", low=0, high=1)
+    unsubscribe: float = setting(doc="P(unsubscribe | delivered), before fatigue", low=0, high=1)
+    complaint: float = setting(doc="P(complaint | delivered)", low=0, high=1)
 
 
 @dataclass(frozen=True)
 class Population:
-    segments: dict[str, float]
-    motivations: dict[str, float]
-    timezones: dict[str, float]
-    consent: dict[str, float]
-    basket_min: float
-    basket_max: float
-    purchases_per_year: dict[str, float]
-    hour_peaks: tuple[float, ...]
-    hour_peak_weights: tuple[float, ...]
-    hour_spread: float
-    observed_hour_noise: float
-    affinity_sigma: float
-    sensitivity_sigma: float
-    history_weeks: float = 13.0
+    segments: dict[str, float] = setting(doc="RFM segments' shares (they add up to 1)",
+                                         form=f"table of shares: {', '.join(SEGMENTS)}")
+    motivations: dict[str, float] = setting(doc="purchase motivations' shares (they add up to 1)",
+                                            form=f"table of shares: {', '.join(MOTIVATIONS)}")
+    timezones: dict[str, float] = setting(doc="IANA time zones' shares (they add up to 1)",
+                                          form='table of shares, e.g. `{ "Europe/Paris" = 1.0 }`')
+    consent: dict[str, float] = setting(doc="share of customers opted in to each channel",
+                                        form="table of shares by catalog channel")
+    basket: tuple[float, float] = setting(doc="a customer's average basket is uniform in [min, max] EUR",
+                                          form="`{ min = EUR, max = EUR }`")
+    purchases_per_year: dict[str, float] = setting(doc="organic purchases a year by segment",
+                                                   form=f"table: {', '.join(SEGMENTS)}")
+    hour_peaks: tuple[float, ...] = setting(doc="local hours around which customers prefer to be contacted",
+                                            form="list of hours 0-24")
+    hour_peak_weights: tuple[float, ...] = setting(doc="share of customers around each peak (adds up to 1)",
+                                                   form="list of shares, one per peak")
+    hour_spread: float = setting(1.5, "sd (hours) of a customer's preferred hour around its peak", low=0, high=12)
+    observed_hour_noise: float = setting(1.5, "sd (hours) of the CRM's usual open hour around the true one",
+                                         low=0, high=12)
+    affinity_sigma: float = setting(0.5, "log-normal sigma of channel affinity between customers", low=0, high=3)
+    sensitivity_sigma: float = setting(0.3, "log-normal sigma of incentive sensitivity within a motivation",
+                                       low=0, high=3)
+    history_weeks: float = setting(13.0, "weeks of CRM history behind the observed features", low=0, high=520)
+
+    @property
+    def basket_min(self) -> float:
+        return self.basket[0]
+
+    @property
+    def basket_max(self) -> float:
+        return self.basket[1]
 
 
 @dataclass(frozen=True)
 class Fatigue:
-    half_life_days: float
-    sms_weight: float
-    open_penalty: float
-    unsubscribe_growth: float
-    disengage: float
-    disengaged_open: float
-    reengage_per_week: float
-    reactivate_on_purchase: bool
+    half_life_days: float = setting(doc="every delivered contact adds 1 to fatigue (SMS `sms_weight`), halving "
+                                        "every this many days", low=0.01, high=365)
+    open_penalty: float = setting(doc="opens fall by exp(-open_penalty x fatigue)", low=0, high=10)
+    unsubscribe_growth: float = setting(doc="unsubscribes grow by (1 + unsubscribe_growth x fatigue)",
+                                        low=0, high=10)
+    disengage: float = setting(doc="P(an unopened contact leaves the customer disengaged), times (1 + "
+                                   "unsubscribe_growth x fatigue)", low=0, high=1)
+    disengaged_open: float = setting(doc="a disengaged customer opens this share of what it used to", low=0, high=1)
+    reengage_per_week: float = setting(doc="weekly rate at which disengaged customers come back", low=0, high=1)
+    sms_weight: float = setting(1.0, "fatigue an SMS adds", low=0, high=10)
+    reactivate_on_purchase: bool = setting(True, "a dormant customer who buys after a contact becomes occasional")
 
 
 @dataclass(frozen=True)
 class Response:
-    send_time_effect: float
-    conversion: float
-    purchase_delay_days: float
-    open_delay_hours: float
-    channels: dict[str, ChannelResponse]
-    offer_effect: dict[str, dict[str, float]]  # motivation -> offer -> multiplier
-    segment_effect: dict[str, float]
-    fatigue: Fatigue
+    send_time_effect: float = setting(doc="sends at a customer's worst hour open this share less than at its best",
+                                      low=0, high=1)
+    conversion: float = setting(doc="P(purchase | click) for a neutral offer, times the offer and segment effects",
+                                low=0, high=1)
+    channels: dict[str, ChannelResponse] = setting(doc="the funnel of each catalog channel",
+                                                   form="a table per catalog channel, below")
+    offer_effect: dict[str, dict[str, float]] = setting(
+        doc="purchase-given-click multiplier of each offer, by motivation",
+        form="a table per motivation: `{ OFFER = multiplier }` for every catalog offer")
+    segment_effect: dict[str, float] = setting(doc="purchase-given-click multiplier by segment",
+                                               form=f"table: {', '.join(SEGMENTS)}")
+    fatigue: Fatigue = setting(doc="how pressure wears customers out", form="a table, below")
+    purchase_delay_days: float = setting(1.5, "mean delay from click to purchase (exponential)", low=0.001, high=60)
+    open_delay_hours: float = setting(3.0, "mean delay from send to open (exponential)", low=0.001, high=240)
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str = setting(doc="the scenario's name (reports, MLflow)")
+    catalog_changes: dict[str, Any] = setting(
+        doc="catalog keys to change, table by table (the rest of each table is kept)",
+        form="tables, e.g. `[catalog_changes.budgets.incentives]` with `amount = 1000.0`", default_doc="none")
+    description: str = setting("", "one line on what it is")
+    extends: str = setting("", "a scenario this one states its differences from: a shipped one or a path "
+                               "relative to this file; its tables merge key by key", default_doc="none")
+    catalog: str = setting("default", "the catalog: the shipped one, or a path relative to this file")
+    customers: int = setting(50_000, "customers simulated", low=1, high=50_000_000)
+    days: int = setting(63, "days simulated", low=1, high=3650)
+    start: dt.datetime = setting(dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc),
+                                 "when the first campaign is decided")
+
+
+@dataclass(frozen=True)
+class Opportunities:
+    every_days: int = setting(7, "every reachable customer gets one decision this often", low=1, high=365)
 
 
 @dataclass(frozen=True)
@@ -91,13 +149,25 @@ class Scenario:
     source: str
 
 
+SECTIONS = (
+    ("(top level)", Header, "What the scenario is, its catalog and its horizon."),
+    ("opportunities", Opportunities, "How often customers are decided for."),
+    ("population", Population, "The customers' hidden traits and what the CRM sees of them."),
+    ("response", Response, "The funnel: delivered -> opened -> clicked -> converted, or unsubscribed."),
+    ("response.channels.ID", ChannelResponse, "One channel's funnel."),
+    ("response.fatigue", Fatigue, "Marketing pressure and its effects."),
+)
+
+
 def scenarios_dir() -> Path:
     return Path(str(resources.files("simulators") / "scenarios"))
 
 
-def resolve_scenario(name_or_path: str | Path) -> Path:
+def resolve_scenario(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     """A scenario file path, or the name of a shipped scenario ("default", "cold_start", ...)."""
     path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute() and path.suffix == ".toml":
+        path = relative_to / path
     if path.suffix == ".toml" or path.exists():
         return path
     shipped = scenarios_dir() / f"{name_or_path}.toml"
@@ -109,12 +179,29 @@ def resolve_scenario(name_or_path: str | Path) -> Path:
 
 
 def load_scenario(name_or_path: str | Path = "default", catalog_set: dict[str, Any] | None = None) -> Scenario:
-    """``catalog_set``: catalog keys to set on top of the scenario's, as nested tables (what
-    ``parse_catalog_settings`` makes of ``--set TABLE.KEY=VALUE``), merged like the scenario's
-    own ``[catalog_overrides]``."""
+    """``catalog_set``: catalog keys changed on top of the scenario's ``catalog_changes``, as
+    nested tables (what ``parse_catalog_settings`` makes of ``--set TABLE.KEY=VALUE``)."""
     path = resolve_scenario(name_or_path)
+    return parse_scenario(read_scenario_data(path), path, catalog_set)
+
+
+def read_scenario_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A scenario file's tables, with those of the scenario it ``extends`` merged underneath."""
     data, _ = read_toml(path, ScenarioError)
-    return parse_scenario(data, path, catalog_set)
+    base_name = data.get("extends")
+    if base_name is None:
+        return data
+    r = ConfigReader(str(path), ScenarioError)
+    if not isinstance(base_name, str) or not base_name:
+        raise r.error("extends", "the name of a shipped scenario or a path", base_name)
+    base_path = resolve_scenario(base_name, relative_to=path.parent)
+    if base_path.resolve() in [p.resolve() for p in (*seen, path)]:
+        raise r.error("extends", "a scenario that does not extend this one, directly or not", base_name)
+    if "name" not in data:
+        raise r.error("name", f"a name of its own (it extends {base_name!r})", None)
+    base = read_scenario_data(base_path, (*seen, path))
+    base.pop("extends", None)
+    return merge_tables(base, data)
 
 
 def merge_tables(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -130,25 +217,59 @@ def merge_tables(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any
 
 
 def parse_catalog_settings(settings: list[str]) -> dict[str, Any]:
-    """``["exploration.epsilon=0.05", 'model.structure="open_funnel"']`` -> nested tables.
+    """``["exploration.epsilon=0.05", 'exploration.slot_value="best"']`` -> nested tables.
     Each value is a TOML value (a number, true/false, a quoted string, an array or inline
     table); errors name the setting."""
     tables: dict[str, Any] = {}
-    for setting in settings:
-        path, sep, text = setting.partition("=")
+    for item in settings:
+        path, sep, text = item.partition("=")
         keys = path.strip().split(".")
         if not sep or len(keys) < 2 or not all(k.strip() for k in keys):
-            raise ScenarioError(f"--set {setting!r}: expected TABLE.KEY=VALUE, e.g. exploration.epsilon=0.05")
+            raise ScenarioError(f"--set {item!r}: expected TABLE.KEY=VALUE, e.g. exploration.epsilon=0.05")
         try:
             value = tomllib.loads(f"value = {text.strip()}")["value"]
         except tomllib.TOMLDecodeError:
-            raise ScenarioError(f"--set {setting!r}: the value {text.strip()!r} is not a TOML value "
+            raise ScenarioError(f"--set {item!r}: the value {text.strip()!r} is not a TOML value "
                                 f"(a number, true or false, a quoted string, an array)") from None
         nested: dict[str, Any] = {keys[-1].strip(): value}
         for key in reversed(keys[:-1]):
             nested = {key.strip(): nested}
         tables = merge_tables(tables, nested)
     return tables
+
+
+def parse_scenario(data: dict[str, Any], path: Path, catalog_set: dict[str, Any] | None = None) -> Scenario:
+    r = ConfigReader(str(path), ScenarioError)
+    tables = {"opportunities", "population", "response"}
+    r.only_keys(data, "", tables | {"name", "description", "extends", "catalog", "catalog_changes", "customers",
+                                    "days", "start"})
+    changes = r.table(data, "catalog_changes")
+    header = read_settings(r, {k: v for k, v in data.items() if k not in tables}, "", Header,
+                           catalog_changes=changes)
+    catalog = _scenario_catalog(r, header, path, catalog_set or {})
+    return Scenario(
+        name=header.name, description=header.description, catalog=catalog, customers=header.customers,
+        days=header.days, start=header.start,
+        every_days=read_settings(r, r.table(data, "opportunities"), "opportunities", Opportunities).every_days,
+        population=_parse_population(r, r.table(data, "population", required=True), catalog),
+        response=_parse_response(r, r.table(data, "response", required=True), catalog),
+        source=str(path),
+    )
+
+
+def _scenario_catalog(r: ConfigReader, header: Header, path: Path, catalog_set: dict[str, Any]) -> Catalog:
+    """The scenario's catalog with its ``catalog_changes``, then ``--set``, merged in."""
+    try:
+        catalog_path = default_catalog_path() if header.catalog == "default" else path.parent / header.catalog
+        catalog_data, raw = read_toml(catalog_path, CatalogError)
+        changes = merge_tables(header.catalog_changes, catalog_set)
+        sources = ([f"{path.name}'s catalog_changes"] if header.catalog_changes else []) + \
+            (["--set"] if catalog_set else [])
+        source = f"{catalog_path} (with {' and '.join(sources)})" if sources else str(catalog_path)
+        digest = hashlib.sha256(raw + (repr(changes).encode() if changes else b"")).hexdigest()[:12]
+        return parse_catalog(merge_tables(catalog_data, changes), source=source, content_hash=digest)
+    except ConfigError as exc:
+        raise ScenarioError(f"{path}: key 'catalog': {exc}") from None
 
 
 def _shares(r: ConfigReader, table: dict, name: str, key: str, allowed: tuple[str, ...] | None
@@ -160,7 +281,7 @@ def _shares(r: ConfigReader, table: dict, name: str, key: str, allowed: tuple[st
     for k, v in raw.items():
         if allowed is not None and k not in allowed:
             raise r.error(f"{key}.{k}", f"a key among {list(allowed)}", k)
-        shares[k] = r.number(raw, k, f"{key}.{k}", required=True, low=0, high=1 if allowed is None else None)
+        shares[k] = r.number(raw, k, f"{key}.{k}", required=True, low=0, high=1)
     return shares
 
 
@@ -173,141 +294,58 @@ def _distribution(r: ConfigReader, table: dict, name: str, key: str,
     return shares
 
 
-def parse_scenario(data: dict[str, Any], path: Path, catalog_set: dict[str, Any] | None = None) -> Scenario:
-    r = ConfigReader(str(path), ScenarioError)
-    r.only_keys(data, "", {"name", "description", "catalog", "catalog_changes", "catalog_overrides", "customers",
-                           "days", "start", "opportunities", "population", "response"})
-    catalog_ref = r.string(data, "catalog", default="default")
-    changes = r.table(data, "catalog_changes")
-    overrides = r.table(data, "catalog_overrides")
-    try:
-        catalog_path = default_catalog_path() if catalog_ref == "default" else path.parent / catalog_ref
-        catalog_data, raw = read_toml(catalog_path, CatalogError)
-        # Tables of the catalog the scenario replaces whole (e.g. its budgets or pressure caps)...
-        catalog_data.update(changes)
-        # ... then keys it sets, keeping the rest of their tables (e.g. one exploration setting).
-        edits = merge_tables(overrides, catalog_set or {})
-        catalog_data = merge_tables(catalog_data, edits)
-        edited = [name for name, table in (("catalog_changes", changes), ("catalog_overrides", overrides)) if table]
-        sources = ([f"{path.name}'s {' and '.join(edited)}"] if edited else []) + (["--set"] if catalog_set else [])
-        catalog = parse_catalog(catalog_data, source=f"{catalog_path} (with {' and '.join(sources)})"
-                                if sources else str(catalog_path),
-                                content_hash=hashlib.sha256(
-                                    raw + (repr(changes).encode() if changes else b"")
-                                    + (repr(edits).encode() if edits else b"")).hexdigest()[:12])
-    except ConfigError as exc:
-        raise ScenarioError(f"{path}: key 'catalog': {exc}") from None
-    start = data.get("start", dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc))
-    if not isinstance(start, dt.datetime) or start.tzinfo is None:
-        raise r.error("start", "a TOML date-time with an offset, like 2026-01-05T06:00:00Z", start)
+def _every(r: ConfigReader, table: dict, key: str, names, low: float, high: float) -> dict[str, float]:
+    """A number for each of ``names`` in ``table`` (no other key)."""
+    r.only_keys(table, key, set(names))
+    return {n: r.number(table, n, f"{key}.{n}", required=True, low=low, high=high) for n in names}
 
-    opp = r.table(data, "opportunities")
-    r.only_keys(opp, "opportunities", {"every_days"})
 
-    pop = r.table(data, "population", required=True)
-    r.only_keys(pop, "population", {
-        "segments", "motivations", "timezones", "consent", "basket", "purchases_per_year",
-        "hour_peaks", "hour_peak_weights", "hour_spread", "observed_hour_noise", "affinity_sigma",
-        "sensitivity_sigma", "history_weeks"})
-    timezones = _distribution(r, pop, "timezones", "population.timezones")
+def _parse_population(r: ConfigReader, pop: dict[str, Any], catalog: Catalog) -> Population:
+    p = "population"
+    timezones = _distribution(r, pop, "timezones", f"{p}.timezones")
     for i, tz in enumerate(timezones):
-        r.timezone(tz, f"population.timezones[{i}]")
-    consent = _shares(r, pop, "consent", "population.consent", None)
+        r.timezone(tz, f"{p}.timezones[{i}]")
+    consent = _shares(r, pop, "consent", f"{p}.consent", None)
     for channel in consent:
         if channel not in catalog.channels:
-            raise r.error(f"population.consent.{channel}", f"a catalog channel {sorted(catalog.channels)}",
-                          channel)
-    basket = r.table(pop, "basket", key="population.basket", required=True)
-    r.only_keys(basket, "population.basket", {"min", "max"})
-    basket_min = r.number(basket, "min", "population.basket.min", required=True, low=0.01)
-    basket_max = r.number(basket, "max", "population.basket.max", required=True, low=basket_min)
-    ppy_raw = r.table(pop, "purchases_per_year", key="population.purchases_per_year", required=True)
-    r.only_keys(ppy_raw, "population.purchases_per_year", set(SEGMENTS))
-    purchases = {s: r.number(ppy_raw, s, f"population.purchases_per_year.{s}", required=True, low=0, high=365)
-                 for s in SEGMENTS}
-    peaks = tuple(_number_list(r, pop, "hour_peaks", "population.hour_peaks", 0, 24))
-    weights = tuple(_number_list(r, pop, "hour_peak_weights", "population.hour_peak_weights", 0, 1))
+            raise r.error(f"{p}.consent.{channel}", f"a catalog channel {sorted(catalog.channels)}", channel)
+    basket = r.table(pop, "basket", key=f"{p}.basket", required=True)
+    r.only_keys(basket, f"{p}.basket", {"min", "max"})
+    basket_min = r.number(basket, "min", f"{p}.basket.min", required=True, low=0.01)
+    basket_max = r.number(basket, "max", f"{p}.basket.max", required=True, low=basket_min)
+    peaks = tuple(_number_list(r, pop, "hour_peaks", f"{p}.hour_peaks", 0, 24))
+    weights = tuple(_number_list(r, pop, "hour_peak_weights", f"{p}.hour_peak_weights", 0, 1))
     if len(peaks) != len(weights) or abs(sum(weights) - 1) > 1e-6:
-        raise r.error("population.hour_peak_weights", f"{len(peaks)} weights adding up to 1", list(weights))
-    population = Population(
-        segments=_distribution(r, pop, "segments", "population.segments", SEGMENTS),
-        motivations=_distribution(r, pop, "motivations", "population.motivations", MOTIVATIONS),
-        timezones=timezones, consent=consent, basket_min=basket_min, basket_max=basket_max,
-        purchases_per_year=purchases, hour_peaks=peaks, hour_peak_weights=weights,
-        hour_spread=r.number(pop, "hour_spread", "population.hour_spread", default=1.5, low=0, high=12),
-        observed_hour_noise=r.number(pop, "observed_hour_noise", "population.observed_hour_noise",
-                                     default=1.5, low=0, high=12),
-        affinity_sigma=r.number(pop, "affinity_sigma", "population.affinity_sigma", default=0.5, low=0, high=3),
-        sensitivity_sigma=r.number(pop, "sensitivity_sigma", "population.sensitivity_sigma",
-                                   default=0.3, low=0, high=3),
-        history_weeks=r.number(pop, "history_weeks", "population.history_weeks", default=13.0, low=0, high=520),
-    )
+        raise r.error(f"{p}.hour_peak_weights", f"{len(peaks)} weights adding up to 1", list(weights))
+    return read_settings(
+        r, pop, p, Population,
+        segments=_distribution(r, pop, "segments", f"{p}.segments", SEGMENTS),
+        motivations=_distribution(r, pop, "motivations", f"{p}.motivations", MOTIVATIONS),
+        timezones=timezones, consent=consent, basket=(basket_min, basket_max),
+        purchases_per_year=_every(r, r.table(pop, "purchases_per_year", key=f"{p}.purchases_per_year",
+                                             required=True), f"{p}.purchases_per_year", SEGMENTS, 0, 365),
+        hour_peaks=peaks, hour_peak_weights=weights)
 
-    rs = r.table(data, "response", required=True)
-    r.only_keys(rs, "response", {"send_time_effect", "conversion", "purchase_delay_days",
-                                 "open_delay_hours", "channels", "offer_effect", "segment_effect",
-                                 "fatigue"})
+
+def _parse_response(r: ConfigReader, rs: dict[str, Any], catalog: Catalog) -> Response:
     channels_raw = r.table(rs, "channels", key="response.channels", required=True)
-    channels = {}
-    for cid in catalog.channels:
-        spec = r.table(channels_raw, cid, key=f"response.channels.{cid}", required=True)
-        k = f"response.channels.{cid}"
-        r.only_keys(spec, k, {"delivered", "open", "click", "unsubscribe", "complaint"})
-        channels[cid] = ChannelResponse(*(r.number(spec, f, f"{k}.{f}", required=True, low=0, high=1)
-                                          for f in ("delivered", "open", "click", "unsubscribe", "complaint")))
     for cid in channels_raw:
         if cid not in catalog.channels:
             raise r.error(f"response.channels.{cid}", f"a catalog channel {sorted(catalog.channels)}", cid)
+    channels = {cid: read_settings(r, r.table(channels_raw, cid, key=f"response.channels.{cid}", required=True),
+                                   f"response.channels.{cid}", ChannelResponse)
+                for cid in catalog.channels}
     effects_raw = r.table(rs, "offer_effect", key="response.offer_effect", required=True)
     r.only_keys(effects_raw, "response.offer_effect", set(MOTIVATIONS))
-    offer_effect = {}
-    for m in MOTIVATIONS:
-        table = r.table(effects_raw, m, key=f"response.offer_effect.{m}", required=True)
-        r.only_keys(table, f"response.offer_effect.{m}", set(catalog.offers))
-        offer_effect[m] = {o: r.number(table, o, f"response.offer_effect.{m}.{o}", required=True, low=0, high=20)
-                           for o in catalog.offers}
-    seg_raw = r.table(rs, "segment_effect", key="response.segment_effect", required=True)
-    r.only_keys(seg_raw, "response.segment_effect", set(SEGMENTS))
-    fat = r.table(rs, "fatigue", key="response.fatigue", required=True)
-    fk = "response.fatigue"
-    r.only_keys(fat, fk, {"half_life_days", "sms_weight", "open_penalty", "unsubscribe_growth",
-                          "disengage", "disengaged_open", "reengage_per_week", "reactivate_on_purchase"})
-    reactivate = fat.get("reactivate_on_purchase", True)
-    if not isinstance(reactivate, bool):
-        raise r.error(f"{fk}.reactivate_on_purchase", "true or false", reactivate)
-    response = Response(
-        send_time_effect=r.number(rs, "send_time_effect", "response.send_time_effect", required=True, low=0, high=1),
-        conversion=r.number(rs, "conversion", "response.conversion", required=True, low=0, high=1),
-        purchase_delay_days=r.number(rs, "purchase_delay_days", "response.purchase_delay_days",
-                                     default=1.5, low=0.001, high=60),
-        open_delay_hours=r.number(rs, "open_delay_hours", "response.open_delay_hours", default=3.0,
-                                  low=0.001, high=240),
-        channels=channels, offer_effect=offer_effect,
-        segment_effect={s: r.number(seg_raw, s, f"response.segment_effect.{s}", required=True, low=0, high=20)
-                        for s in SEGMENTS},
-        fatigue=Fatigue(
-            half_life_days=r.number(fat, "half_life_days", f"{fk}.half_life_days", required=True, low=0.01, high=365),
-            sms_weight=r.number(fat, "sms_weight", f"{fk}.sms_weight", default=1.0, low=0, high=10),
-            open_penalty=r.number(fat, "open_penalty", f"{fk}.open_penalty", required=True, low=0, high=10),
-            unsubscribe_growth=r.number(fat, "unsubscribe_growth", f"{fk}.unsubscribe_growth", required=True,
-                                        low=0, high=10),
-            disengage=r.number(fat, "disengage", f"{fk}.disengage", required=True, low=0, high=1),
-            disengaged_open=r.number(fat, "disengaged_open", f"{fk}.disengaged_open", required=True, low=0, high=1),
-            reengage_per_week=r.number(fat, "reengage_per_week", f"{fk}.reengage_per_week", required=True,
-                                       low=0, high=1),
-            reactivate_on_purchase=reactivate,
-        ),
-    )
-    return Scenario(
-        name=r.string(data, "name", required=True),
-        description=r.string(data, "description", default=""),
-        catalog=catalog,
-        customers=r.integer(data, "customers", "customers", default=50_000, low=1, high=50_000_000),
-        days=r.integer(data, "days", "days", default=63, low=1, high=3650),
-        start=start.astimezone(dt.timezone.utc),
-        every_days=r.integer(opp, "every_days", "opportunities.every_days", default=7, low=1, high=365),
-        population=population, response=response, source=str(path),
-    )
+    offer_effect = {m: _every(r, r.table(effects_raw, m, key=f"response.offer_effect.{m}", required=True),
+                              f"response.offer_effect.{m}", catalog.offers, 0, 20)
+                    for m in MOTIVATIONS}
+    segment_effect = _every(r, r.table(rs, "segment_effect", key="response.segment_effect", required=True),
+                            "response.segment_effect", SEGMENTS, 0, 20)
+    fatigue = read_settings(r, r.table(rs, "fatigue", key="response.fatigue", required=True), "response.fatigue",
+                            Fatigue)
+    return read_settings(r, rs, "response", Response, channels=channels, offer_effect=offer_effect,
+                         segment_effect=segment_effect, fatigue=fatigue)
 
 
 def _number_list(r: ConfigReader, table: dict, name: str, key: str, low: float, high: float) -> list[float]:
@@ -316,3 +354,17 @@ def _number_list(r: ConfigReader, table: dict, name: str, key: str, low: float, 
             isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in value):
         raise r.error(key, f"a non-empty list of numbers from {low} to {high}", value)
     return [float(v) for v in value]
+
+
+def reference_page() -> str:
+    """``docs/scenarios.md``: every scenario setting, from its declaration."""
+    return ("# Scenario reference\n\n"
+            "Generated from the declarations in `simulators/scenario.py` by\n"
+            "`python -m simulators.scenario > docs/scenarios.md` (a test fails when it is stale).\n"
+            "`simulators/scenarios/default.toml` gives the reason for each of its numbers; the other\n"
+            "shipped scenarios extend it.\n\n"
+            + reference(list(SECTIONS)))
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference_page())

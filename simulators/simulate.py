@@ -13,7 +13,7 @@ from engine.settings import ConfigError
 from engine.value_model import ValueModel
 from simulators import report
 from simulators.information_bound import PREFIX as BLIND_PREFIX
-from simulators.information_bound import BlindOracle, parse_blind
+from simulators.information_bound import InformationBound, parse_blind
 from simulators.regret import RegretBreakdown
 from simulators.policies import (EnginePolicy, ExactRewardPolicy, MarketerRules, Newsletter,
                                  NoContact, ObservableOracle, Oracle, RandomPolicy)
@@ -85,7 +85,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
     elif name == "oracle_unbudgeted":
         yield Oracle(name="oracle_unbudgeted")
     elif name.startswith(BLIND_PREFIX):
-        yield BlindOracle(parse_blind(name), scenario.catalog.constraints, seed=policy_seed(seed), name=name)
+        yield InformationBound(parse_blind(name), scenario.catalog.constraints, seed=policy_seed(seed), name=name)
     elif name == "observable_oracle":
         yield ObservableOracle(policy_seed(seed))
     elif name == "observable_oracle_responses":

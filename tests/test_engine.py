@@ -148,20 +148,6 @@ def test_the_customers_own_responses_become_history_features(catalog, tmp_path):
     assert contexts[1]["email_opened"] == pytest.approx(np.log1p(1))
     assert contexts[1]["email_ignored"] == 0.0 and contexts[1]["email_clicked"] == pytest.approx(np.log1p(1))
     assert contexts[2]["email_ignored"] == pytest.approx(np.log1p(1))  # the second email, never opened
-    assert not any("email_open_rate" in c for c in contexts)  # model.open_rate_features is off
-
-
-def test_open_rate_features_give_each_channels_smoothed_open_rate():
-    from engine.features import history_namespace
-    from engine.state import ContactHistory
-
-    h = ContactHistory(contacts_7d={}, hours_since_contact=30.0,
-                       responses={"email": (6, 3, 1), "sms": (2, 0, 0)})
-    features = history_namespace(h, ["email", "sms", "push"], open_rates=True)
-    assert features["email_open_rate"] == pytest.approx((3 + 1) / (6 + 4))
-    assert features["sms_open_rate"] == pytest.approx(1 / 6)
-    assert "push_open_rate" not in features  # no record on that channel
-    assert "email_open_rate" not in history_namespace(h, ["email", "sms", "push"])
 
 
 BAD_REQUESTS = [
@@ -208,64 +194,6 @@ def test_bad_outcome_names_field(engine, outcome, field):
     assert err.value.field == field
 
 
-def test_bootstrap_replicas_measure_uncertainty(catalog):
-    """Replicas disagree about actions seen rarely; the served model is the first workspace."""
-    import dataclasses
-
-    from engine.value_model import ValueModel
-
-    settings = dataclasses.replace(catalog.model, replicas=4)
-    e = DecisionEngine(dataclasses.replace(catalog, model=settings), seed=3, honour_request_time=True)
-    assert isinstance(e.model, ValueModel) and len(e.model._ws) == 4
-    when = T0
-    for i in range(300):
-        when += dt.timedelta(hours=1)
-        d = e.decide(request(f"c{i % 30}", when, consented_channels=("email",)))
-        if not d.action.no_contact:
-            e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 60.0 + i % 7, when))
-    e.mature(when + catalog.attribution_window)
-    probe = request("probe", when)
-    actions = feasible_actions(probe, e.catalog, when).actions
-    context = e.features.context_json(probe, history(e.store, "probe", when), actions)
-    n = len(actions)
-    values, spread = e.model.estimate(context, n)
-    assert np.allclose(values, e.model.values(context, n))
-    assert spread.max() > 0
-
-
-def test_pessimism_prefers_what_the_model_is_sure_of():
-    from engine.catalog import ExplorationSettings
-    from engine.exploration import probabilities
-
-    values = np.array([1.0, 1.2, 0.0])   # the second is better on average ...
-    spread = np.array([0.1, 1.0, 0.0])   # ... but the model is unsure of it
-    settings = ExplorationSettings(epsilon=0.0, pessimism=1.0)
-    p = probabilities(values - settings.pessimism * spread, settings)
-    assert p.argmax() == 0
-
-
-def test_send_slots_carry_their_distance_from_the_customers_usual_hour(catalog, tmp_path):
-    """With model.hour_feature, each contact's T namespace says how far its slot is from the
-    customer's usual hour (read from "s10"); without the feature in the request, nothing."""
-    from engine.features import hour_gap, usual_hour
-
-    assert [hour_gap(s, 10.0) for s in ("10-12", "12-14", "08-10", "14-16", "16-18", "22-24", "now")] == \
-        [0, 2, 2, 4, 6, 6, None]
-    assert hour_gap("00-02", 23.5) == 0
-    assert usual_hour(request(categorical_features={"usual": "s22"}), "usual") == 22.0
-    assert usual_hour(request(numeric_features={"usual": 25.0}), "usual") == 1.0
-    assert usual_hour(request(categorical_features={"usual": "evening"}), "usual") is None
-    hours = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, hour_feature="usual"))
-    e = DecisionEngine(hours, seed=1, honour_request_time=True, log_dir=tmp_path / "logs")
-    e.decide(request("c-1", categorical_features={"segment": "loyal", "usual": "s10"}))
-    e.decide(request("c-2"))
-    first, second = read_lines(tmp_path / "logs", "decisions")
-    slots = {next(k for k in a["T"] if k.startswith("slot=")): a["T"] for a in first["c"]["_multi"] if "T" in a}
-    assert slots["slot=10-12"]["hour_gap=0"] == 1.0 and slots["slot=14-16"]["hour_gap=4"] == 1.0
-    assert all(any(k.startswith("hour_gap=") for k in t) for t in slots.values())
-    assert not any(k.startswith("hour_gap=") for a in second["c"]["_multi"] for k in a.get("T", {}))
-
-
 def test_history_days_add_longer_contact_counts_and_keep_contacts_that_long(catalog, tmp_path):
     """model.history_days = 28: four weekly emails; the fourth decision's context counts the
     three before it over 28 days (and one over 7), and the pressure keeps contacts 28 days."""
@@ -287,9 +215,8 @@ def test_history_days_add_longer_contact_counts_and_keep_contacts_that_long(cata
     text = default_catalog_path().read_text()
     assert load_catalog(default_catalog_path()).constraints.pressure.horizon == dt.timedelta(days=7)
     path = tmp_path / "catalog.toml"
-    assert "\nhistory_days = 7\n" in text
-    path.write_text(text.replace("\nhistory_days = 7\n", "\nhistory_days = 28\n"))
+    path.write_text(text + "\n[model]\nhistory_days = 28\n")
     assert load_catalog(path).constraints.pressure.horizon == dt.timedelta(days=28)
-    path.write_text(text.replace("\nhistory_days = 7\n", "\nhistory_days = 5\n"))
+    path.write_text(text + "\n[model]\nhistory_days = 5\n")
     with pytest.raises(CatalogError, match="key 'model.history_days': expected an integer from 7"):
         load_catalog(path)

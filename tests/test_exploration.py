@@ -77,18 +77,6 @@ def test_the_default_contact_only_breaks_ties_with_no_contact():
     assert greedy_mask(np.array([0.0, -0.2, 0.0, 0.0, 0.0]), default).tolist() == [1, 0, 0, 0, 0]
 
 
-def test_a_contact_must_clear_the_hurdle_to_beat_no_contact():
-    from engine.catalog import ExplorationSettings
-    from engine.exploration import probabilities
-
-    settings = ExplorationSettings(epsilon=0.0, contact_hurdle=0.05)
-    values = np.array([0.03, 0.01, 0.0])  # both contacts look better than nothing, by less than 0.05
-    assert probabilities(values, settings).tolist() == [0.0, 0.0, 1.0]
-    assert probabilities(np.array([0.08, 0.01, 0.0]), settings).tolist() == [1.0, 0.0, 0.0]
-    assert values.tolist() == [0.03, 0.01, 0.0]  # the caller's values are left as they were
-    assert probabilities(values, ExplorationSettings(epsilon=0.0)).tolist() == [1.0, 0.0, 0.0]
-
-
 def test_slot_value_mean_weighs_an_offer_on_a_channel_by_its_mean_over_send_slots():
     from engine.catalog import ExplorationSettings
     from engine.exploration import probabilities, with_slot_value
@@ -96,52 +84,10 @@ def test_slot_value_mean_weighs_an_offer_on_a_channel_by_its_mean_over_send_slot
     labels = ["a/email/08-10", "a/email/10-12", "a/email/12-14", "b/sms/10-12", "b/sms/12-14", "no_contact"]
     # a: one lucky slot (0.09) over two bad ones, mean 0.01; b: steady, mean 0.04, best 0.05.
     values = np.array([0.09, -0.03, -0.03, 0.05, 0.03, 0.0])
-    mean = ExplorationSettings(epsilon=0.0, slot_value="mean")
-    assert probabilities(values, ExplorationSettings(epsilon=0.0)).tolist() == [1, 0, 0, 0, 0, 0]
+    mean, best = ExplorationSettings(epsilon=0.0, slot_value="mean"), ExplorationSettings(epsilon=0.0, slot_value="best")
+    assert probabilities(values, best).tolist() == [1, 0, 0, 0, 0, 0]
     assert probabilities(with_slot_value(values, labels, mean), mean).tolist() == [0, 0, 0, 1, 0, 0]
     # A contact whose best slot beats nothing but whose mean does not is not sent.
     lucky = np.array([0.09, -0.06, -0.06, -0.02, -0.04, 0.0])
     assert probabilities(with_slot_value(lucky, labels, mean), mean).tolist() == [0, 0, 0, 0, 0, 1]
-    assert with_slot_value(values, labels, ExplorationSettings()) is values  # "best": unchanged
-
-
-def test_contact_temperature_draws_whether_to_contact_by_the_margin():
-    """exploration.contact_temperature T: the greedy mass goes to the best contact with the
-    logistic of its margin over no contact / T, the rest to no contact; epsilon as before."""
-    from engine.catalog import ExplorationSettings
-    from engine.exploration import probabilities
-
-    def q(margin, t=0.02):
-        return 1 / (1 + np.exp(-margin / t))
-
-    soft = ExplorationSettings(epsilon=0.1, contact_temperature=0.02)
-    p = probabilities(np.array([0.03, 0.01, 0.0]), soft)
-    assert p.sum() == pytest.approx(1.0)
-    assert p[0] == pytest.approx(0.1 / 3 + 0.9 * q(0.03)) and p[1] == pytest.approx(0.1 / 3)
-    assert p[2] == pytest.approx(0.1 / 3 + 0.9 * (1 - q(0.03)))
-    # Below nothing: contacted less often the further below.
-    near, far = probabilities(np.array([-0.01, 0.0]), soft), probabilities(np.array([-0.2, 0.0]), soft)
-    assert near[0] == pytest.approx(0.1 / 2 + 0.9 * q(-0.01)) and far[0] < 0.1 / 2 + 1e-4 < near[0]
-    # Ties among the best contacts share its mass; a huge margin is greedy (no overflow).
-    tied = probabilities(np.array([0.02, 0.02, 0.0]), soft)
-    assert tied[0] == tied[1] == pytest.approx(0.1 / 3 + 0.9 * q(0.02) / 2)
-    assert probabilities(np.array([1e6, 0.0]), ExplorationSettings(epsilon=0.0, contact_temperature=0.02)).tolist() \
-        == [1.0, 0.0]
-    # A cold model still sends the default contact as greedy; T = 0 decides as before.
-    default = np.array([True, False, False])
-    cold = probabilities(np.zeros(3), soft, default)
-    assert cold.tolist() == pytest.approx([0.1 / 3 + 0.9, 0.1 / 3, 0.1 / 3])
-    assert probabilities(np.array([0.03, 0.01, 0.0]), ExplorationSettings(epsilon=0.1)).tolist() == \
-        pytest.approx([0.1 / 3 + 0.9, 0.1 / 3, 0.1 / 3])
-
-
-def test_contact_temperature_is_not_negative(tmp_path):
-    from engine.catalog import CatalogError, default_catalog_path, load_catalog
-
-    path = tmp_path / "catalog.toml"
-    text = default_catalog_path().read_text()
-    assert "\ncontact_temperature = 0.0\n" in text
-    path.write_text(text.replace("\ncontact_temperature = 0.0\n", "\ncontact_temperature = -0.1\n"))
-    with pytest.raises(CatalogError, match="key 'exploration.contact_temperature': expected a number >= 0"):
-        load_catalog(path)
-
+    assert with_slot_value(values, labels, best) is values  # "best": unchanged

@@ -258,7 +258,7 @@ def test_scenario_errors_name_file_and_key(tmp_path):
          "segments = { new = 0.5, loyal = 0.15, occasional = 0.45, dormant = 0.25 }",
          "key 'population.segments': expected shares that add up to 1"),
         ("send_time_effect = 0.15", "send_time_effect = 1.5", "key 'response.send_time_effect'"),
-        ("[response.channels.web]", "[response.channels.fax]", "key 'response.channels.web'"),
+        ("[response.channels.web]", "[response.channels.fax]", "key 'response.channels.fax': expected a catalog channel"),
         ('"Europe/Paris" = 0.92', '"Europe/Pariss" = 0.92', "an IANA time zone"),
         ("days = 63", "days = 0", "key 'days': expected an integer from 1"),
         ("discount_15 = 3.0", "discount_99 = 3.0", "unknown key 'response.offer_effect.promo.discount_99'"),
@@ -274,46 +274,63 @@ def test_scenario_errors_name_file_and_key(tmp_path):
         load_scenario("nope")
 
 
-def test_catalog_overrides_set_keys_and_keep_the_rest_of_their_tables(tmp_path):
-    """[catalog_overrides.TABLE] sets the keys given and keeps the catalog's others; a table
-    under [catalog_changes] replaces the catalog's whole (its missing keys take the parser's
-    defaults). --set (``load_scenario(catalog_set=...)``) merges on top of the file's."""
+def test_catalog_changes_set_keys_and_keep_the_rest_of_their_tables(tmp_path):
+    """[catalog_changes.TABLE] sets the keys given and keeps the catalog's others; --set
+    (``load_scenario(catalog_set=...)``) merges on top of the file's."""
     default = load_scenario("default").catalog
-    text = (scenarios_dir() / "default.toml").read_text()
-    path = tmp_path / "overrides.toml"
-    path.write_text(text + "\n[catalog_overrides.exploration]\nepsilon = 0.05\n"
-                    "[catalog_overrides.offers.discount_10]\ncost = 12.0\n")
+    path = tmp_path / "changes.toml"
+    path.write_text('extends = "default"\nname = "changes"\n[catalog_changes.exploration]\nepsilon = 0.05\n'
+                    "[catalog_changes.offers.discount_10]\ncost = 12.0\n")
     catalog = load_scenario(path).catalog
-    assert catalog.exploration.epsilon == 0.05
     assert catalog.exploration == dataclasses.replace(default.exploration, epsilon=0.05)
     assert catalog.offers["discount_10"] == dataclasses.replace(default.offers["discount_10"], cost=12.0)
     assert {k: v for k, v in catalog.offers.items() if k != "discount_10"} == \
         {k: v for k, v in default.offers.items() if k != "discount_10"}
     assert catalog.model == default.model and catalog.channels == default.channels
+    assert catalog.version != default.version  # the changes are part of the catalog's version
 
-    replaced = tmp_path / "changes.toml"
-    replaced.write_text(text + "\n[catalog_changes.exploration]\nepsilon = 0.05\n")
-    whole = load_scenario(replaced).catalog.exploration
-    assert whole.epsilon == 0.05 and whole.slot_value != default.exploration.slot_value
-    assert whole.default_offer is None and default.exploration.default_offer == "new_collection"
-
-    on_top = load_scenario(path, parse_catalog_settings(["exploration.epsilon=0.2", 'model.structure="open_funnel"',
+    on_top = load_scenario(path, parse_catalog_settings(["exploration.epsilon=0.2", 'exploration.slot_value="best"',
                                                          "exploration.default_channels=[\"sms\"]"])).catalog
     assert on_top.exploration.epsilon == 0.2 and on_top.offers["discount_10"].cost == 12.0
-    assert on_top.model.structure == "open_funnel" and on_top.exploration.default_channels == ("sms",)
+    assert on_top.exploration.slot_value == "best" and on_top.exploration.default_channels == ("sms",)
     assert on_top.model.learning_rate == default.model.learning_rate
 
 
-def test_catalog_overrides_and_set_errors_name_the_key(tmp_path):
-    text = (scenarios_dir() / "default.toml").read_text()
+def test_a_scenario_extends_another_and_states_only_its_differences(tmp_path):
+    """The shipped scenarios extend the default: each table merges key by key into the
+    default's. A scenario that extends another names itself; a loop is refused."""
+    default, fatigue = load_scenario("default"), load_scenario("high_fatigue")
+    assert fatigue.name == "high_fatigue" and fatigue.population == default.population
+    assert fatigue.response.fatigue == dataclasses.replace(default.response.fatigue, half_life_days=14.0,
+                                                          open_penalty=0.20, unsubscribe_growth=1.0, disengage=0.08)
+    assert fatigue.response.channels == default.response.channels and fatigue.catalog == default.catalog
+    tight = load_scenario("tight_budget")
+    assert tight.customers == 20_000 and tight.catalog.constraints.budgets[0].amount == 1000.0
+    assert tight.catalog.constraints.pressure == default.catalog.constraints.pressure
+
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "high_fatigue"\nname = "child"\ndays = 14\n[response.fatigue]\nsms_weight = 2.0\n')
+    grandchild = load_scenario(child)
+    assert grandchild.days == 14 and grandchild.response.fatigue.sms_weight == 2.0
+    assert grandchild.response.fatigue.half_life_days == 14.0
+    for text, expected in [('extends = "default"\n', "key 'name': expected a name of its own"),
+                           ('extends = "child.toml"\nname = "loop"\n', "key 'extends': expected a scenario that "
+                                                                       "does not extend this one"),
+                           ('extends = "nope"\nname = "x"\n', "no scenario file or shipped scenario named 'nope'")]:
+        child.write_text(text)
+        with pytest.raises(ScenarioError, match=re.escape(expected)):
+            load_scenario(child)
+
+
+def test_catalog_changes_and_set_errors_name_the_key(tmp_path):
     for table, key, expected in [("exploraton", "epsilon = 0.05", "unknown key 'exploraton'"),
                                  ("exploration", "epsilonn = 0.05", "unknown key 'exploration.epsilonn'"),
                                  ("exploration", 'epsilon = "high"', "key 'exploration.epsilon': expected a number")]:
         path = tmp_path / "s.toml"
-        path.write_text(text + f"\n[catalog_overrides.{table}]\n{key}\n")
+        path.write_text(f'extends = "default"\nname = "s"\n[catalog_changes.{table}]\n{key}\n')
         with pytest.raises(ScenarioError) as err:
             load_scenario(path)
-        assert str(path) in str(err.value) and "catalog_overrides" in str(err.value)
+        assert str(path) in str(err.value) and "catalog_changes" in str(err.value)
         assert expected in str(err.value), str(err.value)
     for setting, expected in [("epsilon=0.05", "expected TABLE.KEY=VALUE"),
                               ("exploration.epsilon", "expected TABLE.KEY=VALUE"),
@@ -323,9 +340,19 @@ def test_catalog_overrides_and_set_errors_name_the_key(tmp_path):
             parse_catalog_settings([setting])
     with pytest.raises(ScenarioError, match=re.escape("(with --set): key 'model.learning_rate'")):
         load_scenario("default", parse_catalog_settings(["model.learning_rate=-1"]))
-    path.write_text(text + "\n[catalog_overrides.exploration]\nepsilon = 0.05\n")
-    with pytest.raises(ScenarioError, match=re.escape("(with s.toml's catalog_overrides and --set): key 'model.bits'")):
+    path.write_text('extends = "default"\nname = "s"\n[catalog_changes.exploration]\nepsilon = 0.05\n')
+    with pytest.raises(ScenarioError, match=re.escape("(with s.toml's catalog_changes and --set): key 'model.bits'")):
         load_scenario(path, parse_catalog_settings(["model.bits=99"]))
+
+
+def test_the_scenario_reference_is_generated_from_the_declarations():
+    from pathlib import Path
+
+    from simulators.scenario import reference_page
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "scenarios.md"
+    assert page.read_text() == reference_page(), \
+        "docs/scenarios.md is stale: python -m simulators.scenario > docs/scenarios.md"
 
 
 def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_change_nothing(tmp_path):

@@ -15,7 +15,7 @@ from engine.client import NBAClient
 from engine.pipeline import DecisionEngine
 from engine.model_follower import ModelFollower
 from engine.server import start_server
-from simulators.ope import OraclePolicy, TruthAccumulator, log_targeted, log_uniform, validation_scenario
+from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario
 from simulators.runner import Simulation
 from support import T0, request
 from training import registry
@@ -59,7 +59,7 @@ def test_ground_truth_matches_what_the_logs_record(logged):
 def test_estimates_agree_with_ground_truth_within_their_intervals(logged):
     catalog, log_dir, recorder = logged
     truth = TruthAccumulator(recorder)
-    policies = [Uniform(), Rules(), OraclePolicy(recorder), NoContact()]
+    policies = [Uniform(), Rules(), OracleTarget(recorder), NoContact()]
     ev = evaluate_logs(log_dir, catalog, policies, observer=truth)
     assert ev.n == len(truth.logged_truth)
     for p in policies:
@@ -88,7 +88,7 @@ def test_targeted_logging_explores_around_its_targets(tmp_path):
     catalog = scenario.catalog
     sim = Simulation(scenario, customers=1200, days=14, seed=5)
     recorder = log_targeted(sim, tmp_path, seed=5, policies=[Rules()], explore=0.2)
-    oracle = OraclePolicy(recorder)
+    oracle = OracleTarget(recorder)
     decisions = list(iter_decisions(tmp_path, catalog))
     assert len(decisions) > 1500
     logged = np.array([Logged().probabilities(d) for d in decisions], dtype=object)

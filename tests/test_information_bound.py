@@ -5,7 +5,7 @@ import pytest
 
 from engine.settings import ConfigError
 from engine.domain import OutcomeType
-from simulators.information_bound import BlindOracle, conditional_draws, parse_blind
+from simulators.information_bound import InformationBound, conditional_draws, parse_blind
 from simulators.policies import Oracle, action_values
 from simulators.runner import TYPE_CODE, Simulation
 from simulators.scenario import load_scenario
@@ -78,10 +78,10 @@ def test_the_blind_oracle_decides_on_the_crm_record_not_the_blinded_trait(scenar
     are worth less than the oracle's but most of it."""
     sim = Simulation(scenario, customers=3000, days=7, seed=5)
     batch = sim.batch(sim.population.copy(), 0.0)
-    blind = BlindOracle(("affinity",), draws=8, seed=3).decide(batch)
+    blind = InformationBound(("affinity",), draws=8, seed=3).decide(batch)
     changed = sim.population.copy()
     changed.affinity = changed.affinity[::-1].copy()
-    again = BlindOracle(("affinity",), draws=8, seed=3).decide(sim.batch(changed, 0.0))
+    again = InformationBound(("affinity",), draws=8, seed=3).decide(sim.batch(changed, 0.0))
     assert np.array_equal(blind, again)
 
     best = Oracle().decide(batch)
@@ -103,7 +103,7 @@ def test_the_engagement_belief_is_calibrated_on_opens(scenario):
     """Filtered from its own contacts' deliveries and opens, P(disengaged) matches how many of
     the customers it is given for have in fact stopped opening: where it says ~40 %, ~40 % have."""
     sim = Simulation(scenario, customers=3000, days=42, seed=4)
-    policy = BlindOracle(("engagement",), draws=16, seed=2)
+    policy = InformationBound(("engagement",), draws=16, seed=2)
     seen = []
 
     def observe(batch, chosen):
@@ -124,7 +124,7 @@ def test_the_particles_learn_from_the_responses_and_stay_calibrated(scenario):
     weighted particles, among those who opened an email and those who did not -- and the opens
     have moved the particles: the openers' email affinity is believed higher."""
     sim = Simulation(scenario, customers=4000, days=28, seed=6)
-    policy = BlindOracle(("affinity", "organic"), draws=64, seed=2)
+    policy = InformationBound(("affinity", "organic"), draws=64, seed=2)
     opened, seen = np.zeros(sim.customers), {}
     learn = policy.learn
 
