@@ -1,7 +1,8 @@
 """The decision pipeline, callable without a network.
 
-    request -> validation -> feasible actions -> features -> values (VW) -> exploration
-            -> log (DSJSON) -> record (state store) -> Decision
+    request -> validation -> feasible actions -> state snapshot -> pressure and budgets
+            -> features -> values (VW) - shadow price x incentive -> exploration
+            -> reserve (state store, atomic) -> log (DSJSON) -> Decision
 
     outcome -> validation -> join (state store) -> outcome log
     clock   -> matured decisions -> reward -> VW learns
@@ -52,6 +53,19 @@ class PolicySnapshot:
     pressure: Pressure
     budgets: tuple[BudgetState, ...]
     control_fraction: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A decision's actions scored: their values, the scores exploration chooses on (values less
+    shadow prices, slot averaging), each one's probability, the catalog's default contact among
+    them (``exploration.default_mask``) and, for a control customer, the control action."""
+
+    values: np.ndarray
+    scores: np.ndarray
+    p: np.ndarray
+    default: np.ndarray | None
+    control_choice: int = -1
 
 
 @dataclass(frozen=True)
@@ -143,8 +157,8 @@ class DecisionEngine:
 
     def _decide_once(self, request: DecisionRequest, now: dt.datetime, feasible: FeasibleSet,
                      control: bool, give_up: bool = False) -> Decision | None:
-        """One try: snapshot, constrain, score, draw, reserve. None when the reservation was
-        refused (another decision got there first)."""
+        """One try: snapshot, constrain, score, draw, reserve, log. None when the reservation
+        was refused (another decision got there first)."""
         constraints = self.catalog.constraints
         keys = [b.key(now) for b in constraints.budgets]
         snap = self.store.snapshot(request.customer_id, now, constraints.pressure.horizon, keys)
@@ -155,33 +169,46 @@ class DecisionEngine:
         history = snap.customer.history(now, self.catalog.model.history_days)
         context = self.features.context_json(request, history, actions)
         model = self.model  # one model for the whole decision, even if a reload swaps it
-        labels = [a.label for a in actions]
-        default = None  # the catalog's default contact among the actions (exploration.default_mask)
+        scored = self._score(model, context, actions, snap, now, control)
+        with self._lock:
+            chosen = scored.control_choice if control else exploration.draw(scored.p, self._rng)
+            event_id = self._new_event_id()
+        line, pending, default_cost = self._pending(request, now, actions, chosen, event_id, context, scored.p,
+                                                    model.version, control)
+        if self.store.reserve(pending, constraints.pressure) is not None:
+            return None
+        if self.decision_log is not None:
+            self.decision_log.append(line.with_cost(default_cost))
+        return self._decision(request, now, actions, exclusions, scored, chosen, event_id, model.version, control)
+
+    def _score(self, model: ValueModel, context: str, actions: tuple[Action, ...], snap: Snapshot,
+               now: dt.datetime, control: bool) -> Scored:
+        """Values, the scores exploration chooses on and each action's probability. A control
+        customer gets the control action with probability 1."""
+        values = model.values(context, len(actions))
         if control:
-            values = model.values(context, len(actions))
-            chosen = control_choice(actions, constraints.control)
+            chosen = control_choice(actions, self.catalog.constraints.control)
             p = np.zeros(len(actions))
             p[chosen] = 1.0
-            scores = values
-        else:
-            settings = self.catalog.exploration
-            values = model.values(context, len(actions))
-            scores = values - self._shadow_costs(actions, snap, now)
-            scores = exploration.with_slot_value(scores, labels, settings)
-            default = exploration.default_mask(labels, settings)
-            p = exploration.probabilities(scores, settings, default)
-        with self._lock:
-            if not control:
-                chosen = exploration.draw(p, self._rng)
-            event_id = self._new_event_id()
-        action = actions[chosen]
+            return Scored(values, values, p, None, chosen)
+        settings = self.catalog.exploration
+        labels = [a.label for a in actions]
+        scores = values - self._shadow_costs(actions, snap, now)
+        scores = exploration.with_slot_value(scores, labels, settings)
+        default = exploration.default_mask(labels, settings)
+        return Scored(values, scores, exploration.probabilities(scores, settings, default), default)
 
+    def _pending(self, request: DecisionRequest, now: dt.datetime, actions: tuple[Action, ...], chosen: int,
+                 event_id: str, context: str, p: np.ndarray, model_version: str, control: bool
+                 ) -> tuple[DsjsonLine, PendingDecision, float]:
+        """The decision's DSJSON line, what the state store keeps until it matures, and its cost
+        if nothing happens (what is logged until outcomes arrive)."""
+        action = actions[chosen]
         contacted = not action.no_contact
         offer_cost = self.catalog.offers[action.offer_id].cost if contacted else 0.0
         contact_cost = self.catalog.channels[action.channel].contact_cost if contacted else 0.0
-        # Until outcomes arrive, the decision's cost is what it costs if nothing happens.
         default_cost = -net_reward(self.catalog.reward, (), contacted, offer_cost, contact_cost)
-        budget = constraints.budget_of(action.offer_id) if contacted else None
+        budget = self.catalog.constraints.budget_of(action.offer_id) if contacted else None
         commitment = None
         if budget is not None and offer_cost > 0:
             commitment = Commitment(budget.key(now), to_cents(offer_cost))
@@ -194,28 +221,30 @@ class DecisionEngine:
                        "send_slot": action.send_slot,
                        "send_at": iso(action.send_at) if action.send_at else None,
                        "no_contact": action.no_contact},
-            "actions": labels,
+            "actions": [a.label for a in actions],
             "offer_cost": offer_cost,
             "contact_cost": contact_cost,
             "control": control,
         }
         if commitment is not None:
             meta["budget"] = commitment.key.name
-        line = DsjsonLine.build(event_id, now, context, p, chosen, model.version, meta)
+        line = DsjsonLine.build(event_id, now, context, p, chosen, model_version, meta)
         pending = PendingDecision(
             event_id=event_id, customer_id=request.customer_id, decision_time=now,
             matures_at=now + self.catalog.attribution_window, dsjson=line,
             offer_cost=offer_cost, contact_cost=contact_cost, contacted=contacted,
             channel=action.channel if outbound else None,
             send_at=action.send_at if outbound else None, commitment=commitment)
-        if self.store.reserve(pending, constraints.pressure) is not None:
-            return None
-        if self.decision_log is not None:
-            self.decision_log.append(line.with_cost(default_cost))
+        return line, pending, default_cost
 
+    def _decision(self, request: DecisionRequest, now: dt.datetime, actions: tuple[Action, ...],
+                  exclusions: tuple, scored: Scored, chosen: int, event_id: str, model_version: str,
+                  control: bool) -> Decision:
+        """The reserved decision as the caller gets it, counted."""
+        values, p, action = scored.values, scored.p, actions[chosen]
         top = np.argsort(-values, kind="stable")[: self.catalog.exploration.top_k]
         ranking = tuple(ScoredAction(actions[i], float(values[i]), float(p[i])) for i in top)
-        explored = not control and not bool(exploration.greedy_mask(scores, default)[chosen])
+        explored = not control and not bool(exploration.greedy_mask(scored.scores, scored.default)[chosen])
         with self._lock:
             self._counters["decisions"] += 1
             self._counters["explored"] += explored
@@ -224,7 +253,7 @@ class DecisionEngine:
         return Decision(
             event_id=event_id, customer_id=request.customer_id, action=action,
             probability=float(p[chosen]), expected_value=float(values[chosen]), explored=explored,
-            model_version=model.version, ranking=ranking, exclusions=exclusions,
+            model_version=model_version, ranking=ranking, exclusions=exclusions,
             decision_time=now, feasible_actions=len(actions), control=control,
         )
 

@@ -44,8 +44,8 @@ def load_test_catalog(directory: Path, budget: float) -> Path:
     """The default catalog with uniform exploration and a budget of ``budget`` EUR without pacing
     (so that the amount itself, not the plan, is what runs out)."""
     text = default_catalog_path().read_text()
-    for old, new in (('epsilon = 0.01', 'epsilon = 1.0'), ('amount = 20000.0', f'amount = {budget!r}'),
-                     ('pacing_step = 0.5', 'pacing = false'),
+    for old, new in (("[exploration]\n", "[exploration]\nepsilon = 1.0\n"),
+                     ("amount = 20000.0", f"amount = {budget!r}\npacing = false"),
                      ('version = "default-2026.11"', 'version = "loadtest"')):
         if old not in text:
             raise RuntimeError(f"default catalog changed: {old!r} not found")
@@ -69,6 +69,16 @@ class ClientStats:
     redeemed: list[str] = dataclasses.field(default_factory=list)
     outcome_retries: int = 0
 
+    def record(self, d, latency_ms: float) -> None:
+        """A decision the client received."""
+        self.latencies_ms.append(latency_ms)
+        self.timeline.append((time.monotonic(), d.fallback))
+        self.fallback += d.fallback
+        self.contacts += not d.action.no_contact
+        reasons = {e.reason.value for e in d.exclusions}
+        self.budget_exclusions += "BUDGET" in reasons
+        self.pressure_exclusions += "PRESSURE" in reasons
+
 
 def request_for(customer: int) -> DecisionRequest:
     return DecisionRequest(
@@ -89,158 +99,182 @@ def run_load(store_url: str, *, cluster: bool = False, workdir: Path, servers: i
              redeem_share: float = 0.3, seed: int = 1, outage=None, outage_at: float = 0.4,
              down_seconds: float = 1.5, progress=None) -> dict:
     """Run the load and verify it; ``outage`` is a RedisServer to kill and restart mid-load."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    catalog_path = load_test_catalog(workdir, budget)
-    catalog = load_catalog(catalog_path)
-    prefix = f"load{seed}"
-    extra = ["--catalog", str(catalog_path), "--redis", store_url, "--redis-prefix", prefix,
-             "--workers", "8", "--honour-decision-time"]
-    if cluster:
-        extra.append("--redis-cluster")
-    procs, ports = [], []
-    try:
-        for i in range(servers):
-            proc, port = start_server_process(workdir / f"logs-{i}", seed=seed * 100 + i, extra=extra)
-            procs.append(proc)
-            ports.append(port)
-        # Keep the servers' output flowing so that a full pipe never blocks them.
-        for proc in procs:
-            threading.Thread(target=lambda p=proc: [None for _ in p.stdout], daemon=True).start()
-        stats = [ClientStats() for _ in range(clients)]
-        next_index = iter(range(requests))
-        lock = threading.Lock()
-        done = [0]
-        outage_log: dict[str, float] = {}
+    load = LoadRun(store_url, cluster, workdir, servers, clients, requests, customers, budget, redeem_share,
+                   seed, outage, outage_at, down_seconds, progress)
+    elapsed = load.run()
+    return load.result(elapsed)
 
-        def client(k: int) -> None:
-            rng = np.random.default_rng([seed, k])
-            conns = [NBAClient(f"127.0.0.1:{port}", timeout=10) for port in ports]
-            for c in conns:
-                c.wait_ready(30)
-            s = stats[k]
-            try:
-                while True:
-                    with lock:
-                        i = next(next_index, None)
-                    if i is None:
-                        return
-                    req = dataclasses.replace(request_for(int(rng.integers(customers))),
-                                              decision_time=START + SPAN * (i / requests))
-                    started = time.perf_counter()
-                    try:
-                        d = conns[i % servers].decide(req)
-                    except Exception as exc:  # noqa: BLE001 - every failure is counted, by kind
-                        code = getattr(exc, "code", lambda: None)()
-                        s.errors[str(code or type(exc).__name__)] += 1
-                        continue
-                    finally:
-                        s.calls += 1
-                    s.latencies_ms.append((time.perf_counter() - started) * 1000)
-                    s.timeline.append((time.monotonic(), d.fallback))
-                    s.fallback += d.fallback
-                    s.contacts += not d.action.no_contact
-                    reasons = {e.reason.value for e in d.exclusions}
-                    s.budget_exclusions += "BUDGET" in reasons
-                    s.pressure_exclusions += "PRESSURE" in reasons
-                    if d.action.offer_id in costly and rng.random() < redeem_share:
-                        redeem(conns[int(rng.integers(servers))], d, s)
-                    with lock:
-                        done[0] += 1
-                        if progress:
-                            progress(1)
-            finally:
-                for c in conns:
-                    c.close()
 
-        costly = {o for o, offer in catalog.offers.items() if offer.cost > 0}
+class LoadRun:
+    """One load test: servers started, clients driven (and Redis killed, if asked), servers
+    stopped, logs and Redis's ledger checked. Arguments: see ``run_load``."""
 
-        def redeem(conn: NBAClient, d, s: ClientStats) -> None:
-            """Report a redemption the way a channel system would: retried while the state
-            store is unavailable (status UNAVAILABLE), for up to 10 s."""
-            for _ in range(50):
+    def __init__(self, store_url: str, cluster: bool, workdir: Path, servers: int, clients: int, requests: int,
+                 customers: int, budget: float, redeem_share: float, seed: int, outage, outage_at: float,
+                 down_seconds: float, progress):
+        self.store_url, self.cluster, self.workdir, self.servers = store_url, cluster, workdir, servers
+        self.requests, self.customers, self.redeem_share, self.seed = requests, customers, redeem_share, seed
+        self.outage, self.outage_at, self.down_seconds, self.progress = outage, outage_at, down_seconds, progress
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.catalog_path = load_test_catalog(workdir, budget)
+        self.catalog = load_catalog(self.catalog_path)
+        self.costly = {o for o, offer in self.catalog.offers.items() if offer.cost > 0}
+        self.prefix = f"load{seed}"
+        self.stats = [ClientStats() for _ in range(clients)]
+        self.ports: list[int] = []
+        self.outage_log: dict[str, float] = {}
+        self._next_index = iter(range(requests))
+        self._lock = threading.Lock()
+        self._done = 0
+
+    def run(self) -> float:
+        """Start the servers, drive the clients, stop the servers; the load's seconds."""
+        extra = ["--catalog", str(self.catalog_path), "--redis", self.store_url, "--redis-prefix", self.prefix,
+                 "--workers", "8", "--honour-decision-time"] + (["--redis-cluster"] if self.cluster else [])
+        procs = []
+        try:
+            for i in range(self.servers):
+                proc, port = start_server_process(self.workdir / f"logs-{i}", seed=self.seed * 100 + i, extra=extra)
+                procs.append(proc)
+                self.ports.append(port)
+            # Keep the servers' output flowing so that a full pipe never blocks them.
+            for proc in procs:
+                threading.Thread(target=lambda p=proc: [None for _ in p.stdout], daemon=True).start()
+            started = time.perf_counter()
+            threads = [threading.Thread(target=self._client, args=(k,)) for k in range(len(self.stats))]
+            if self.outage is not None:
+                threads.append(threading.Thread(target=self._chaos))
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return time.perf_counter() - started
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
                 try:
-                    conn.report_outcome(d.event_id, "redeemed", "REDEEMED", time=d.decision_time)
-                    s.redeemed.append(d.event_id)
-                    return
-                except Exception as exc:  # noqa: BLE001
+                    proc.wait(timeout=60)
+                except Exception:  # noqa: BLE001
+                    proc.kill()
+
+    def _client(self, k: int) -> None:
+        """One client: takes the next request index until none is left, asks a server round
+        robin, reports a share of the incentives redeemed."""
+        rng = np.random.default_rng([self.seed, k])
+        conns = [NBAClient(f"127.0.0.1:{port}", timeout=10) for port in self.ports]
+        for c in conns:
+            c.wait_ready(30)
+        s = self.stats[k]
+        try:
+            while (i := self._take()) is not None:
+                req = dataclasses.replace(request_for(int(rng.integers(self.customers))),
+                                          decision_time=START + SPAN * (i / self.requests))
+                started = time.perf_counter()
+                try:
+                    d = conns[i % self.servers].decide(req)
+                except Exception as exc:  # noqa: BLE001 - every failure is counted, by kind
                     code = getattr(exc, "code", lambda: None)()
-                    if str(code) != "StatusCode.UNAVAILABLE":
-                        s.errors[f"ReportOutcome {code or type(exc).__name__}"] += 1
-                        return
-                    s.outcome_retries += 1
-                    time.sleep(0.2)
-            s.errors["ReportOutcome gave up"] += 1
+                    s.errors[str(code or type(exc).__name__)] += 1
+                    continue
+                finally:
+                    s.calls += 1
+                s.record(d, (time.perf_counter() - started) * 1000)
+                if d.action.offer_id in self.costly and rng.random() < self.redeem_share:
+                    self._redeem(conns[int(rng.integers(self.servers))], d, s)
+                with self._lock:
+                    self._done += 1
+                    if self.progress:
+                        self.progress(1)
+        finally:
+            for c in conns:
+                c.close()
 
-        def chaos() -> None:
-            while done[0] < outage_at * requests:
-                time.sleep(0.01)
-            outage_log["killed"] = time.monotonic()
-            outage.kill()
-            time.sleep(down_seconds)
-            outage.start()
-            outage_log["restarted"] = time.monotonic()
+    def _take(self) -> int | None:
+        with self._lock:
+            return next(self._next_index, None)
 
-        started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        if outage is not None:
-            threads.append(threading.Thread(target=chaos))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
+    @staticmethod
+    def _redeem(conn: NBAClient, d, s: ClientStats) -> None:
+        """Report a redemption the way a channel system would: retried while the state store is
+        unavailable (status UNAVAILABLE), for up to 10 s."""
+        for _ in range(50):
             try:
-                proc.wait(timeout=60)
-            except Exception:  # noqa: BLE001
-                proc.kill()
+                conn.report_outcome(d.event_id, "redeemed", "REDEEMED", time=d.decision_time)
+                s.redeemed.append(d.event_id)
+                return
+            except Exception as exc:  # noqa: BLE001
+                code = getattr(exc, "code", lambda: None)()
+                if str(code) != "StatusCode.UNAVAILABLE":
+                    s.errors[f"ReportOutcome {code or type(exc).__name__}"] += 1
+                    return
+                s.outcome_retries += 1
+                time.sleep(0.2)
+        s.errors["ReportOutcome gave up"] += 1
 
-    redeemed = {e for s in stats for e in s.redeemed}
-    replay = verify_logs([workdir / f"logs-{i}" for i in range(servers)], catalog, redeemed)
-    from engine.redis_store import RedisStateStore
+    def _chaos(self) -> None:
+        """Kill Redis once ``outage_at`` of the requests are done; restart it ``down_seconds`` later."""
+        while self._done < self.outage_at * self.requests:
+            time.sleep(0.01)
+        self.outage_log["killed"] = time.monotonic()
+        self.outage.kill()
+        time.sleep(self.down_seconds)
+        self.outage.start()
+        self.outage_log["restarted"] = time.monotonic()
 
-    store = RedisStateStore(store_url, cluster=cluster, prefix=prefix)
-    ledger = {u.key.name: {"paid_cents": u.paid_cents, "committed_cents": u.committed_cents}
-              for u in store.budget_usage(replay["budget_keys"])}
-    store.close()
+    def _redis_ledger(self, keys: list) -> dict[str, dict[str, int]]:
+        from engine.redis_store import RedisStateStore
 
-    # Redis must hold what the logs show: the same redemptions, and at least the commitments
-    # (a reply lost when Redis is killed mid-script leaves a commitment no decision used --
-    # cautious, never an overspend); and never more than the amount.
-    consistent = all(
-        ledger.get(name, {}).get("paid_cents") == b["paid_cents"]
-        and b["committed_cents"] <= sum(ledger.get(name, {}).values()) <= b["amount_cents"]
-        for name, b in replay["budgets"].items())
-    latencies = np.concatenate([np.asarray(s.latencies_ms) for s in stats if s.latencies_ms])
-    errors: dict[str, int] = defaultdict(int)
-    for s in stats:
-        for code, n in s.errors.items():
-            errors[code] += n
-    result = {
-        "servers": servers, "clients": clients, "requests": requests, "customers": customers,
-        "seconds": elapsed, "requests_per_second": requests / elapsed,
-        "calls": sum(s.calls for s in stats), "errors": dict(errors),
-        "fallback_decisions": sum(s.fallback for s in stats),
-        "contacts_seen_by_clients": sum(s.contacts for s in stats),
-        "decisions_with_budget_exclusion": sum(s.budget_exclusions for s in stats),
-        "decisions_with_pressure_exclusion": sum(s.pressure_exclusions for s in stats),
-        "latency_p50_ms": float(np.percentile(latencies, 50)),
-        "latency_p99_ms": float(np.percentile(latencies, 99)),
-        "redis_ledger": ledger, "ledger_consistent": consistent, "redeemed_reported": len(redeemed),
-        "outcome_retries": sum(s.outcome_retries for s in stats),
-        **{k: v for k, v in replay.items() if k != "budget_keys"},
-    }
-    if outage is not None and "restarted" in outage_log:
-        timeline = sorted(t for s in stats for t in s.timeline)
-        after = [t for t, fb in timeline if t >= outage_log["restarted"] and not fb]
-        result["outage_seconds"] = outage_log["restarted"] - outage_log["killed"]
-        result["recovery_seconds"] = (after[0] - outage_log["restarted"]) if after else None
-        result["fallback_after_recovery"] = sum(
-            1 for t, fb in timeline if fb and after and t > after[0] + 0.5)
-    return result
+        store = RedisStateStore(self.store_url, cluster=self.cluster, prefix=self.prefix)
+        try:
+            return {u.key.name: {"paid_cents": u.paid_cents, "committed_cents": u.committed_cents}
+                    for u in store.budget_usage(keys)}
+        finally:
+            store.close()
+
+    def result(self, elapsed: float) -> dict:
+        """What the clients saw, what the logs replay to, and whether Redis's ledger agrees."""
+        stats = self.stats
+        redeemed = {e for s in stats for e in s.redeemed}
+        replay = verify_logs([self.workdir / f"logs-{i}" for i in range(self.servers)], self.catalog, redeemed)
+        ledger = self._redis_ledger(replay["budget_keys"])
+        # Redis must hold what the logs show: the same redemptions, and at least the commitments
+        # (a reply lost when Redis is killed mid-script leaves a commitment no decision used --
+        # cautious, never an overspend); and never more than the amount.
+        consistent = all(
+            ledger.get(name, {}).get("paid_cents") == b["paid_cents"]
+            and b["committed_cents"] <= sum(ledger.get(name, {}).values()) <= b["amount_cents"]
+            for name, b in replay["budgets"].items())
+        latencies = np.concatenate([np.asarray(s.latencies_ms) for s in stats if s.latencies_ms])
+        errors: dict[str, int] = defaultdict(int)
+        for s in stats:
+            for code, n in s.errors.items():
+                errors[code] += n
+        result = {
+            "servers": self.servers, "clients": len(stats), "requests": self.requests, "customers": self.customers,
+            "seconds": elapsed, "requests_per_second": self.requests / elapsed,
+            "calls": sum(s.calls for s in stats), "errors": dict(errors),
+            "fallback_decisions": sum(s.fallback for s in stats),
+            "contacts_seen_by_clients": sum(s.contacts for s in stats),
+            "decisions_with_budget_exclusion": sum(s.budget_exclusions for s in stats),
+            "decisions_with_pressure_exclusion": sum(s.pressure_exclusions for s in stats),
+            "latency_p50_ms": float(np.percentile(latencies, 50)),
+            "latency_p99_ms": float(np.percentile(latencies, 99)),
+            "redis_ledger": ledger, "ledger_consistent": consistent, "redeemed_reported": len(redeemed),
+            "outcome_retries": sum(s.outcome_retries for s in stats),
+            **{k: v for k, v in replay.items() if k != "budget_keys"},
+        }
+        if self.outage is not None and "restarted" in self.outage_log:
+            result.update(self._recovery())
+        return result
+
+    def _recovery(self) -> dict:
+        """How long Redis was down and how soon normal decisions came back after its restart."""
+        timeline = sorted(t for s in self.stats for t in s.timeline)
+        after = [t for t, fb in timeline if t >= self.outage_log["restarted"] and not fb]
+        return {"outage_seconds": self.outage_log["restarted"] - self.outage_log["killed"],
+                "recovery_seconds": (after[0] - self.outage_log["restarted"]) if after else None,
+                "fallback_after_recovery": sum(1 for t, fb in timeline if fb and after and t > after[0] + 0.5)}
 
 
 def verify_logs(log_dirs: list[Path], catalog: Catalog, redeemed: set[str] = frozenset()) -> dict:

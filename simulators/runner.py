@@ -130,6 +130,77 @@ METRICS = ("decisions", "contacts", "delivered", "opens", "clicks", "conversions
            "expected_value")
 
 
+class Ledger:
+    """One run's ground-truth accounting: the totals, every euro of net value with its time
+    (the daily values), and the outcomes a channel system can report of the current batch."""
+
+    def __init__(self, run: PolicyRun, horizon: float):
+        self.run, self.totals, self.horizon = run, dict.fromkeys(METRICS, 0.0), horizon
+        self.value_t: list[np.ndarray] = []
+        self.value_v: list[np.ndarray] = []
+        self._rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._window_end = 0.0
+
+    def account(self, when: np.ndarray, value) -> None:
+        """Net value at ``when`` (hours), counted if within the horizon."""
+        keep = when < self.horizon
+        self.value_t.append(when[keep])
+        self.value_v.append(np.broadcast_to(np.asarray(value, dtype=float), when.shape)[keep])
+
+    def open_batch(self, window_end: float) -> None:
+        """Outcomes emitted from now on are the new batch's; those after ``window_end`` are not
+        reported (the attribution window has closed)."""
+        self._rows, self._window_end = [], window_end
+
+    def emit(self, pos: np.ndarray, kind: OutcomeType, value, when: np.ndarray) -> None:
+        """Outcomes of the decisions at batch positions ``pos`` that a channel system reports."""
+        keep = (when < self._window_end) & (when < self.horizon)
+        self._rows.append((pos[keep], np.full(keep.sum(), TYPE_CODE[kind]),
+                           np.broadcast_to(value, pos.shape)[keep], when[keep]))
+
+    def feedback(self, start: dt.datetime) -> Feedback:
+        """The batch's reported outcomes, in time order."""
+        pos = np.concatenate([r[0] for r in self._rows]).astype(int)
+        t_rows = np.concatenate([r[3] for r in self._rows])
+        order = np.argsort(t_rows, kind="stable")
+        return Feedback(pos[order], np.concatenate([r[1] for r in self._rows])[order],
+                        np.concatenate([r[2] for r in self._rows])[order], t_rows[order], start)
+
+    def daily_value(self, days: int) -> np.ndarray:
+        day = (np.concatenate(self.value_t) // HOURS_PER_DAY).astype(int) if self.value_t else np.zeros(0, int)
+        weights = np.concatenate(self.value_v) if self.value_v else np.zeros(0)
+        return np.bincount(day, weights=weights, minlength=days)[:days]
+
+
+@dataclass
+class Contacts:
+    """The contacts of one batch and how each went (ground truth; times in hours since start)."""
+
+    c: np.ndarray            # batch positions contacted
+    cust: np.ndarray         # their population indices
+    offer: np.ndarray
+    channel: np.ndarray
+    send_t: np.ndarray
+    local_hour: np.ndarray
+    delivered: np.ndarray
+    opened: np.ndarray
+    clicked: np.ndarray
+    bought: np.ndarray
+    unsub: np.ndarray
+    complaint: np.ndarray
+    disengage: np.ndarray
+    t_open: np.ndarray
+    t_click: np.ndarray
+    t_buy: np.ndarray
+    t_unsub: np.ndarray
+    revenue: np.ndarray
+    cost: np.ndarray          # the offer's cost (0: no incentive)
+
+    @property
+    def redeemed(self) -> np.ndarray:
+        return self.bought & (self.cost > 0)
+
+
 def policy_seed(seed: int) -> int:
     """The seed a policy's own randomness (e.g. the engine's exploration) gets in a run of
     ``seed``: a stream independent of the population's (``default_rng(seed)``) and the
@@ -228,122 +299,130 @@ class Simulation:
         started = time.perf_counter()
         world = self.population.copy()
         rng = np.random.default_rng([self.seed, 1])
-        totals = dict.fromkeys(METRICS, 0.0)
+        run = PolicyRun(policy.name, channel_opens={name: np.zeros(2) for name in self.channel_index})
+        ledger = Ledger(run, self.horizon)
         email = self.channel_index.get("email")
         if email is not None:
-            totals["email_optins_start"] = float(world.consent[:, email].sum())
-        value_t, value_v = [], []
-        run = PolicyRun(policy.name, channel_opens={name: np.zeros(2) for name in self.channel_index})
+            ledger.totals["email_optins_start"] = float(world.consent[:, email].sum())
         step = self.scenario.every_days * HOURS_PER_DAY
         for t in self.opportunities():
             self._between_opportunities(world, rng, step)
             batch = self.batch(world, t)
-            chosen = np.asarray(policy.decide(batch), dtype=int)
-            if len(chosen) != len(batch.customers):
-                raise ValueError(f"policy {policy.name!r} returned {len(chosen)} decisions "
-                                 f"for {len(batch.customers)} customers")
-            for g in batch.groups:
-                k = chosen[g.members]
-                if k.size and (k.min() < 0 or k.max() >= len(g.actions)):
-                    raise ValueError(f"policy {policy.name!r}: action index out of range for a group "
-                                     f"of {len(g.actions)} actions")
+            chosen = self._decide(policy, batch)
             if observer is not None:
                 observer(batch, chosen)
-            feedback = self._respond(world, batch, chosen, rng, t, min(t + step, self.horizon),
-                                     totals, value_t, value_v, run)
-            policy.learn(feedback)
+            policy.learn(self._respond(world, batch, chosen, rng, t, min(t + step, self.horizon), ledger))
             if progress:
                 progress(len(batch.customers))
         if email is not None:
             lost = world.consent[:, email] & (world.unsubscribed[:, email] | world.disengaged[:, email])
-            totals["email_optins_lost"] = float(lost.sum())
-        days = (np.concatenate(value_t) // HOURS_PER_DAY).astype(int) if value_t else np.zeros(0, int)
-        weights = np.concatenate(value_v) if value_v else np.zeros(0)
-        daily = np.bincount(days, weights=weights, minlength=self.days)[: self.days]
-        run.daily_value = daily
-        run.totals = totals
+            ledger.totals["email_optins_lost"] = float(lost.sum())
+        run.daily_value = ledger.daily_value(self.days)
+        run.totals = ledger.totals
         run.seconds = time.perf_counter() - started
         return run
+
+    @staticmethod
+    def _decide(policy: Policy, batch: DecisionBatch) -> np.ndarray:
+        """The policy's choices, checked: one per customer, each in its group's range."""
+        chosen = np.asarray(policy.decide(batch), dtype=int)
+        if len(chosen) != len(batch.customers):
+            raise ValueError(f"policy {policy.name!r} returned {len(chosen)} decisions "
+                             f"for {len(batch.customers)} customers")
+        for g in batch.groups:
+            k = chosen[g.members]
+            if k.size and (k.min() < 0 or k.max() >= len(g.actions)):
+                raise ValueError(f"policy {policy.name!r}: action index out of range for a group "
+                                 f"of {len(g.actions)} actions")
+        return chosen
 
     def _between_opportunities(self, world: World, rng: np.random.Generator, step: float) -> None:
         world.disengaged &= rng.random(world.disengaged.shape) >= reengage_probability(self.scenario, step)
 
     def _respond(self, world: World, batch: DecisionBatch, chosen: np.ndarray, rng: np.random.Generator,
-                 t: float, t_end: float, totals: dict, value_t: list, value_v: list, run: PolicyRun) -> Feedback:
-        resp, catalog = self.response, self.scenario.catalog
-        n = len(batch.customers)
+                 t: float, t_end: float, ledger: Ledger) -> Feedback:
+        """How the batch's customers respond from ``t`` to the next opportunity ``t_end``: the
+        contacts' funnel, everyone's organic purchases, the state they leave the world in."""
+        ledger.open_batch(t + self.response.window_hours)
+        ledger.totals["decisions"] += len(batch.customers)
+        contacts = self._funnel(world, batch, chosen, rng, ledger)
+        self._record_contacts(contacts, ledger)
+        who, when = self._organic(world, batch, contacts, rng, t, t_end, ledger)
+        self._update_world(world, contacts, who, when, t, t_end)
+        return ledger.feedback(self.scenario.start)
+
+    def _funnel(self, world: World, batch: DecisionBatch, chosen: np.ndarray, rng: np.random.Generator,
+                ledger: Ledger) -> Contacts:
+        """Draw what happens to each contact: delivered -> opened -> clicked -> bought, or an
+        unsubscribe, a complaint, disengagement; and when."""
+        resp = self.response
         offer, channel, send_t, local_hour = batch.chosen_actions(chosen)
-        totals["decisions"] += n
-        window_end = t + resp.window_hours
-
-        rows_pos, rows_kind, rows_val, rows_t = [], [], [], []
-
-        def emit(pos, kind, value, when):
-            keep = (when < window_end) & (when < self.horizon)
-            rows_pos.append(pos[keep]); rows_kind.append(np.full(keep.sum(), TYPE_CODE[kind]))
-            rows_val.append(np.broadcast_to(value, pos.shape)[keep]); rows_t.append(when[keep])
-
-        def account(when, value):
-            keep = when < self.horizon
-            value_t.append(when[keep])
-            value_v.append(np.broadcast_to(np.asarray(value, dtype=float), when.shape)[keep])
-
         c = np.flatnonzero(channel >= 0)
         cust, off, ch, st, lh = batch.customers[c], offer[c], channel[c], send_t[c], local_hour[c]
         p = resp.probabilities(world, cust, off, ch, lh, st)
         # The exact expected net value of what was decided, in the state it was decided in: the
         # same quantity as the realised net value, without the outcomes' sampling noise.
-        totals["expected_value"] += resp.expected_value(world, cust, off, ch, lh, st, batch.organic_until, p).sum()
+        ledger.totals["expected_value"] += resp.expected_value(world, cust, off, ch, lh, st, batch.organic_until,
+                                                               p).sum()
         u = rng.random((7, len(c)))
         delivered = u[0] < p["delivered"]
         opened = delivered & (u[1] < p["open"])
         clicked = opened & (u[2] < p["click"])
         bought = clicked & (u[3] < p["convert"])
-        unsub = delivered & (u[4] < p["unsubscribe"])
-        complaint = delivered & (u[5] < p["complaint"])
-        disengage = delivered & ~opened & (u[6] < p["disengage"])
         t_open = st + rng.exponential(self.scenario.response.open_delay_hours, len(c))
         t_click = t_open + rng.exponential(1 / 6, len(c))
         t_buy = t_click + rng.exponential(self.scenario.response.purchase_delay_days * HOURS_PER_DAY, len(c))
         t_unsub = np.where(opened, t_open, st + rng.exponential(24.0, len(c)))
         revenue = world.basket[cust] * np.exp(0.2 * rng.standard_normal(len(c)) - 0.02)
-        cost = np.where(off >= 0, resp.offer_cost[np.maximum(off, 0)], 0.0)
-        redeemed = bought & (cost > 0)
+        return Contacts(c, cust, off, ch, st, lh, delivered, opened, clicked, bought,
+                        unsub=delivered & (u[4] < p["unsubscribe"]), complaint=delivered & (u[5] < p["complaint"]),
+                        disengage=delivered & ~opened & (u[6] < p["disengage"]), t_open=t_open, t_click=t_click,
+                        t_buy=t_buy, t_unsub=t_unsub, revenue=revenue,
+                        cost=np.where(off >= 0, resp.offer_cost[np.maximum(off, 0)], 0.0))
 
+    def _record_contacts(self, k: Contacts, ledger: Ledger) -> None:
+        """The contacts' ground truth into the totals and the daily values; what a channel
+        system reports of them into the feedback."""
+        totals, run, resp, reward = ledger.totals, ledger.run, self.response, self.scenario.catalog.reward
         in_h = lambda x: x < self.horizon  # noqa: E731 - ground truth counts what happens in the horizon
-        totals["contacts"] += len(c)
-        totals["delivered"] += delivered.sum()
-        opened_in_h = opened & in_h(t_open)
+        totals["contacts"] += len(k.c)
+        totals["delivered"] += k.delivered.sum()
+        opened_in_h = k.opened & in_h(k.t_open)
         totals["opens"] += opened_in_h.sum()
-        totals["clicks"] += (clicked & in_h(t_click)).sum()
-        totals["conversions"] += (bought & in_h(t_buy)).sum()
-        totals["revenue"] += revenue[bought & in_h(t_buy)].sum()
-        totals["unsubscribes"] += (unsub & in_h(t_unsub)).sum()
-        totals["complaints"] += (complaint & in_h(t_unsub)).sum()
-        totals["contact_cost"] += resp.contact_cost[ch].sum()
-        for name, k in self.channel_index.items():
-            on = ch == k
-            run.channel_opens[name] += ((on & delivered).sum(), (on & opened_in_h).sum())
-        slot = (np.nan_to_num(lh) // 2).astype(int) % N_SLOTS
-        run.slot_contacts += np.bincount(slot[delivered], minlength=N_SLOTS)
-        run.slot_opens += np.bincount(slot[opened], minlength=N_SLOTS)
+        totals["clicks"] += (k.clicked & in_h(k.t_click)).sum()
+        totals["conversions"] += (k.bought & in_h(k.t_buy)).sum()
+        totals["revenue"] += k.revenue[k.bought & in_h(k.t_buy)].sum()
+        totals["unsubscribes"] += (k.unsub & in_h(k.t_unsub)).sum()
+        totals["complaints"] += (k.complaint & in_h(k.t_unsub)).sum()
+        totals["contact_cost"] += resp.contact_cost[k.channel].sum()
+        for name, index in self.channel_index.items():
+            on = k.channel == index
+            run.channel_opens[name] += ((on & k.delivered).sum(), (on & opened_in_h).sum())
+        slot = (np.nan_to_num(k.local_hour) // 2).astype(int) % N_SLOTS
+        run.slot_contacts += np.bincount(slot[k.delivered], minlength=N_SLOTS)
+        run.slot_opens += np.bincount(slot[k.opened], minlength=N_SLOTS)
 
-        margin = catalog.reward.margin_rate
-        account(st, -resp.contact_cost[ch])
-        account(t_buy[bought], margin * revenue[bought])
-        account(t_buy[redeemed], -cost[redeemed])
-        account(t_unsub[unsub], -catalog.reward.unsubscribe_penalty)
-        account(t_unsub[complaint], -catalog.reward.complaint_penalty)
-        emit(c[delivered], OutcomeType.DELIVERED, 0.0, st[delivered])
-        emit(c[opened], OutcomeType.OPENED, 0.0, t_open[opened])
-        emit(c[clicked], OutcomeType.CLICKED, 0.0, t_click[clicked])
-        emit(c[bought], OutcomeType.CONVERTED, revenue[bought], t_buy[bought])
-        emit(c[redeemed], OutcomeType.REDEEMED, 0.0, t_buy[redeemed])
-        emit(c[unsub], OutcomeType.UNSUBSCRIBED, 0.0, t_unsub[unsub])
-        emit(c[complaint], OutcomeType.COMPLAINED, 0.0, t_unsub[complaint])
+        redeemed = k.redeemed
+        ledger.account(k.send_t, -resp.contact_cost[k.channel])
+        ledger.account(k.t_buy[k.bought], reward.margin_rate * k.revenue[k.bought])
+        ledger.account(k.t_buy[redeemed], -k.cost[redeemed])
+        ledger.account(k.t_unsub[k.unsub], -reward.unsubscribe_penalty)
+        ledger.account(k.t_unsub[k.complaint], -reward.complaint_penalty)
+        ledger.emit(k.c[k.delivered], OutcomeType.DELIVERED, 0.0, k.send_t[k.delivered])
+        ledger.emit(k.c[k.opened], OutcomeType.OPENED, 0.0, k.t_open[k.opened])
+        ledger.emit(k.c[k.clicked], OutcomeType.CLICKED, 0.0, k.t_click[k.clicked])
+        ledger.emit(k.c[k.bought], OutcomeType.CONVERTED, k.revenue[k.bought], k.t_buy[k.bought])
+        ledger.emit(k.c[redeemed], OutcomeType.REDEEMED, 0.0, k.t_buy[redeemed])
+        ledger.emit(k.c[k.unsub], OutcomeType.UNSUBSCRIBED, 0.0, k.t_unsub[k.unsub])
+        ledger.emit(k.c[k.complaint], OutcomeType.COMPLAINED, 0.0, k.t_unsub[k.complaint])
 
-        # Organic purchases over the period, by every customer; those of decided customers are
-        # what the CRM attributes to the decision. An opened, unused incentive gets used.
+    def _organic(self, world: World, batch: DecisionBatch, k: Contacts, rng: np.random.Generator, t: float,
+                 t_end: float, ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
+        """Organic purchases over the period, by every customer; those of decided customers are
+        what the CRM attributes to the decision. An opened, unused incentive gets used by the
+        first one after the open (cannibalisation). Returns who bought and when."""
+        totals, window_end = ledger.totals, t + self.response.window_hours
+        in_h = lambda x: x < self.horizon  # noqa: E731
         rate = world.organic_per_day * (t_end - t) / HOURS_PER_DAY
         counts = rng.poisson(rate)
         who = np.repeat(np.arange(world.n), counts)
@@ -351,47 +430,45 @@ class Simulation:
         amount = world.basket[who] * np.exp(0.2 * rng.standard_normal(len(who)) - 0.02)
         totals["organic_revenue"] += amount.sum()
         pos_of = np.full(world.n, -1)
-        pos_of[batch.customers] = np.arange(n)
+        pos_of[batch.customers] = np.arange(len(batch.customers))
         decided = pos_of[who] >= 0
-        emit(pos_of[who[decided]], OutcomeType.CONVERTED, amount[decided], when[decided])
-        # Cannibalisation: the first organic purchase after opening an unredeemed incentive uses it.
+        ledger.emit(pos_of[who[decided]], OutcomeType.CONVERTED, amount[decided], when[decided])
         open_at = np.full(world.n, np.inf)
-        unredeemed = opened & ~redeemed & (cost > 0)
-        open_at[cust[unredeemed]] = t_open[unredeemed]
+        redeemed = k.redeemed
+        unredeemed = k.opened & ~redeemed & (k.cost > 0)
+        open_at[k.cust[unredeemed]] = k.t_open[unredeemed]
         cost_of = np.zeros(world.n)
-        cost_of[cust[unredeemed]] = cost[unredeemed]
+        cost_of[k.cust[unredeemed]] = k.cost[unredeemed]
         uses = (when > open_at[who]) & (when < window_end)
         order = np.argsort(when[uses], kind="stable")
         first_who, first = np.unique(who[uses][order], return_index=True)
         use_t = when[uses][order][first]
         use_cost = cost_of[first_who]
-        account(use_t, -use_cost)
-        emit(pos_of[first_who], OutcomeType.REDEEMED, 0.0, use_t)
-        totals["incentive_spend"] += cost[redeemed & in_h(t_buy)].sum() + use_cost[in_h(use_t)].sum()
-        totals["redemptions"] += (redeemed & in_h(t_buy)).sum() + in_h(use_t).sum()
+        ledger.account(use_t, -use_cost)
+        ledger.emit(pos_of[first_who], OutcomeType.REDEEMED, 0.0, use_t)
+        totals["incentive_spend"] += k.cost[redeemed & in_h(k.t_buy)].sum() + use_cost[in_h(use_t)].sum()
+        totals["redemptions"] += (redeemed & in_h(k.t_buy)).sum() + in_h(use_t).sum()
+        return who, when
 
-        # State: fatigue, opt-ins, observables, reactivation.
-        fat = self.scenario.response.fatigue
-        dc = cust[delivered]
-        world.fatigue[dc] = world.fatigue_at(dc, st[delivered], resp.half_life_hours) + resp.fatigue_weight[ch[delivered]]
-        world.fatigue_time[dc] = st[delivered]
-        world.unsubscribed[cust[unsub], ch[unsub]] = True
-        world.unsubscribed[cust[complaint], ch[complaint]] = True
-        world.disengaged[cust[disengage], ch[disengage]] = True
+    def _update_world(self, world: World, k: Contacts, who: np.ndarray, when: np.ndarray, t: float,
+                      t_end: float) -> None:
+        """The state the period leaves: fatigue, opt-ins, engagement, observables, reactivation."""
+        resp, fat = self.response, self.scenario.response.fatigue
+        dc = k.cust[k.delivered]
+        world.fatigue[dc] = world.fatigue_at(dc, k.send_t[k.delivered], resp.half_life_hours) + \
+            resp.fatigue_weight[k.channel[k.delivered]]
+        world.fatigue_time[dc] = k.send_t[k.delivered]
+        world.unsubscribed[k.cust[k.unsub], k.channel[k.unsub]] = True
+        world.unsubscribed[k.cust[k.complaint], k.channel[k.complaint]] = True
+        world.disengaged[k.cust[k.disengage], k.channel[k.disengage]] = True
         world.recent_opens *= np.exp2(-(t_end - t) / (45 * HOURS_PER_DAY))
-        np.add.at(world.recent_opens, cust[opened], 1.0)
-        buyers = np.concatenate([cust[bought], who])
-        buy_t = np.concatenate([t_buy[bought], when])
+        np.add.at(world.recent_opens, k.cust[k.opened], 1.0)
+        buyers = np.concatenate([k.cust[k.bought], who])
+        buy_t = np.concatenate([k.t_buy[k.bought], when])
         np.maximum.at(world.last_purchase, buyers, buy_t)
         np.add.at(world.purchases_12m, buyers, 1.0)
         if fat.reactivate_on_purchase:
-            back = cust[bought][world.segment[cust[bought]] == DORMANT]
+            back = k.cust[k.bought][world.segment[k.cust[k.bought]] == DORMANT]
             world.segment[back] = OCCASIONAL
             occasional = self.scenario.population.purchases_per_year[SEGMENTS[OCCASIONAL]] / 365
             world.organic_per_day[back] = np.maximum(world.organic_per_day[back], occasional)
-
-        pos = np.concatenate(rows_pos).astype(int)
-        t_rows = np.concatenate(rows_t)
-        order = np.argsort(t_rows, kind="stable")
-        return Feedback(pos[order], np.concatenate(rows_kind)[order], np.concatenate(rows_val)[order],
-                        t_rows[order], self.scenario.start)
