@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NBA    := $(VENV)/bin/nba
 
-.PHONY: install demo serve test test-fast proto bench clean
+.PHONY: install demo serve test test-fast lint-imports proto bench results clean
 
 install: $(VENV)/.installed
 
@@ -20,11 +20,17 @@ demo: install
 serve: install
 	$(NBA) serve
 
-test: install
-	$(PY) -m pytest -q
+# The full suite (CI): import contracts, then every test; the slowest listed at the end.
+test: install lint-imports
+	$(PY) -m pytest -q --durations=15
 
-test-fast: install
-	$(PY) -m pytest -q -m 'not slow'
+# Every test but those marked slow (load, soak, long simulations): under two minutes on 2 cores.
+test-fast: install lint-imports
+	$(PY) -m pytest -q -m 'not slow' --durations=10
+
+# Dependencies point one way: engine <- training <- simulators <- nba.cli (pyproject.toml).
+lint-imports: install
+	$(VENV)/bin/lint-imports --no-cache
 
 # Regenerate the gRPC stubs after editing proto/ (a test fails when they are stale).
 proto: install
@@ -37,6 +43,10 @@ bench: install
 	$(PY) bench/loadtest.py
 	$(PY) bench/loadtest.py --cluster
 	$(PY) bench/loadtest.py --outage
+
+# Regenerate docs/results.md (and the README's results table): about an hour and a half on 2 cores.
+results: install
+	$(PY) bench/results.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,4 +1,4 @@
-"""Calibration figures of a scenario, measured the way SEED_FACTS states them.
+"""Calibration figures of a scenario, measured the way the field figures state them (docs/design.md).
 
 Under the marketer-rules policy (weekly email at 10:00 to everyone with email consent):
   * email open rate (facts: ~20 %)

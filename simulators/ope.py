@@ -37,9 +37,8 @@ from training.target_policies import EvalPolicy, one_hot
 def validation_scenario(name: str = "default") -> Scenario:
     """The scenario whose ground truth ``ResponseModel.expected_reward`` computes exactly: its
     catalog with window attribution (every purchase in the attribution window counts), the
-    noisiest reward definition and the one the validation figures in the README were measured
-    on. The catalog's default (click-through attribution) is not covered by the exact
-    expectation."""
+    noisiest reward definition. The catalog's default (click-through attribution) is not
+    covered by the exact expectation."""
     scenario = load_scenario(name)
     reward = dataclasses.replace(scenario.catalog.reward, purchase_attribution="window")
     return dataclasses.replace(scenario, catalog=dataclasses.replace(scenario.catalog, reward=reward))

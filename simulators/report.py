@@ -181,6 +181,7 @@ def budget_table(budgets: dict[str, list[dict]]) -> str:
 
 def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, float]],
          traces: dict[str, list[dict]] | None = None, breakdowns: dict | None = None) -> list[Path]:
+    """Write the run's plots under ``out``; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,14 +195,28 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
 
+    save(_cumulative_value(plt, runs), "cumulative_net_value.png")
+    save(_open_rate_by_slot(plt, runs), "open_rate_by_slot.png")
+    save(_spend_per_conversion(plt, results), "incentive_spend_per_conversion.png")
+    for name, trace in (traces or {}).items():
+        save(_budget(plt, name, trace), f"budget_{name}.png")
+    for name, breakdown in (breakdowns or {}).items():
+        if breakdown.rows and breakdown.totals()["regret"] > 0:  # the oracle itself: nothing to show
+            save(_regret(plt, name, breakdown.rows), f"regret_{name}.png")
+    return written
+
+
+def _cumulative_value(plt, runs: dict[str, PolicyRun]):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, run in runs.items():
         ax.plot(np.arange(1, len(run.daily_value) + 1), np.cumsum(run.daily_value), label=name)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title="Cumulative incremental net value", xlabel="day", ylabel="EUR")
     ax.legend()
-    save(fig, "cumulative_net_value.png")
+    return fig
 
+
+def _open_rate_by_slot(plt, runs: dict[str, PolicyRun]):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = [f"{2 * s:02d}-{2 * s + 2:02d}" for s in range(N_SLOTS)]
     shown = [n for n in ("engine", "engine_grpc", "rules", "oracle") if n in runs] or list(runs)
@@ -214,8 +229,10 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
     ax.set_xticks(np.arange(N_SLOTS) + 0.4 - width / 2, labels, rotation=45)
     ax.set(title="Open rate by local send slot", xlabel="send slot (local time)", ylabel="open rate %")
     ax.legend()
-    save(fig, "open_rate_by_slot.png")
+    return fig
 
+
+def _spend_per_conversion(plt, results: dict[str, dict[str, float]]):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = [n for n, m in results.items() if m["conversions"] > 0]
     values = [results[n]["spend_per_conversion"] for n in names]
@@ -223,43 +240,41 @@ def plot(out: Path, runs: dict[str, PolicyRun], results: dict[str, dict[str, flo
     for x, v in enumerate(values):
         ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
     ax.set(title="Incentive spend per conversion", ylabel="EUR per conversion")
-    save(fig, "incentive_spend_per_conversion.png")
+    return fig
 
-    for name, trace in (traces or {}).items():
-        import datetime as dt
 
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for budget in sorted({r["budget"] for r in trace}):
-            rows = [r for r in trace if r["budget"] == budget]
-            t = [dt.datetime.fromisoformat(r["time"]) for r in rows]
-            ax.step(t, [r["paid"] + r["committed"] for r in rows], where="post", label=f"{budget}: spend (paid + committed)")
-            ax.step(t, [r["paid"] for r in rows], where="post", label=f"{budget}: paid")
-            ax.step(t, [r["plan"] for r in rows], where="post", ls="--", label=f"{budget}: plan")
-            ax.step(t, [r["amount"] for r in rows], where="post", ls=":", color="red", label=f"{budget}: amount")
-        ax.set(title=f"Budget pacing ({name})", ylabel="EUR")
-        ax.legend(fontsize=8)
-        fig.autofmt_xdate()
-        save(fig, f"budget_{name}.png")
+def _budget(plt, name: str, trace: list[dict]):
+    import datetime as dt
 
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for budget in sorted({r["budget"] for r in trace}):
+        rows = [r for r in trace if r["budget"] == budget]
+        t = [dt.datetime.fromisoformat(r["time"]) for r in rows]
+        ax.step(t, [r["paid"] + r["committed"] for r in rows], where="post", label=f"{budget}: spend (paid + committed)")
+        ax.step(t, [r["paid"] for r in rows], where="post", label=f"{budget}: paid")
+        ax.step(t, [r["plan"] for r in rows], where="post", ls="--", label=f"{budget}: plan")
+        ax.step(t, [r["amount"] for r in rows], where="post", ls=":", color="red", label=f"{budget}: amount")
+    ax.set(title=f"Budget pacing ({name})", ylabel="EUR")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    return fig
+
+
+def _regret(plt, name: str, rows: list[dict]):
     from simulators.regret import PARTS
 
-    for name, breakdown in (breakdowns or {}).items():
-        rows = breakdown.rows
-        if not rows or breakdown.totals()["regret"] <= 0:  # the oracle itself: nothing to show
-            continue
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        x = np.arange(1, len(rows) + 1)
-        bottom = np.zeros(len(rows))
-        for part in PARTS:
-            heights = np.array([r[part] for r in rows])
-            ax.bar(x, heights, bottom=bottom, label=part)
-            bottom += heights
-        ax.plot(x, [r["best"] for r in rows], "k--", marker="o", label="oracle's choice (expected value)")
-        ax.set(title=f"Expected regret against the oracle's choice, by what was wrong ({name})",
-               xlabel="campaign", ylabel="EUR")
-        ax.legend(fontsize=8)
-        save(fig, f"regret_{name}.png")
-    return written
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    x = np.arange(1, len(rows) + 1)
+    bottom = np.zeros(len(rows))
+    for part in PARTS:
+        heights = np.array([r[part] for r in rows])
+        ax.bar(x, heights, bottom=bottom, label=part)
+        bottom += heights
+    ax.plot(x, [r["best"] for r in rows], "k--", marker="o", label="oracle's choice (expected value)")
+    ax.set(title=f"Expected regret against the oracle's choice, by what was wrong ({name})",
+           xlabel="campaign", ylabel="EUR")
+    ax.legend(fontsize=8)
+    return fig
 
 
 def log_mlflow(params: dict, results: dict[str, dict[str, float]], artifacts: list[Path],

@@ -44,26 +44,7 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
     and keeps learning online from it. ``logs``: the in-process engine writes its DSJSON logs to
     ``out/logs`` (~8 KB a decision)."""
     if name == "engine":
-        from engine.pipeline import DecisionEngine
-
-        store = None
-        if redis_url:
-            import uuid
-
-            from engine.redis_store import RedisStateStore
-
-            store = RedisStateStore(redis_url, prefix=f"sim-{uuid.uuid4().hex[:8]}")
-            if not store.ping():
-                raise ConfigError(f"--redis: no Redis answers at {redis_url}")
-        engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs" if logs else None,
-                                seed=policy_seed(seed),
-                                honour_request_time=True, model=engine_model)
-        try:
-            yield EnginePolicy.in_process(engine)
-        finally:
-            engine.close()
-            if store is not None:
-                store.close()
+        yield from _engine(scenario, seed, out, redis_url, engine_model, logs)
     elif name == "engine_exact":
         policy = ExactRewardPolicy.create(scenario.catalog, policy_seed(seed))
         try:
@@ -72,24 +53,10 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
             policy.engine.close()
     elif name == "engine_grpc":
         yield from _grpc_engine(scenario, seed, out, engine_url)
-    elif name == "rules":
-        yield MarketerRules()
-    elif name == "newsletter":
-        yield Newsletter(scenario.catalog.offers)
-    elif name == "random":
-        yield RandomPolicy(policy_seed(seed))
-    elif name == "no_contact":
-        yield NoContact()
-    elif name == "oracle":
-        yield Oracle(scenario.catalog.constraints)
-    elif name == "oracle_unbudgeted":
-        yield Oracle(name="oracle_unbudgeted")
     elif name.startswith(BLIND_PREFIX):
         yield InformationBound(parse_blind(name), scenario.catalog.constraints, seed=policy_seed(seed), name=name)
-    elif name == "observable_oracle":
-        yield ObservableOracle(policy_seed(seed))
-    elif name == "observable_oracle_responses":
-        yield ObservableOracle(policy_seed(seed), responses=True)
+    elif name in SIMULATED:
+        yield SIMULATED[name](scenario, policy_seed(seed))
     elif ":" in name:
         module, _, attr = name.partition(":")
         try:
@@ -99,6 +66,43 @@ def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url:
         yield factory(scenario=scenario, seed=seed)
     else:
         raise UnknownPolicy(name)
+
+
+# The simulator's own policies: name -> factory(scenario, policy seed).
+SIMULATED = {
+    "rules": lambda sc, seed: MarketerRules(),
+    "newsletter": lambda sc, seed: Newsletter(sc.catalog.offers),
+    "random": lambda sc, seed: RandomPolicy(seed),
+    "no_contact": lambda sc, seed: NoContact(),
+    "oracle": lambda sc, seed: Oracle(sc.catalog.constraints),
+    "oracle_unbudgeted": lambda sc, seed: Oracle(name="oracle_unbudgeted"),
+    "observable_oracle": lambda sc, seed: ObservableOracle(seed),
+    "observable_oracle_responses": lambda sc, seed: ObservableOracle(seed, responses=True),
+}
+
+
+def _engine(scenario: Scenario, seed: int, out: Path, redis_url: str | None, engine_model: ValueModel | None,
+            logs: bool):
+    """The engine in process, its state in memory or in Redis under a prefix of its own."""
+    from engine.pipeline import DecisionEngine
+
+    store = None
+    if redis_url:
+        import uuid
+
+        from engine.redis_store import RedisStateStore
+
+        store = RedisStateStore(redis_url, prefix=f"sim-{uuid.uuid4().hex[:8]}")
+        if not store.ping():
+            raise ConfigError(f"--redis: no Redis answers at {redis_url}")
+    engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs" if logs else None,
+                            seed=policy_seed(seed), honour_request_time=True, model=engine_model)
+    try:
+        yield EnginePolicy.in_process(engine)
+    finally:
+        engine.close()
+        if store is not None:
+            store.close()
 
 
 def load_engine_model(path: Path, scenario: Scenario) -> ValueModel:
@@ -145,11 +149,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     value), e.g. ``exploration.epsilon=0.05``; the rest of each table is kept. ``logs``: keep the
     in-process engine's DSJSON decision and outcome logs under ``out/logs``."""
     sc = load_scenario(scenario, parse_catalog_settings(catalog_set or []))
-    for name in policies:  # fail before any policy runs
-        if name.startswith(BLIND_PREFIX):
-            parse_blind(name)
-        elif name not in BUILTIN and ":" not in name:
-            raise UnknownPolicy(name)
+    check_policies(policies)
     model = None
     if engine_model is not None:
         if "engine" not in policies:
@@ -173,25 +173,37 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
             # Unreachable customers are not decided for: move the bar to its true end for this policy.
             bar.n = per_policy * done
             bar.refresh()
-    results = {name: report.policy_metrics(run, sc.catalog.reward) for name, run in runs.items()}
-    report.add_oracle_comparison(results)
-    report.add_rules_mix_open_rate(results)
     meta = {"scenario": sc.name, "scenario_file": sc.source, "catalog": sc.catalog.version,
             "customers": sim.customers, "days": sim.days, "seed": seed}
     if engine_model is not None:
         meta["engine_model"] = str(engine_model)
     if catalog_set:
         meta["catalog_set"] = " ".join(catalog_set)
+    return _report(sc, meta, policies, runs, traces, breakdowns, out, plots, mlflow, logs)
+
+
+def check_policies(policies: tuple[str, ...]) -> None:
+    """Fail before any policy runs on a name that is neither built in nor ``module:factory``."""
+    for name in policies:
+        if name.startswith(BLIND_PREFIX):
+            parse_blind(name)
+        elif name not in BUILTIN and ":" not in name:
+            raise UnknownPolicy(name)
+
+
+def _report(sc: Scenario, meta: dict, policies: tuple[str, ...], runs: dict, traces: dict, breakdowns: dict,
+            out: Path, plots: bool, mlflow: bool, logs: bool) -> dict:
+    """The run's metrics, ``results.json``, plots and MLflow run."""
+    results = {name: report.policy_metrics(run, sc.catalog.reward) for name, run in runs.items()}
+    report.add_oracle_comparison(results)
+    report.add_rules_mix_open_rate(results)
     budgets = {name: report.budget_periods(trace) for name, trace in traces.items()}
     results_path = out / "results.json"
     daily = {name: [round(float(v), 2) for v in run.daily_value] for name, run in runs.items()}
     report.write_json(results_path, meta, results, budgets, daily,
                       {name: b.to_json() for name, b in breakdowns.items()})
     artifacts = [results_path] + (report.plot(out, runs, results, traces, breakdowns) if plots else [])
-    run_id = None
-    if mlflow:
-        params = {**meta, "policies": ",".join(policies)}
-        run_id = report.log_mlflow(params, results, artifacts)
+    run_id = report.log_mlflow({**meta, "policies": ",".join(policies)}, results, artifacts) if mlflow else None
     return {"meta": meta, "results": results, "budgets": budgets, "regret": breakdowns, "artifacts": artifacts,
             "mlflow_run_id": run_id, "out": out,
             "logs": out / "logs" if logs and "engine" in policies else None}

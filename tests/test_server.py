@@ -192,7 +192,7 @@ def test_wall_clock_server_learns_without_further_calls(tmp_path):
     from engine.catalog import default_catalog_path, load_catalog
 
     path = tmp_path / "fast.toml"
-    path.write_text(default_catalog_path().read_text().replace("window_hours = 168", "window_hours = 0.001"))
+    path.write_text(default_catalog_path().read_text() + "\n[attribution]\nwindow_hours = 0.001\n")
     engine = DecisionEngine(load_catalog(path), log_dir=tmp_path / "logs", seed=1)
     running = start_server(engine, port=0, mature_every=0.2)
     try:

@@ -15,7 +15,7 @@ from engine.client import NBAClient
 from engine.pipeline import DecisionEngine
 from engine.model_follower import ModelFollower
 from engine.server import start_server
-from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario
+from simulators.ope import OracleTarget, action_label, TruthAccumulator, log_targeted, log_uniform, validation_scenario
 from simulators.runner import Simulation
 from support import T0, request
 from training import registry
@@ -117,7 +117,7 @@ def test_mtr_without_importance_weights_is_least_squares_on_the_chosen_action(lo
 
     catalog, log_dir, _ = logged
     decisions = [d for _, d in zip(range(300), iter_decisions(log_dir, catalog))]
-    settings = dataclasses.replace(catalog.model, cb_type="mtr", replicas=1, importance_weighted=True)
+    settings = dataclasses.replace(catalog.model, cb_type="mtr", importance_weighted=True)
     plain = ValueModel(dataclasses.replace(settings, importance_weighted=False))
     weighted = ValueModel(settings)
     as_if_one = ValueModel(settings)
@@ -162,7 +162,8 @@ class _LuckySlot:
 
     version = "lucky-slot"
 
-    def values(self, context, n, labels):
+    def values(self, context, n):
+        labels = [action_label(a) for a in json.loads(context)["_multi"]]
         out = np.full(n, -0.1)
         lucky = next((i for i, label in enumerate(labels) if label.startswith("discount_10/email/")), None)
         for i, label in enumerate(labels):
@@ -204,28 +205,6 @@ def test_a_model_policy_chooses_as_the_server_does(tmp_path):
     assert not any(np.allclose(best.probabilities(d), Logged().probabilities(d)) for d in emailed)
 
 
-@pytest.mark.parametrize("structure", ["direct_open_slots", "mean_open_slots", "open_stacked"])
-def test_a_model_of_several_parts_trains_offline_saves_and_loads(logged, tmp_path, structure):
-    """The catalog's model structure (send slots by open propensity; the open propensity as a
-    feature) is trained from the logs' rewards and opens, saved with its settings and served
-    back with the same values."""
-    import dataclasses
-
-    catalog, log_dir, _ = logged
-    several = dataclasses.replace(catalog, model=dataclasses.replace(catalog.model, structure=structure))
-    result = train(log_dir, catalog, dataclasses.replace(PARAMS, structure=structure))
-    assert result.settings.structure == structure
-    decisions = list(iter_decisions(log_dir, several))
-    assert any(d.opened for d in decisions) and not all(d.opened for d in decisions if d.contacted)
-    assert not any(d.opened for d in decisions if not d.contacted)
-    saved = save_model(tmp_path / "m", result.model.serialize(), result.settings, {})
-    model = load_model(saved, catalog, "candidate")  # the saved settings, not the catalog's
-    assert model.structure == structure
-    d = decisions[-1]
-    assert np.allclose(model.values(d.context, len(d.actions), list(d.actions)),
-                       result.model.values(d.context, len(d.actions), list(d.actions)))
-
-
 def test_bad_training_settings_are_named(logged):
     catalog, log_dir, _ = logged
     with pytest.raises(ValueError, match="passes"):
@@ -234,7 +213,7 @@ def test_bad_training_settings_are_named(logged):
         train(log_dir, catalog, TrainParams(cb_type="nope"))
     with pytest.raises(ValueError, match="interaction"):
         train(log_dir, catalog, TrainParams(interactions=("UOC",)))
-    with pytest.raises(ValueError, match="structure must be one of direct, direct_open_slots, mean_open_slots, open_funnel, open_stacked, got 'x'"):
+    with pytest.raises(ValueError, match="structure must be one of direct, got 'x'"):
         train(log_dir, catalog, TrainParams(structure="x"))
     with pytest.raises(ValueError, match="train fraction"):
         split_time(log_dir, 1.5)

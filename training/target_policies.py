@@ -129,7 +129,7 @@ class ModelPolicy(EvalPolicy):
         self.greedy = greedy
 
     def values(self, d: LoggedDecision) -> np.ndarray:
-        return self.model.values(d.context, len(d.actions), list(d.actions))
+        return self.model.values(d.context, len(d.actions))
 
     def probabilities(self, d):
         values = exploration.with_slot_value(self.values(d), d.actions, self.settings)

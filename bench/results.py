@@ -1,0 +1,230 @@
+"""Regenerate docs/results.md: the simulations and benchmarks whose figures the project quotes.
+
+Runs each simulation below with ``nba simulate`` (each policy on its own copy of the same
+population; outputs under ``runs/results/``), then the benchmark scripts, and writes
+``docs/results.md`` with the command, commit, date and machine of every table. The README's
+results table is rewritten from the same run (between its ``results`` markers).
+
+    make results                                   # everything: about an hour and a half on 2 cores
+    .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
+    .venv/bin/python bench/results.py --only main  # one section: main, scenarios, bench
+
+A figure in the docs is replaced by re-running this, never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NBA = [sys.executable, "-m", "nba.cli"]
+OUT = ROOT / "runs" / "results"
+BOUND = "oracle_blind_all"
+MAIN_POLICIES = "engine,rules,newsletter,random,no_contact,oracle," + BOUND
+SCENARIO_POLICIES = "engine,rules,newsletter,no_contact,oracle," + BOUND
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``nba simulate`` run of the results."""
+
+    name: str
+    scenario: str
+    customers: int
+    days: int
+    seed: int
+    policies: str
+
+    def args(self) -> list[str]:
+        return ["simulate", "--scenario", self.scenario, "--customers", str(self.customers), "--days",
+                str(self.days), "--seed", str(self.seed), "--regret", "--policies", self.policies,
+                "--no-logs", "--no-mlflow", "--no-progress", "--out", f"runs/results/{self.name}"]
+
+    def command(self) -> str:
+        return ".venv/bin/nba " + " ".join(self.args())
+
+
+def runs(quick: bool) -> dict[str, list[Run]]:
+    customers, days, small = (5_000, 21, 2_000) if quick else (50_000, 63, 10_000)
+    main = [Run(f"default_s{seed}", "default", customers, days, seed, MAIN_POLICIES) for seed in (1, 2)]
+    main.append(Run("default_small_s1", "default", small, days, 1, MAIN_POLICIES))
+    scenarios = [Run(name, name, small, days, 1, SCENARIO_POLICIES)
+                 for name in ("cold_start", "tight_budget", "high_fatigue")]
+    return {"main": main, "scenarios": scenarios}
+
+
+BENCHMARKS = [
+    ("Serving latency (one client, loopback, default catalog)", ["bench/latency.py"]),
+    ("The state store: in process against Redis", ["bench/state_latency.py"]),
+    ("Simulator throughput", ["bench/simulator.py"]),
+]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    memory = ""
+    try:
+        kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+        memory = f", {kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}, " \
+           f"Python {platform.python_version()}"
+
+
+def commit() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.toml"], cwd=ROOT,
+                           capture_output=True, text=True)
+    return (sha.stdout.strip() or "unknown") + (" (with uncommitted code changes)" if dirty.stdout.strip() else "")
+
+
+def simulate(run: Run) -> tuple[dict, float]:
+    started = time.perf_counter()
+    print(f"$ {run.command()}", flush=True)
+    subprocess.run(NBA + run.args(), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((OUT / run.name / "results.json").read_text()), time.perf_counter() - started
+
+
+def _eur(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:,.0f}"
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
+def policy_table(results: dict) -> str:
+    """A Markdown table of one run: value (expected first), pressure, and the shares of the
+    oracle and of the information bound."""
+    policies = results["policies"]
+    bound = policies.get(BOUND, {}).get("expected_net_value", float("nan"))
+    rows = ["| policy | expected net value | realised | share of the oracle | share of the bound | contacts "
+            "| open % | email open % | unsubscribes | incentives paid |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, m in policies.items():
+        of_bound = m["expected_net_value"] / bound if bound and bound > 0 else float("nan")
+        rows.append(f"| {name} | {_eur(m['expected_net_value'])} | {_eur(m['net_value'])} | "
+                    f"{_pct(m.get('expected_oracle_share', float('nan')))} | {_pct(of_bound)} | "
+                    f"{m['contacts']:,.0f} | {_pct(m.get('open_rate', float('nan')))} | "
+                    f"{_pct(m.get('email_open_rate', float('nan')))} | {m['unsubscribes']:,.0f} | "
+                    f"{_eur(m['incentive_spend'])} |")
+    return "\n".join(rows)
+
+
+def regret_table(results: dict) -> str:
+    parts = ("missed", "needless", "offer", "channel", "slot")
+    rows = ["| policy | best | chosen | regret | " + " | ".join(parts) + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(parts)]
+    for name, r in results.get("regret", {}).items():
+        t = r["totals"]
+        gap = t["regret"]
+        cells = [f"{_eur(t[p])} ({t[p] / gap:.0%})" if gap > 0 else _eur(t[p]) for p in parts]
+        rows.append(f"| {name} | {_eur(t['best'])} | {_eur(t['chosen'])} | {_eur(gap)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def section_main(quick: bool) -> tuple[str, str]:
+    out = ["## The engine against the baselines, the oracle and the information bound", "",
+           "Default scenario. `expected net value` is the sum over every decision of its exact expected "
+           "incremental value (hidden traits known), free of the outcomes' sampling noise; rank policies by it. "
+           f"`share of the bound` is against `{BOUND}`, the myopic Bayes-optimal policy on the engine's own "
+           "information with the simulator's law given.", ""]
+    readme_table = ""
+    for run in runs(quick)["main"]:
+        results, seconds = simulate(run)
+        out += [f"### {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
+                f"`{run.command()}` ({seconds / 60:.0f} min)", "", policy_table(results), "",
+                "Where each policy's expected value goes, against the oracle's choice of each decision "
+                "(myopic and unbudgeted; EUR):", "", regret_table(results), ""]
+        if not readme_table:
+            readme_table = f"`{run.command()}`\n\n" + policy_table(results)
+    return "\n".join(out), readme_table
+
+
+def section_scenarios(quick: bool) -> str:
+    out = ["## The other shipped scenarios", "",
+           "`cold_start` (a new loyalty programme), `tight_budget` (1 000 EUR per 4 weeks, meant for 20 000 "
+           "customers), `high_fatigue` (an over-solicited audience). The baselines are simulator policies: only "
+           "the engine and the oracles are held to the catalog's caps and budget.", ""]
+    for run in runs(quick)["scenarios"]:
+        results, seconds = simulate(run)
+        out += [f"### {run.scenario}, {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
+                f"`{run.command()}` ({seconds / 60:.0f} min)", "", policy_table(results), ""]
+    return "\n".join(out)
+
+
+def section_bench() -> str:
+    out = ["## Benchmarks", "", "Each script starts what it measures on loopback and stops it; its output as printed.", ""]
+    for title, script in BENCHMARKS:
+        print(f"$ .venv/bin/python {' '.join(script)}", flush=True)
+        done = subprocess.run([sys.executable, *script], cwd=ROOT, capture_output=True, text=True, check=True)
+        out += [f"### {title}", "", f"`.venv/bin/python {' '.join(script)}`", "", "```",
+                done.stdout.rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = re.compile(r"(<!-- results:start -->\n).*?(\n<!-- results:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit("README.md has no <!-- results:start --> ... <!-- results:end --> markers")
+    readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small runs, to check the script (not for the docs)")
+    parser.add_argument("--only", choices=("main", "scenarios", "bench"), action="append",
+                        help="only these sections (repeatable); the others are left out of the page")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    args = parser.parse_args()
+    sections = args.only or ["main", "scenarios", "bench"]
+    started, code = dt.datetime.now(dt.timezone.utc), commit()
+    body, readme_table = [], ""
+    if "main" in sections:
+        text, readme_table = section_main(args.quick)
+        body.append(text)
+    if "scenarios" in sections:
+        body.append(section_scenarios(args.quick))
+    if "bench" in sections:
+        body.append(section_bench())
+    minutes = (dt.datetime.now(dt.timezone.utc) - started).total_seconds() / 60
+    header = ["# Results", "",
+              f"Generated by `{'make results' if not args.quick and not args.only else 'bench/results.py'}` "
+              "(`bench/results.py`); do not edit by hand.", "",
+              f"- commit: {code}",
+              f"- date: {started:%Y-%m-%d %H:%M} UTC ({minutes:.0f} minutes)",
+              f"- machine: {machine()}", "",
+              "The same seed gives the same simulation tables on any machine; the benchmarks' figures depend on "
+              "the machine and its load.", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(header + body).rstrip() + "\n")
+    print(f"wrote {args.out}")
+    if readme_table and not args.quick and args.out == ROOT / "docs" / "results.md":
+        update_readme(readme_table)
+        print("updated the results table of README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
