@@ -109,6 +109,7 @@ _DEFAULT = load_catalog()
 EXPLORING = dataclasses.replace(_DEFAULT, exploration=dataclasses.replace(_DEFAULT.exploration, epsilon=0.1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("catalog", [EXPLORING], ids=["epsilon_0.1"])
 def test_vw_learns_from_a_joined_server_log(server, tmp_path, catalog):
     """Drive a real gRPC server that explores 10 % of the time (the ``server`` fixture over this

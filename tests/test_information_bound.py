@@ -119,6 +119,7 @@ def test_the_engagement_belief_is_calibrated_on_opens(scenario):
                                                                       belief[band].mean())
 
 
+@pytest.mark.slow
 def test_the_particles_learn_from_the_responses_and_stay_calibrated(scenario):
     """After three campaigns' responses the truth still ranks uniformly among each customer's
     weighted particles, among those who opened an email and those who did not -- and the opens

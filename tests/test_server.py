@@ -187,6 +187,7 @@ def test_sigterm_lets_in_flight_calls_finish(tmp_path):
     assert logged == 400
 
 
+@pytest.mark.slow
 def test_wall_clock_server_learns_without_further_calls(tmp_path):
     """On the wall clock, attribution windows close with time; the server learns by itself."""
     from engine.catalog import default_catalog_path, load_catalog

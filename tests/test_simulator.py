@@ -44,6 +44,7 @@ def test_shipped_scenarios_load(name):
     assert sc.name == name and sc.customers > 0 and set(sc.response.channels) == set(sc.catalog.channels)
 
 
+@pytest.mark.slow
 def test_same_seed_same_results(scenario):
     a = Simulation(scenario, customers=1500, days=14, seed=9)
     b = Simulation(scenario, customers=1500, days=14, seed=9)
@@ -74,6 +75,7 @@ def test_oracle_picks_the_best_expected_action(small):
         assert np.allclose(values[np.arange(len(cust)), chosen[g.members]], best)
 
 
+@pytest.mark.slow
 def test_expected_net_value_is_the_realised_one_without_the_outcome_noise(scenario):
     # Over many populations the realised net value and the sum of each decision's exact expected
     # value agree on average, and the expectation varies far less from run to run: it keeps the
@@ -103,6 +105,7 @@ def test_oracle_beats_the_baselines(small):
     assert oracle > net(small, small.run(RandomPolicy(1)))
 
 
+@pytest.mark.slow
 def test_observable_oracle_finds_value_from_crm_data_without_seeing_hidden_traits(small):
     """The diagnostic policy is cross-fitted: the choices for one half of the customers come
     from a model fitted on the other half only, so changing their hidden traits changes nothing
@@ -126,6 +129,7 @@ def test_observable_oracle_finds_value_from_crm_data_without_seeing_hidden_trait
     assert not np.array_equal(again[~even], chosen[~even])  # fitted on the changed even half
 
 
+@pytest.mark.slow
 def test_observable_oracle_with_responses_keeps_what_each_customer_did(small):
     """observable_oracle_responses also sees, per customer and channel, the contacts it sent and
     the opens and clicks reported for them, and the purchases reported for its decisions: its
@@ -161,6 +165,7 @@ def test_pressure_wears_customers_out(scenario):
     assert nine_weeks.totals["email_optins_lost"] > 0.3 * nine_weeks.totals["email_optins_start"]
 
 
+@pytest.mark.slow
 def test_grpc_engine_agrees_with_in_process(scenario, tmp_path):
     """The engine driven over gRPC gives the same results as in process (same seed)."""
     from engine.client import NBAClient
@@ -180,6 +185,7 @@ def test_grpc_engine_agrees_with_in_process(scenario, tmp_path):
         assert remote.totals[key] == pytest.approx(value, rel=1e-9), key
 
 
+@pytest.mark.slow
 def test_tight_budget_is_paced_to_its_amount_and_never_above(tmp_path):
     """One 4-week period of the tight-budget scenario: the engine's spend (paid + committed)
     ends within 2 % of the amount and never exceeds it; the Redis-free engine drives the same
@@ -231,6 +237,7 @@ def test_a_budget_that_does_not_bind_changes_nothing_for_the_oracle(small):
     assert (Oracle(roomy).decide(batch) == Oracle().decide(batch)).all()
 
 
+@pytest.mark.slow
 def test_engine_on_redis_simulates_like_the_engine_in_memory(redis_server, tmp_path):
     """The simulation drives the same constraint code on either store: same seed, same table."""
     from simulators.simulate import simulate
@@ -355,6 +362,7 @@ def test_the_scenario_reference_is_generated_from_the_declarations():
         "docs/scenarios.md is stale: python -m simulators.scenario > docs/scenarios.md"
 
 
+@pytest.mark.slow
 def test_nba_simulate_set_changes_the_catalog_for_the_run_and_bad_settings_change_nothing(tmp_path):
     import subprocess
     import sys
@@ -390,6 +398,7 @@ def test_simulate_without_logs_keeps_none_and_decides_the_same(tmp_path):
         assert none["results"]["engine"][metric] == kept["results"]["engine"][metric], metric
 
 
+@pytest.mark.slow
 def test_simulate_writes_table_results_plots_logs_and_mlflow(tmp_path, monkeypatch):
     import mlflow
 
@@ -476,6 +485,7 @@ def test_unknown_policy_is_a_clear_error(tmp_path):
                  progress=False)
 
 
+@pytest.mark.slow
 def test_engine_starts_from_a_trained_model(tmp_path):
     """`--engine-model`: the in-process engine starts from a model trained offline on an earlier
     run's logs (its decisions carry that model's version) instead of an empty one."""
@@ -584,6 +594,7 @@ def test_a_policy_choosing_an_action_that_does_not_exist_is_a_clear_error(scenar
     assert not seen  # checked before anyone sees the choices
 
 
+@pytest.mark.slow
 def test_margins_diagnostic_compares_the_engines_contact_margin_with_the_truth(tmp_path, capsys):
     """simulators.margins: one row per campaign; every scored customer in one margin band; a
     cold model's margins are all 0; later ones are learned and set against the exact values."""
@@ -633,6 +644,7 @@ def test_the_newsletter_sends_the_rules_contacts_without_incentives():
         Newsletter(["discount_10"])
 
 
+@pytest.mark.slow
 def test_engine_exact_learns_the_exact_expected_value_of_each_choice(small):
     """The diagnostic engine learns each matured decision with the expected value of its choice,
     computed from hidden traits when it decided, not with the reward of what was reported."""

@@ -40,6 +40,7 @@ def logged(tmp_path_factory):
     return scenario.catalog, log_dir, recorder
 
 
+@pytest.mark.slow
 def test_ground_truth_matches_what_the_logs_record(logged):
     """The simulator's exact expected logged reward agrees with the rewards the engine's logs
     actually hold, overall and for no contact (the organic purchases alone)."""
@@ -56,6 +57,7 @@ def test_ground_truth_matches_what_the_logs_record(logged):
     assert truth[none].mean() > 0.3
 
 
+@pytest.mark.slow
 def test_estimates_agree_with_ground_truth_within_their_intervals(logged):
     catalog, log_dir, recorder = logged
     truth = TruthAccumulator(recorder)
@@ -80,6 +82,7 @@ def test_estimates_agree_with_ground_truth_within_their_intervals(logged):
     assert truth.truth("oracle") >= max(truth.truth(n) for n in ("uniform", "rules", "no_contact"))
 
 
+@pytest.mark.slow
 def test_targeted_logging_explores_around_its_targets(tmp_path):
     """Logging around rules and the oracle: their actions are likely, every action possible,
     the logged probabilities are the engine's, and DR on them is closer than under uniform
@@ -109,6 +112,7 @@ def test_targeted_logging_explores_around_its_targets(tmp_path):
         assert abs(s["dr"]["value"] - truth.truth(name)) < 2.5 * half, name
 
 
+@pytest.mark.slow
 def test_mtr_without_importance_weights_is_least_squares_on_the_chosen_action(logged):
     """importance_weighted = false learns as if every logged probability were 1."""
     import dataclasses
@@ -132,6 +136,7 @@ def test_mtr_without_importance_weights_is_least_squares_on_the_chosen_action(lo
     assert not np.allclose(plain.values(d.context, n), weighted.values(d.context, n))
 
 
+@pytest.mark.slow
 def test_reward_model_learns_the_mean_reward(logged):
     catalog, log_dir, _ = logged
     ev = evaluate_logs(log_dir, catalog, [Logged()])
@@ -140,6 +145,7 @@ def test_reward_model_learns_the_mean_reward(logged):
     assert np.mean((r.reward - r.q_logged) ** 2) < r.reward.var() * 1.01  # out of fold
 
 
+@pytest.mark.slow
 def test_time_split_and_training_on_earlier_logs(logged, tmp_path):
     catalog, log_dir, _ = logged
     cut = split_time(log_dir, 0.6)
@@ -205,6 +211,7 @@ def test_a_model_policy_chooses_as_the_server_does(tmp_path):
     assert not any(np.allclose(best.probabilities(d), Logged().probabilities(d)) for d in emailed)
 
 
+@pytest.mark.slow
 def test_bad_training_settings_are_named(logged):
     catalog, log_dir, _ = logged
     with pytest.raises(ValueError, match="passes"):
@@ -219,6 +226,7 @@ def test_bad_training_settings_are_named(logged):
         split_time(log_dir, 1.5)
 
 
+@pytest.mark.slow
 def test_partial_and_corrupt_lines_are_counted_not_fatal(logged, tmp_path):
     catalog, log_dir, _ = logged
     for f in log_dir.iterdir():
@@ -241,6 +249,7 @@ def test_partial_and_corrupt_lines_are_counted_not_fatal(logged, tmp_path):
     assert report.skipped["truncated last line"] == 1
 
 
+@pytest.mark.slow
 def test_evaluate_json_has_every_estimator(logged, capsys, tmp_path):
     catalog, log_dir, _ = logged
     run_evaluate(log_dir, catalog, ["rules"], None, None, as_json=True, greedy=False, passes=1,
@@ -274,6 +283,7 @@ def _register(catalog, logs, tmp_path, tag: str) -> str:
     return registry.register(run.info.run_id, run.info.artifact_uri, "test-policy")
 
 
+@pytest.mark.slow
 def test_registry_promotion_records_why(logged, tmp_path, monkeypatch):
     catalog, log_dir, _ = logged
     monkeypatch.chdir(tmp_path)
@@ -293,6 +303,7 @@ def test_registry_promotion_records_why(logged, tmp_path, monkeypatch):
         registry.parse_model_uri("runs:/abc/model")
 
 
+@pytest.mark.slow
 def test_promote_evaluates_after_the_candidates_training_data(logged, tmp_path, monkeypatch, capsys):
     """Without --after, nba promote scores the candidate only on decisions later than those it
     was trained on (in-sample estimates flatter it)."""
@@ -319,6 +330,7 @@ def test_promote_evaluates_after_the_candidates_training_data(logged, tmp_path, 
     assert int(runs.iloc[0]["metrics.logged.n"]) == later < result.decisions + later
 
 
+@pytest.mark.slow
 def test_reload_under_load_fails_no_call(logged, tmp_path, monkeypatch):
     """A client hammers NextBestAction while the champion alias moves: no call fails, and the
     new version serves within the poll interval (plus the load time)."""
