@@ -19,6 +19,14 @@ independent, for comparison), and writes
     .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 19000]
         [--weeks 6] [--workers 2] [--first-seed 1]
     .venv/bin/python bench/ope_validation.py --report RUN1/validation.json RUN2/validation.json
+
+The figures in docs/results.md come from 40 seeds in two runs (about an hour each on 2 cores),
+whose per-seed results are kept in bench/results/:
+
+    .venv/bin/python bench/ope_validation.py --logging targeted --explore 0.2 --seeds 20 --customers 19000 \
+        --weeks 6 --out runs/ope_validation_1_20
+    .venv/bin/python bench/ope_validation.py --logging targeted --explore 0.2 --seeds 20 --first-seed 21 \
+        --customers 19000 --weeks 6 --out runs/ope_validation_21_40
 """
 
 from __future__ import annotations

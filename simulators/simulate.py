@@ -34,7 +34,7 @@ class UnknownPolicy(ConfigError):
 
 
 @contextlib.contextmanager
-def make_policy(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None,
+def policy_by_name(name: str, scenario: Scenario, seed: int, out: Path, engine_url: str | None,
                 redis_url: str | None = None, engine_model: ValueModel | None = None, logs: bool = True):
     """Yield a policy by name: a built-in one, or ``package.module:factory`` for your own
     (``factory(scenario=..., seed=...)`` must return an object with name, decide and learn).
@@ -162,7 +162,7 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     with tqdm(total=per_policy * len(policies), unit="decision", unit_scale=True, disable=not progress,
               desc="simulating") as bar:
         for done, name in enumerate(policies, start=1):
-            with make_policy(name, sc, seed, out, engine_url, redis_url, model, logs) as policy:
+            with policy_by_name(name, sc, seed, out, engine_url, redis_url, model, logs) as policy:
                 bar.set_description(f"simulating {policy.name}")
                 observer = None
                 if regret:

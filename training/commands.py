@@ -14,7 +14,7 @@ from training import registry
 from training.dataset import split_time
 from training.evaluate import Evaluation, evaluate_logs, table
 from engine.models import load_model, save_model, trained_until
-from training.target_policies import Logged, ModelPolicy, make_policy
+from training.target_policies import Logged, ModelPolicy, target_policy
 from training.train import TrainParams, train
 
 EXPERIMENT_TRAIN = "training"
@@ -106,7 +106,7 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
     start, end = parse_time(after, "--after"), parse_time(before, "--before")
     if mlflow_on or any(p.startswith("models:/") for p in policies):
         registry.use_tracking(tracking_uri)
-    evaluated = [make_policy(p, catalog, greedy=greedy) for p in policies]
+    evaluated = [target_policy(p, catalog, greedy=greedy) for p in policies]
     evaluation = evaluate_logs(log_dir, catalog, evaluated, start=start, end=end, passes=passes,
                                progress=progress and not as_json)
     results = {p.name: result_json(evaluation, p.name) for p in evaluated}
@@ -149,11 +149,11 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
     registry.use_tracking(tracking_uri, EXPERIMENT_TRAIN)
     incumbent_version = registry.champion_version(name)
     candidate = ModelPolicy("candidate", load_model(model_dir, catalog, "candidate"), catalog.exploration)
-    policies = [candidate, Logged()] + [make_policy(b, catalog) for b in baselines]
+    policies = [candidate, Logged()] + [target_policy(b, catalog) for b in baselines]
     incumbent = "logged"
     if incumbent_version is not None:
         incumbent = f"models:/{name}/{incumbent_version}"
-        policies.append(make_policy(incumbent, catalog))
+        policies.append(target_policy(incumbent, catalog))
     evaluation = evaluate_logs(log_dir, catalog, policies, start=cut, progress=progress)
     print(f"\nEvaluated on the {evaluation.n:,} later decisions (from {cut.isoformat()}), "
           f"EUR per decision, 95 % intervals:\n")
@@ -207,12 +207,12 @@ def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str 
         if start is not None:
             print(f"evaluating on decisions from {start.isoformat()}, where {label}'s training data "
                   "ends (--after to choose another start)")
-    candidate = make_policy(f"models:/{name}/{version}", catalog, resolve=lambda _: (local, label))
+    candidate = target_policy(f"models:/{name}/{version}", catalog, resolve=lambda _: (local, label))
     policies = [candidate, Logged()]
     incumbent = "logged"
     if incumbent_version is not None:
         incumbent = f"models:/{name}/{incumbent_version}"
-        policies.append(make_policy(incumbent, catalog))
+        policies.append(target_policy(incumbent, catalog))
     evaluation = evaluate_logs(log_dir, catalog, policies, start=start, progress=progress)
     print(table(evaluation))
     decision = registry.decide_promotion(f"{name}/{version}", evaluation.summary(candidate.name)["dr"],

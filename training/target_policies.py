@@ -140,7 +140,7 @@ class ModelPolicy(EvalPolicy):
         return exploration.probabilities(values, self.settings, default)
 
 
-def make_policy(spec: str, catalog: Catalog, greedy: bool = False,
+def target_policy(spec: str, catalog: Catalog, greedy: bool = False,
                 resolve: Callable[[str], tuple[Path, str]] | None = None) -> EvalPolicy:
     """A policy from its name on the command line: built-in, a model path, or an MLflow
     ``models:/`` URI (``resolve`` downloads it: uri -> (local directory, version label))."""
