@@ -204,6 +204,9 @@ class ModelSettings:
 class Limits:
     max_features: int = setting(256, "most features (numeric + categorical) a request may carry",
                                 low=1, high=100_000)
+    max_order_value: float = setting(
+        10_000.0, "EUR: the largest order value an outcome may report (larger is INVALID_ARGUMENT); a "
+                  "decision's reward is clipped to what orders up to it can make", low=0.01, high=1e9)
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,7 @@ class Catalog:
     model: ModelSettings
     max_features: int
     source: str = "<memory>"
+    max_order_value: float = Limits.max_order_value
     constraints: Constraints = field(default_factory=Constraints)
     # Offer sent on an inbound request while the state store is unreachable (None: no contact).
     outage_inbound_offer: str | None = None
@@ -301,14 +305,14 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     free = [o for o in offers if offers[o].cost == 0]
     if outage.inbound_offer is not None and outage.inbound_offer not in free:
         raise r.error("outage.inbound_offer", f"an offer without cost, one of {free}", outage.inbound_offer)
+    limits = read_settings(r, r.table(data, "limits"), "limits", Limits)
     full_version = f"{header.version}+{content_hash}" if content_hash else header.version
     return Catalog(
         version=full_version, default_timezone=header.default_timezone, offers=offers, channels=channels,
         send_slots=slots, reward=reward,
         attribution_window=read_settings(r, r.table(data, "attribution"), "attribution", Attribution).window,
         exploration=exploration, model=model,
-        max_features=read_settings(r, r.table(data, "limits"), "limits", Limits).max_features,
-        source=source, constraints=constraints, outage_inbound_offer=outage.inbound_offer,
+        max_features=limits.max_features, max_order_value=limits.max_order_value, source=source, constraints=constraints, outage_inbound_offer=outage.inbound_offer,
     )
 
 

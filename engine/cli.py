@@ -34,6 +34,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-cluster", action="store_true",
                    help="the --redis address is a node of a Redis Cluster")
     p.add_argument("--redis-prefix", default="nba", help="key prefix in Redis (default: nba)")
+    p.add_argument("--require-durable", action="store_true",
+                   help="refuse to start on a Redis that does not persist every write (appendonly no)")
 
 
 def build_engine(args):
@@ -57,8 +59,44 @@ def build_engine(args):
             logging.getLogger("nba").warning(
                 "redis at %s is unreachable: deciding in safe mode (no contact) until it answers",
                 args.redis)
+        problem = store.durability_problem()
+        if problem and getattr(args, "require_durable", False):
+            raise ConfigError(f"--require-durable: {problem}")
+        if problem:
+            logging.getLogger("nba").warning("%s; run it with appendonly yes (--require-durable refuses to "
+                                             "start without it)", problem)
     return DecisionEngine(catalog, store=store, model=model, log_dir=args.log_dir, seed=args.seed,
                           honour_request_time=args.honour_decision_time)
+
+
+def server_limits(args):
+    from engine.guards import ServerLimits
+
+    try:
+        return ServerLimits(max_calls=args.max_calls, max_streams=args.max_streams,
+                            stream_idle_seconds=args.stream_idle_seconds, stream_max_seconds=args.stream_max_seconds,
+                            stream_max_requests=args.stream_max_requests, rate_per_client=args.rate_per_client)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def server_security(args):
+    """TLS, tokens and reflection from the options; a server reachable beyond this machine must
+    have both TLS and tokens, unless --insecure says otherwise."""
+    from engine.auth import TlsFiles, load_tokens
+    from engine.server import Security
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    tokens = load_tokens(args.tokens) if args.tokens else None
+    loopback = args.host in ("127.0.0.1", "localhost", "::1", "[::1]")
+    if not loopback and (tls is None or tokens is None) and not args.insecure:
+        raise ConfigError(f"--host {args.host} is reachable beyond this machine: give --tls-cert/--tls-key and "
+                          "--tokens, or --insecure to serve without them")
+    return Security(tls=tls, tokens=tokens, reflection=not args.no_reflection)
 
 
 def cmd_serve(args) -> int:
@@ -77,8 +115,9 @@ def cmd_serve(args) -> int:
         except ValueError as exc:
             raise ConfigError(f"--model-uri/--poll-seconds: {exc}") from None
     try:
-        running = start_server(engine, host=args.host, port=args.port, workers=args.workers,
-                               max_message_bytes=args.max_message_bytes, follower=follower)
+        running = start_server(engine, host=args.host, port=args.port, limits=server_limits(args),
+                               security=server_security(args), max_message_bytes=args.max_message_bytes,
+                               follower=follower)
     except ConfigError:
         raise
     except Exception as exc:
@@ -104,7 +143,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_engine_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=50051, help="port (0 = any free port)")
-    serve.add_argument("--workers", type=int, default=8, help="gRPC worker threads (default 8)")
+    limits = serve.add_argument_group("limits (each protects the server from one caller)")
+    limits.add_argument("--max-calls", type=int, default=64,
+                        help="calls served at once, one thread each; beyond: RESOURCE_EXHAUSTED (default 64)")
+    limits.add_argument("--max-streams", type=int, default=16,
+                        help="NextBestActions streams open at once, fewer than --max-calls so that health "
+                             "checks and unary calls always have threads (default 16)")
+    limits.add_argument("--stream-idle-seconds", type=float, default=60.0,
+                        help="a stream that sends nothing this long is closed (default 60)")
+    limits.add_argument("--stream-max-seconds", type=float, default=3600.0,
+                        help="a stream open this long is closed (default 3600)")
+    limits.add_argument("--stream-max-requests", type=int, default=10_000_000,
+                        help="requests one stream may carry (default 10 000 000)")
+    limits.add_argument("--rate-per-client", type=float, default=0.0,
+                        help="requests a second per client (token or address); 0: no limit (default)")
+    sec = serve.add_argument_group("security")
+    sec.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve over TLS")
+    sec.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    sec.add_argument("--tls-client-ca", type=Path, default=None,
+                     help="PEM CA: mutual TLS, clients must present a certificate it signed")
+    sec.add_argument("--tokens", type=Path, default=None,
+                     help="tokens file (TOML): bearer tokens and their roles, decide / report / admin "
+                          "(see `nba token`); without it, no authentication")
+    sec.add_argument("--no-reflection", action="store_true", help="do not serve gRPC server reflection")
+    sec.add_argument("--insecure", action="store_true",
+                     help="allow a --host beyond this machine without TLS and tokens")
     serve.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024,
                        help="largest request or response accepted (default 4 MiB)")
     serve.add_argument("--grace", type=float, default=10.0,

@@ -120,3 +120,8 @@ class DsjsonLine:
 
     def with_cost(self, cost: float) -> str:
         return '{"_label_cost":' + repr(float(cost)) + "," + self.rest
+
+    def context_and_actions(self) -> tuple[str, int]:
+        """The context as scored (VW JSON text) and its number of actions."""
+        line = json.loads("{" + self.rest)
+        return json.dumps(line["c"], separators=(",", ":")), len(line["a"])

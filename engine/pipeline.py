@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 import random
 import threading
 import uuid
@@ -30,15 +32,17 @@ from engine.domain import (
 from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure, to_cents
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
-from engine.rewards import net_reward
+from engine.rewards import net_reward, reward_bounds
 from engine.state import InMemoryStateStore, PendingDecision, Snapshot, StateStore, StoreUnavailable
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
 
 COUNTERS = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned",
-            "rejected", "control", "fallback", "reserve_conflicts", "store_errors")
+            "rejected", "control", "fallback", "reserve_conflicts", "store_errors", "rewards_clipped",
+            "model_rollbacks")
 # Tries at reserving a decision before giving up on contacting (each re-reads the state).
 RESERVE_ATTEMPTS = 3
+log = logging.getLogger("nba.engine")
 MATURE_BATCH = 10_000
 
 
@@ -102,6 +106,8 @@ class DecisionEngine:
                  reward: Callable[[PendingDecision], float] | None = None):
         self.catalog = catalog
         self.reward = reward if reward is not None else self.catalog_reward
+        self._reward_bounds = reward_bounds(catalog)
+        self._good_model: bytes | None = None
         self.store = store if store is not None else InMemoryStateStore()
         self.model = model if model is not None else ValueModel(catalog.model)
         self.honour_request_time = honour_request_time
@@ -186,6 +192,10 @@ class DecisionEngine:
         """Values, the scores exploration chooses on and each action's probability. A control
         customer gets the control action with probability 1."""
         values = model.values(context, len(actions))
+        if not np.isfinite(values).all():
+            self._roll_back(model)
+            values = self.model.values(context, len(actions))
+            values = np.where(np.isfinite(values), values, 0.0)
         if control:
             chosen = control_choice(actions, self.catalog.constraints.control)
             p = np.zeros(len(actions))
@@ -304,7 +314,7 @@ class DecisionEngine:
 
     def report_outcome(self, outcome: Outcome) -> OutcomeAck:
         try:
-            validate_outcome(outcome)
+            validate_outcome(outcome, self.catalog)
         except RequestError:
             self._count("rejected")
             raise
@@ -334,13 +344,48 @@ class DecisionEngine:
                 self._count("store_errors")
                 break
             for pending in batch:
-                self.model.learn_decision(pending.dsjson, self.reward(pending))
+                self.model.learn_decision(pending.dsjson, self._bounded(self.reward(pending)))
             learned += len(batch)
+            if batch:
+                self._check_model(batch[-1])
             if len(batch) < MATURE_BATCH:
                 break
         if learned:
             self._count("learned", learned)
         return learned
+
+    def _bounded(self, reward: float) -> float:
+        """The reward clipped to the catalog's range (``engine.rewards.reward_bounds``); a
+        non-finite one is learned as 0. Either is counted (``rewards_clipped``)."""
+        low, high = self._reward_bounds
+        if not math.isfinite(reward):
+            self._count("rewards_clipped")
+            log.error("a matured decision's reward is not finite (%r): learned as 0", reward)
+            return 0.0
+        if low <= reward <= high:
+            return reward
+        self._count("rewards_clipped")
+        return min(max(reward, low), high)
+
+    def _check_model(self, pending: PendingDecision) -> None:
+        """After learning: if the model still scores a decision it learned with finite values,
+        keep a copy of it as the last good model; if not, go back to that copy."""
+        context, n = pending.dsjson.context_and_actions()
+        model = self.model
+        if np.isfinite(model.values(context, n)).all():
+            self._good_model = model.serialize()
+        else:
+            self._roll_back(model)
+
+    def _roll_back(self, model: ValueModel) -> None:
+        """Serve the last good model instead of one whose values turned non-finite."""
+        self._count("model_rollbacks")
+        good = self._good_model
+        log.error("model %s scores non-finite values: %s", model.version,
+                  "serving its last good copy" if good else "no good copy yet: starting again from a cold model")
+        restored = ValueModel(model.settings, model_data=good, version=model.version)
+        if self.model is model:
+            self.swap_model(restored)
 
     def catalog_reward(self, pending: PendingDecision) -> float:
         """The reward of a matured decision by the catalog's definition, from its outcomes."""

@@ -13,7 +13,8 @@ Keys (``P`` is the prefix, default ``nba``)::
     P:{p}:seq                   INT   reservation counter: matured decisions come out in this order
     P:{p}:closed:<event>        STR   set when the event matured (a late outcome: "window closed")
 
-Hash tags put each customer's keys in one slot, budgets in one slot and the pending decisions
+``<customer>`` is the customer's id (or its pseudonym) with '%', '{' and '}' escaped (``tag``), so
+that the hash tag stays whole. Hash tags put each customer's keys in one slot, budgets in one slot and the pending decisions
 with their queue in one slot, so that every Lua script touches a single slot and the store works
 on Redis Cluster.
 
@@ -195,6 +196,12 @@ _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                 redis.exceptions.BusyLoadingError)
 
 
+def tag(customer_id: str) -> str:
+    """The customer's part of a hash tag, whole whatever the id: a '}' would end the tag early
+    (Redis Cluster hashes only up to the first '}'), so '%', '{' and '}' are escaped."""
+    return customer_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
 def epoch(t: dt.datetime) -> int:
     """Microseconds since 1970: exact in a Redis score (a double holds integers to 2**53)."""
     return (t - EPOCH) // dt.timedelta(microseconds=1)
@@ -241,13 +248,13 @@ class RedisStateStore:
     # -- keys ---------------------------------------------------------------------------------
 
     def contacts_key(self, customer_id: str) -> str:
-        return f"{self.prefix}:{{c:{customer_id}}}:contacts"
+        return f"{self.prefix}:{{c:{tag(customer_id)}}}:contacts"
 
     def response_key(self, customer_id: str) -> str:
-        return f"{self.prefix}:{{c:{customer_id}}}:resp"
+        return f"{self.prefix}:{{c:{tag(customer_id)}}}:resp"
 
     def counts_key(self, customer_id: str) -> str:
-        return f"{self.prefix}:{{c:{customer_id}}}:counts"
+        return f"{self.prefix}:{{c:{tag(customer_id)}}}:counts"
 
     def budget_key(self, key: BudgetKey) -> str:
         return f"{self.prefix}:{{b}}:{key.name}"
@@ -278,6 +285,25 @@ class RedisStateStore:
         with self._lock:
             self.round_trips += 1
         return result
+
+    def durability_problem(self) -> str | None:
+        """Why a restart of this Redis could forget caps, budgets and pending decisions, or None
+        when every node appends every write to its log (``appendonly yes``)."""
+        try:
+            if self.cluster:
+                replies = self.r.config_get("appendonly", target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+                values = [v.get("appendonly") for v in replies.values()] if isinstance(replies, dict) and \
+                    all(isinstance(v, dict) for v in replies.values()) else [replies.get("appendonly")]
+            else:
+                values = [self.r.config_get("appendonly").get("appendonly")]
+        except redis.exceptions.ResponseError as exc:
+            return f"cannot tell whether Redis at {self.url} persists its data (CONFIG GET refused: {exc})"
+        except _UNAVAILABLE as exc:
+            return f"cannot tell whether Redis at {self.url} persists its data (unreachable: {exc})"
+        if all(v == "yes" for v in values):
+            return None
+        return (f"Redis at {self.url} runs with appendonly no: a Redis restart forgets the caps' contacts, "
+                "the budgets' commitments and the pending decisions (a budget could then be spent twice)")
 
     def ping(self) -> bool:
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.catalog import RewardDefinition
+from engine.catalog import Catalog, RewardDefinition
 from engine.domain import OutcomeType
 
 
@@ -53,3 +53,18 @@ def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeTyp
     if contacted:
         value -= contact_cost
     return value
+
+
+def reward_bounds(catalog: Catalog) -> tuple[float, float]:
+    """The range a decision's reward is clipped to before the model learns it: from paying the
+    dearest offer and contact with every penalty, to the margin of one order of the catalog's
+    largest plausible value (``limits.max_order_value``) with every outcome's value. Reported
+    values are bounded by that limit; the clip keeps one decision with many such orders, or a
+    bug, from throwing the model's weights far."""
+    r = catalog.reward
+    costliest = max((o.cost for o in catalog.offers.values()), default=0.0)
+    dearest = max((c.contact_cost for c in catalog.channels.values()), default=0.0)
+    extras = [r.delivered_value, r.opened_value, r.clicked_value, r.default_reward]
+    low = -(costliest + dearest + r.unsubscribe_penalty + r.complaint_penalty) + sum(min(v, 0.0) for v in extras)
+    high = r.margin_rate * catalog.max_order_value + sum(max(v, 0.0) for v in extras)
+    return low, high

@@ -1,10 +1,12 @@
 """The gRPC server: a thin servicer over DecisionEngine, plus health, reflection and shutdown.
 
-Status codes: caller mistakes -> INVALID_ARGUMENT (naming the field), unknown event ->
+Status codes: caller mistakes and undecodable bytes -> INVALID_ARGUMENT (naming the field), unknown event ->
 NOT_FOUND, closed attribution window -> FAILED_PRECONDITION, expired deadline ->
 DEADLINE_EXCEEDED (nothing decided or logged), state store (Redis) unreachable while reporting
-an outcome -> UNAVAILABLE (retry it; decisions never fail on it: they go to safe mode).
-INTERNAL is only ever a bug of ours.
+an outcome -> UNAVAILABLE (retry it; decisions never fail on it: they go to safe mode), too many
+calls or streams, a client over its rate -> RESOURCE_EXHAUSTED (``engine.guards``), no or an
+unknown token -> UNAUTHENTICATED, a client without the role -> PERMISSION_DENIED
+(``engine.auth``). INTERNAL is only ever a bug of ours.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine import convert
+from engine.auth import TlsFiles, TokenInterceptor
 from engine.domain import AttributionClosed, RequestError, UnknownEvent
+from engine.guards import RateLimiter, ServerLimits, StreamGuard, Undecodable, client_of, tolerant
 from engine.pipeline import DecisionEngine
 from engine.state import StoreUnavailable
 from nba.v1 import decision_pb2 as pb
@@ -36,9 +40,21 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
 
 
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
-    def __init__(self, engine: DecisionEngine, follower=None):
+    def __init__(self, engine: DecisionEngine, follower=None, limits: ServerLimits = ServerLimits()):
         self.engine = engine
         self.follower = follower  # engine.model_follower.ModelFollower, with --model-uri
+        self.limits = limits
+        self.streams = StreamGuard(limits)
+        self.rate = RateLimiter(limits.rate_per_client, limits.rate_burst)
+
+    def _admit(self, context: grpc.ServicerContext, request) -> None:
+        """Refuse an undecodable request, or a client over its rate."""
+        if isinstance(request, Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        if not self.rate.allow(client_of(context)):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"more than {self.limits.rate_per_client:g} requests a second from this client "
+                          "(--rate-per-client): slow down and retry")
 
     def _decide(self, message: pb.DecisionRequest, context: grpc.ServicerContext,
                 where: str = "") -> pb.Decision:
@@ -52,16 +68,35 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         return convert.decision_to_proto(decision)
 
     def NextBestAction(self, request, context):
-        return _guard(context, lambda: self._decide(request, context))
+        return _guard(context, lambda: (self._admit(context, request), self._decide(request, context))[1])
 
     def NextBestActions(self, request_iterator, context):
-        for index, request in enumerate(request_iterator):
-            if not context.is_active():
-                return
-            yield _guard(context, lambda: self._decide(request, context, f"request #{index}: "))
+        stream = self.streams.open(context)
+        if stream is None:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.limits.max_streams} NextBestActions streams are open on this server "
+                          "(--max-streams): retry later, or send on an open stream")
+        try:
+            for index, request in enumerate(request_iterator):
+                stream.received()
+                if not context.is_active():
+                    return
+                if index >= self.limits.stream_max_requests:
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"a stream takes at most {self.limits.stream_max_requests:,} requests "
+                                  "(--stream-max-requests): open a new one for the rest")
+                where = f"request #{index}: "
+                if isinstance(request, Undecodable):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, where + request.describe())
+                yield _guard(context, lambda: (self._admit(context, request),
+                                               self._decide(request, context, where))[1])
+                stream.answered()
+        finally:
+            self.streams.close(stream)
 
     def ReportOutcome(self, request, context):
         def report():
+            self._admit(context, request)
             try:
                 ack = self.engine.report_outcome(convert.outcome_from_proto(request))
             except RequestError as exc:
@@ -77,10 +112,12 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         return _guard(context, report)
 
     def GetPolicy(self, request, context):
-        return _guard(context, lambda: convert.policy_to_proto(self.engine.policy()))
+        return _guard(context, lambda: (self._admit(context, request),
+                                        convert.policy_to_proto(self.engine.policy()))[1])
 
     def ReloadPolicy(self, request, context):
         def reload():
+            self._admit(context, request)
             if self.follower is None:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               "this server follows no model URI (start it with --model-uri)")
@@ -107,6 +144,30 @@ def _guard(context: grpc.ServicerContext, call):
         context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
 
+def service_handler(servicer: DecisionServicer) -> grpc.GenericRpcHandler:
+    """The DecisionService's methods, from its descriptor, each with a deserializer that never
+    raises (undecodable bytes become INVALID_ARGUMENT in the handler, not INTERNAL)."""
+    handlers = {}
+    service = pb.DESCRIPTOR.services_by_name["DecisionService"]
+    for method in service.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        kind = (grpc.stream_stream_rpc_method_handler if method.client_streaming and method.server_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=tolerant(request_class),
+                                     response_serializer=response_class.SerializeToString)
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+@dataclass(frozen=True)
+class Security:
+    """TLS (and mutual TLS), bearer tokens with roles, reflection (``engine.auth``)."""
+
+    tls: TlsFiles | None = None
+    tokens: dict | None = None     # token SHA-256 -> engine.auth.Client
+    reflection: bool = True
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
@@ -115,6 +176,7 @@ class RunningServer:
     engine: DecisionEngine
     _stop_maturing: threading.Event
     follower: object = None
+    servicer: DecisionServicer | None = None
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish (up to ``grace`` s), close logs."""
@@ -122,37 +184,45 @@ class RunningServer:
         self.server.stop(grace).wait()
         if self.follower is not None:
             self.follower.stop()
+        if self.servicer is not None:
+            self.servicer.streams.stop()
         self._stop_maturing.set()
         self.engine.mature()
         self.engine.close()
 
 
 def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
-                 workers: int = 8, max_message_bytes: int = 4 * 1024 * 1024,
-                 mature_every: float = 1.0, follower=None,
+                 limits: ServerLimits = ServerLimits(), security: Security = Security(),
+                 max_message_bytes: int = 4 * 1024 * 1024, mature_every: float = 1.0, follower=None,
                  interceptors: tuple = ()) -> RunningServer:
     """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
     (``engine.model_follower.ModelFollower``) keeps the model on a registry alias; it is started
     here, before the server reports SERVING. ``interceptors`` (``grpc.ServerInterceptor``) wrap
-    every call, e.g. for authentication or metrics."""
+    every call, after the token check when there is one."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
-                                                    thread_name_prefix="nba-worker"),
-                         interceptors=tuple(interceptors), options=options)
+               ("grpc.so_reuseport", 0), *limits.grpc_options()]
+    if security.tokens is not None:
+        interceptors = (TokenInterceptor(security.tokens), *interceptors)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=limits.max_calls, thread_name_prefix="nba-worker"),
+                         interceptors=tuple(interceptors), options=options,
+                         maximum_concurrent_rpcs=limits.max_calls)
     if follower is not None:
         follower.start()
-    pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(engine, follower), server)
+    servicer = DecisionServicer(engine, follower, limits)
+    server.add_generic_rpc_handlers((service_handler(servicer),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if security.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{host}:{port}"
+    bound = (server.add_secure_port(address, security.tls.credentials()) if security.tls
+             else server.add_insecure_port(address))
     if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port} (address in use or not allowed)")
+        raise OSError(f"cannot listen on {address} (address in use or not allowed)")
     server.start()
 
     stop = threading.Event()
@@ -169,7 +239,7 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
     # The model is loaded by now (the engine owns it): ready.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, bound, engine, stop, follower)
+    return RunningServer(server, health_servicer, bound, engine, stop, follower, servicer)
 
 
 def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1) -> None:

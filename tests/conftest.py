@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.catalog import load_catalog
+from engine.guards import ServerLimits
 from engine.pipeline import DecisionEngine
 
 
@@ -26,7 +27,7 @@ def server(catalog, tmp_path):
     from engine.server import start_server
 
     e = DecisionEngine(catalog, log_dir=tmp_path / "server-logs", seed=3, honour_request_time=True)
-    running = start_server(e, port=0, workers=4)
+    running = start_server(e, port=0, limits=ServerLimits(max_calls=8, max_streams=4))
     yield running
     running.stop(grace=2)
 

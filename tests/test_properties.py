@@ -11,6 +11,7 @@ from engine import convert
 from engine.catalog import load_catalog
 from engine.decision_log import log_files
 from engine.domain import DecisionRequest, Outcome, OutcomeType, RequestError
+from engine.guards import ServerLimits
 from engine.pipeline import DecisionEngine
 from engine.server import start_server
 from engine.validation import validate_outcome, validate_request
@@ -55,7 +56,7 @@ def test_validation_accepts_or_names_a_field(r):
                  value=floats))
 def test_outcome_validation(o):
     try:
-        validate_outcome(o)
+        validate_outcome(o, CATALOG)
     except RequestError as err:
         assert err.field in ("event_id", "outcome_id", "value")
 
@@ -64,7 +65,7 @@ def test_outcome_validation(o):
 def live(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("prop-logs")
     engine = DecisionEngine(CATALOG, log_dir=log_dir, seed=11, honour_request_time=True)
-    running = start_server(engine, port=0, workers=2)
+    running = start_server(engine, port=0, limits=ServerLimits(max_calls=4, max_streams=2))
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     yield pb_grpc.DecisionServiceStub(channel), engine, log_dir
     channel.close()

@@ -207,7 +207,7 @@ class ExplorationSettings(_message.Message):
     def __init__(self, algorithm: _Optional[str] = ..., epsilon: _Optional[float] = ..., softmax_lambda: _Optional[float] = ..., squarecb_gamma: _Optional[float] = ...) -> None: ...
 
 class PolicyCounters(_message.Message):
-    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected", "control", "fallback", "reserve_conflicts", "store_errors")
+    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected", "control", "fallback", "reserve_conflicts", "store_errors", "rewards_clipped", "model_rollbacks")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     EXPLORED_FIELD_NUMBER: _ClassVar[int]
     NO_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,8 @@ class PolicyCounters(_message.Message):
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     RESERVE_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     STORE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_CLIPPED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ROLLBACKS_FIELD_NUMBER: _ClassVar[int]
     decisions: int
     explored: int
     no_contact: int
@@ -232,7 +234,9 @@ class PolicyCounters(_message.Message):
     fallback: int
     reserve_conflicts: int
     store_errors: int
-    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ..., control: _Optional[int] = ..., fallback: _Optional[int] = ..., reserve_conflicts: _Optional[int] = ..., store_errors: _Optional[int] = ...) -> None: ...
+    rewards_clipped: int
+    model_rollbacks: int
+    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ..., control: _Optional[int] = ..., fallback: _Optional[int] = ..., reserve_conflicts: _Optional[int] = ..., store_errors: _Optional[int] = ..., rewards_clipped: _Optional[int] = ..., model_rollbacks: _Optional[int] = ...) -> None: ...
 
 class PressureCap(_message.Message):
     __slots__ = ("id", "channels", "max_contacts", "window_seconds")

@@ -1,0 +1,288 @@
+"""A hostile but fair client against a real server: each finding of the hardening review,
+reproduced through the server (or a `nba serve` process), and what now happens instead."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from engine.client import NBAClient
+from engine.decision_log import log_files
+from engine.domain import Outcome, OutcomeType
+from engine.guards import ServerLimits
+from engine.pipeline import DecisionEngine
+from engine.server import SERVICE_NAME, start_server
+from nba.v1 import decision_pb2 as pb
+from nba.v1 import decision_pb2_grpc as pb_grpc
+from support import T0
+
+EMAIL = dict(consented_channels=["email"], timezone="Europe/Paris")
+
+
+def serve(catalog, tmp_path, limits=ServerLimits(max_calls=8, max_streams=4), **kwargs):
+    engine = DecisionEngine(catalog, log_dir=tmp_path / "logs", seed=3, honour_request_time=True)
+    return start_server(engine, port=0, limits=limits, **kwargs)
+
+
+def health_check(port: int, timeout: float = 1.0) -> float:
+    """Seconds one health check took (raises on failure)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        started = time.perf_counter()
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        return time.perf_counter() - started
+
+
+class IdleStream:
+    """A NextBestActions stream that sends nothing until told to."""
+
+    def __init__(self, port: int):
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.requests: queue.Queue = queue.Queue()
+        self.call = pb_grpc.DecisionServiceStub(self.channel).NextBestActions(iter(self.requests.get, None))
+        self.status: grpc.StatusCode | None = None
+        self.details = ""
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        try:
+            for _ in self.call:
+                pass
+            self.status = grpc.StatusCode.OK
+        except grpc.RpcError as err:
+            self.status, self.details = err.code(), err.details() or ""
+
+    def close(self):
+        self.requests.put(None)
+        self.call.cancel()
+        self.channel.close()
+
+
+def test_idle_streams_cannot_stop_health_checks_or_other_decisions(catalog, tmp_path):
+    """Finding 1: --workers idle streams used to take every thread. Now streams beyond
+    --max-streams are refused at once, health checks and unary calls keep their threads, and an
+    idle stream is closed after --stream-idle-seconds."""
+    limits = ServerLimits(max_calls=8, max_streams=4, stream_idle_seconds=1.5)
+    running = serve(catalog, tmp_path, limits)
+    streams = [IdleStream(running.port) for _ in range(20)]
+    try:
+        time.sleep(0.5)
+        refused = [s for s in streams if s.status is grpc.StatusCode.RESOURCE_EXHAUSTED]
+        assert len(refused) == 16 and "--max-streams" in refused[0].details
+        assert max(health_check(running.port) for _ in range(20)) < 0.5
+        with NBAClient(f"127.0.0.1:{running.port}", timeout=1.0) as c:
+            assert c.next_best_action("c-1", decision_time=T0, **EMAIL).event_id
+        deadline = time.monotonic() + 10
+        while any(s.status is None for s in streams) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(s.status is grpc.StatusCode.CANCELLED for s in streams) == 4  # closed when idle
+        assert running.servicer.streams.closed["idle"] == 4 and running.servicer.streams.active() == 0
+        with NBAClient(f"127.0.0.1:{running.port}") as c:  # streams work again
+            assert len(list(c.decide_many([c_request(i) for i in range(3)]))) == 3
+    finally:
+        for s in streams:
+            s.close()
+        running.stop(grace=1)
+
+
+def c_request(i: int):
+    from support import request
+
+    return request(f"s-{i}", T0, consented_channels=("email",))
+
+
+def test_a_stream_is_closed_after_its_maximum_length(catalog, tmp_path):
+    running = serve(catalog, tmp_path, ServerLimits(max_calls=8, max_streams=4, stream_max_requests=3))
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            got = []
+            with pytest.raises(grpc.RpcError) as err:
+                for d in c.decide_many([c_request(i) for i in range(5)]):
+                    got.append(d)
+            assert len(got) == 3 and err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--stream-max-requests" in err.value.details()
+    finally:
+        running.stop(grace=1)
+
+
+def test_a_client_over_its_rate_gets_resource_exhausted(catalog, tmp_path):
+    running = serve(catalog, tmp_path, ServerLimits(max_calls=8, max_streams=4, rate_per_client=5))
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            codes = []
+            for i in range(20):
+                try:
+                    c.next_best_action(f"r-{i}", decision_time=T0, **EMAIL)
+                    codes.append("OK")
+                except grpc.RpcError as err:
+                    codes.append(err.code().name)
+                    assert "--rate-per-client" in err.details()
+        assert 4 <= codes.count("OK") <= 7 and codes.count("RESOURCE_EXHAUSTED") >= 13
+        assert health_check(running.port) < 0.5  # health checks are not rate limited
+    finally:
+        running.stop(grace=1)
+
+
+def test_an_outcome_beyond_the_largest_order_is_refused_and_the_largest_keeps_decisions_finite(catalog, tmp_path):
+    """Finding 2: CONVERTED with value 1e300 used to be accepted and, once matured, made every
+    value NaN. It is INVALID_ARGUMENT naming the bound; orders of the largest allowed value,
+    learned, leave every value finite and the logged probabilities summing to 1."""
+    running = serve(catalog, tmp_path)
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            d = c.next_best_action("c-0", decision_time=T0, **EMAIL)
+            with pytest.raises(grpc.RpcError) as err:
+                c.report_outcome(d.event_id, "buy", "CONVERTED", 1e300, time=T0)
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "value: must be at most 10000 EUR (the catalog's limits.max_order_value), got 1e+300" \
+                in err.value.details()
+            largest = catalog.max_order_value
+            for i in range(40):
+                d = c.next_best_action(f"c-{i}", decision_time=T0, **EMAIL)
+                c.report_outcome(d.event_id, "click", "CLICKED", time=T0)
+                for k in range(3):  # more than one order: the reward is clipped to the catalog's range
+                    c.report_outcome(d.event_id, f"buy-{k}", "CONVERTED", largest, time=T0)
+            later = T0 + dt.timedelta(days=8)
+            decisions = [c.next_best_action(f"n-{i}", decision_time=later, **EMAIL) for i in range(30)]
+            assert all(np.isfinite(d.expected_value) for d in decisions)
+            assert all(np.isfinite(s.expected_value) for d in decisions for s in d.ranking)
+            counters = c.policy().counters
+            assert counters.learned >= 41 and counters.rewards_clipped == 40 and counters.model_rollbacks == 0
+    finally:
+        running.stop(grace=1)
+    lines = [json.loads(line) for path in log_files(tmp_path / "logs", "decisions") for line in path.open()]
+    assert len(lines) == 71
+    assert all(abs(sum(line["p"]) - 1) < 1e-9 for line in lines)
+
+
+def test_a_model_whose_values_turn_non_finite_is_not_served(catalog):
+    """The last good copy serves instead, and it is counted."""
+    from support import request
+
+    e = DecisionEngine(catalog, seed=1, honour_request_time=True)
+    d = e.decide(request("c-1", T0))
+    e.report_outcome(Outcome(d.event_id, "o", OutcomeType.OPENED))
+    e.mature(T0 + dt.timedelta(days=8))  # learned: a good copy is kept
+    good = e.model.values
+    e.model.values = lambda context, n: np.full(n, np.nan)  # the served model breaks
+    decision = e.decide(request("c-2", T0 + dt.timedelta(days=8)))
+    assert np.isfinite(decision.expected_value) and e.policy().counters["model_rollbacks"] == 1
+    assert e.model.values is not good and np.isfinite(e.model.values(*_probe(e))).all()
+
+
+def _probe(engine):
+    from engine.feasibility import feasible_actions
+    from support import request
+
+    r = request("probe", T0)
+    actions = feasible_actions(r, engine.catalog, T0).actions
+    snap = engine.store.snapshot("probe", T0, dt.timedelta(days=7), [])
+    return engine.features.context_json(r, snap.customer.history(T0), actions), len(actions)
+
+
+RESERVED = ["_label_cost", "_text", "_tag", "_multi", "_slots", "__aid", "_label", "_labelIndex", "_p"]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+def test_feature_names_the_model_reserves_are_invalid_argument_not_internal(server, name):
+    """Finding 4: numeric or categorical features named like VW's own keys crashed the handler."""
+    with NBAClient(f"127.0.0.1:{server.port}") as c:
+        for kind in ("numeric_features", "categorical_features"):
+            value = {name: 1.0} if kind == "numeric_features" else {name: "x"}
+            with pytest.raises(grpc.RpcError) as err:
+                c.next_best_action("c-1", decision_time=T0, **{kind: value}, **EMAIL)
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert err.value.details().startswith(f"{kind}: feature name '{name}' starts with '_'")
+
+
+def test_a_huge_bad_value_gets_a_short_invalid_argument(server):
+    """Finding 8: the error echoed a 1 MB bad value whole and became RESOURCE_EXHAUSTED."""
+    with NBAClient(f"127.0.0.1:{server.port}") as c:
+        for bad in ({"timezone": "X" * 1_000_000}, {"consented_channels": ["fax" * 300_000]},
+                    {"categorical_features": {"segment": "y" * 500_000}}):
+            with pytest.raises(grpc.RpcError) as err:
+                c.next_best_action("c-1", decision_time=T0, **{**EMAIL, **bad})
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert len(err.value.details()) < 400 and "characters" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            c.report_outcome("e" * 1_000_000, "o", "OPENED")
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and len(err.value.details()) < 400
+
+
+def test_undecodable_bytes_are_invalid_argument_without_a_traceback(server, caplog):
+    """Finding 9: bytes that are not a protobuf message gave INTERNAL and a traceback per call."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        for method in ("NextBestAction", "ReportOutcome", "GetPolicy"):
+            call = channel.unary_unary(f"/{SERVICE_NAME}/{method}", request_serializer=lambda b: b,
+                                       response_deserializer=lambda b: b)
+            with pytest.raises(grpc.RpcError) as err:
+                call(b"\xff\xff\xff\xff\x0f", timeout=5)
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT, method
+            assert "not a valid nba.v1." in err.value.details()
+        stream = channel.stream_stream(f"/{SERVICE_NAME}/NextBestActions", request_serializer=lambda b: b,
+                                       response_deserializer=pb.Decision.FromString)
+        good = pb.DecisionRequest(customer_id="c-1", consented_channels=["email"]).SerializeToString()
+        replies = stream(iter([good, b"\xff\xff\xff\xff\x0f"]), timeout=5)
+        assert next(replies).event_id
+        with pytest.raises(grpc.RpcError) as err:
+            next(replies)
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details().startswith("request #1: the request's bytes are not a valid nba.v1.DecisionRequest")
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_customer_id_with_braces_keeps_its_redis_hash_tag_whole(catalog, redis_server, tmp_path):
+    """Finding 13: a customer id with '}' cut the Redis Cluster hash tag short."""
+    import redis as redis_py
+
+    from engine.redis_store import RedisStateStore
+
+    store = RedisStateStore(redis_server.url, prefix="tags")
+    engine = DecisionEngine(catalog, store=store, seed=3, honour_request_time=True)
+    running = start_server(engine, port=0, limits=ServerLimits(max_calls=8, max_streams=4))
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            for cid in ("a}{b", "{x}", "p%7Dq"):
+                c.next_best_action(cid, decision_time=T0, **EMAIL)
+    finally:
+        running.stop(grace=1)
+    keys = sorted(k.decode() for k in redis_py.Redis.from_url(redis_server.url).keys("tags:{c:*"))
+    tags = {k[len("tags:{"):k.index("}")] for k in keys}
+    assert tags == {"c:a%7D%7Bb", "c:%7Bx%7D", "c:p%257Dq"}
+    assert all(k.count("{") == 1 and k.count("}") == 1 for k in keys)
+
+
+def test_a_redis_that_does_not_persist_is_named_and_can_be_refused(tmp_path):
+    """Finding 12: Redis without persistence was used silently."""
+    from harness.redis_servers import RedisServer
+
+    volatile = RedisServer(extra=["--appendonly", "no"]).start()
+    try:
+        base = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(tmp_path / "logs"),
+                "--redis", volatile.url]
+        refused = subprocess.run([*base, "--require-durable"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2
+        assert "--require-durable: Redis at" in refused.stderr and "appendonly no" in refused.stderr
+        proc = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if "serving nba.v1.DecisionService" in line:
+                    break
+            assert any("appendonly no: a Redis restart forgets" in line for line in lines), lines
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    finally:
+        volatile.stop()
