@@ -7,6 +7,7 @@ commands share (``nba.cli`` gathers them).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -138,7 +139,27 @@ def cmd_channel_demo(args) -> int:
     return run_demo(args)
 
 
+def cmd_token(args) -> int:
+    from engine.auth import KNOWN_ROLES, new_token, token_digest
+
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    bad = [r for r in roles if r not in KNOWN_ROLES]
+    if not roles or bad:
+        raise ConfigError(f"--roles: expected roles from {list(KNOWN_ROLES)}, got {args.roles!r}")
+    token = new_token()
+    print(f"token of {args.name} (give it to that client only: it is stored nowhere):\n  {token}\n\n"
+          f"its entry in the server's --tokens file:\n"
+          f"[[client]]\nname = {json.dumps(args.name)}\nsha256 = \"{token_digest(token)}\"\n"
+          f"roles = {json.dumps(roles)}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    token = sub.add_parser("token", help="make a bearer token for a client, and its --tokens file entry")
+    token.add_argument("name", help="the client's name (logs, rate limits)")
+    token.add_argument("--roles", required=True, help="comma-separated: decide, report, admin")
+    token.set_defaults(func=cmd_token)
+
     serve = sub.add_parser("serve", help="run the gRPC decision service")
     add_engine_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,10 +27,25 @@ from nba.v1 import decision_pb2_grpc as pb_grpc
 
 
 class NBAClient:
-    def __init__(self, target: str, timeout: float = 5.0):
+    """A connection to ``nba serve``. ``token``: the bearer token of a server started with
+    ``--tokens``. ``tls_ca``: the CA that signed the server's certificate (PEM file or bytes):
+    connect over TLS; ``tls_cert``/``tls_key``: this client's certificate, for a server that asks
+    for one (``--tls-client-ca``). ``server_name``: the name the server's certificate carries,
+    when it is not the host of ``target``."""
+
+    def __init__(self, target: str, timeout: float = 5.0, *, token: str | None = None,
+                 tls_ca: str | Path | bytes | None = None, tls_cert: str | Path | bytes | None = None,
+                 tls_key: str | Path | bytes | None = None, server_name: str | None = None):
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        if tls_ca is not None or tls_cert is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(tls_ca), private_key=_pem(tls_key), certificate_chain=_pem(tls_cert))
+            options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target)
         self._stub = pb_grpc.DecisionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -70,14 +86,15 @@ class NBAClient:
         return self.decide(request)
 
     def decide(self, request: domain.DecisionRequest) -> domain.Decision:
-        reply = self._stub.NextBestAction(convert.request_to_proto(request), timeout=self.timeout)
+        reply = self._stub.NextBestAction(convert.request_to_proto(request), timeout=self.timeout,
+                                          metadata=self._metadata)
         return convert.decision_from_proto(reply)
 
     def decide_many(self, requests: Iterable[domain.DecisionRequest],
                     timeout: float | None = None) -> Iterator[domain.Decision]:
         """Outbound: stream many requests over one call; decisions come back in order."""
         stream = self._stub.NextBestActions((convert.request_to_proto(r) for r in requests),
-                                            timeout=timeout)
+                                            timeout=timeout, metadata=self._metadata)
         for reply in stream:
             yield convert.decision_from_proto(reply)
 
@@ -86,12 +103,19 @@ class NBAClient:
         kind = type if isinstance(type, domain.OutcomeType) else domain.OutcomeType(type)
         reply = self._stub.ReportOutcome(
             convert.outcome_to_proto(domain.Outcome(event_id, outcome_id, kind, value, time)),
-            timeout=self.timeout)
+            timeout=self.timeout, metadata=self._metadata)
         return domain.OutcomeAck(reply.event_id, reply.outcome_id, reply.duplicate)
 
     def policy(self) -> pb.PolicyInfo:
-        return self._stub.GetPolicy(pb.GetPolicyRequest(), timeout=self.timeout)
+        return self._stub.GetPolicy(pb.GetPolicyRequest(), timeout=self.timeout, metadata=self._metadata)
 
     def reload_policy(self) -> pb.ReloadPolicyResponse:
         """Admin: make the server check its --model-uri now (load a moved alias)."""
-        return self._stub.ReloadPolicy(pb.ReloadPolicyRequest(), timeout=self.timeout)
+        return self._stub.ReloadPolicy(pb.ReloadPolicyRequest(), timeout=self.timeout, metadata=self._metadata)
+
+
+def _pem(value: str | Path | bytes | None) -> bytes | None:
+    """PEM bytes from bytes or a file path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()

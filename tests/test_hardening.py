@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -286,3 +287,122 @@ def test_a_redis_that_does_not_persist_is_named_and_can_be_refused(tmp_path):
             proc.wait(timeout=30)
     finally:
         volatile.stop()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from harness.certs import TestCA
+
+    ca = TestCA(tmp_path_factory.mktemp("pki"))
+    return {"ca": ca.pair, "server": ca.issue("server", "localhost", server=True),
+            "client": ca.issue("client", "email-router"),
+            "stranger": TestCA(tmp_path_factory.mktemp("other"), "other CA").issue("stranger", "mallory")}
+
+
+def tokens_file(tmp_path, clients: dict[str, list[str]]) -> tuple[Path, dict[str, str]]:
+    from engine.auth import new_token, token_digest
+
+    tokens = {name: new_token() for name in clients}
+    text = "".join(f'[[client]]\nname = "{name}"\nsha256 = "{token_digest(tokens[name])}"\nroles = {json.dumps(roles)}\n'
+                   for name, roles in clients.items())
+    path = tmp_path / "tokens.toml"
+    path.write_text(text)
+    return path, tokens
+
+
+def test_tokens_and_roles_decide_who_may_call_what(catalog, tmp_path):
+    """Finding 5: anyone who reached the port read budgets, reported redemptions, reloaded the
+    model. With --tokens: no or an unknown token is UNAUTHENTICATED, a client without the role
+    PERMISSION_DENIED, the right one succeeds; health checks stay open."""
+    from engine.auth import load_tokens
+    from engine.server import Security
+
+    path, tokens = tokens_file(tmp_path, {"email-router": ["decide", "report"], "ops": ["admin"]})
+    running = serve(catalog, tmp_path, security=Security(tokens=load_tokens(path)))
+    target = f"127.0.0.1:{running.port}"
+    try:
+        assert health_check(running.port) < 0.5
+        for token, code in ((None, "UNAUTHENTICATED"), ("not-a-token", "UNAUTHENTICATED"),
+                            (tokens["ops"], "PERMISSION_DENIED")):
+            with NBAClient(target, token=token) as c:
+                with pytest.raises(grpc.RpcError) as err:
+                    c.next_best_action("c-1", decision_time=T0, **EMAIL)
+                assert err.value.code().name == code, token
+                with pytest.raises(grpc.RpcError) as err:
+                    list(c.decide_many([c_request(1)]))
+                assert err.value.code().name == code
+        with NBAClient(target, token=tokens["email-router"]) as c:
+            d = c.next_best_action("c-1", decision_time=T0, **EMAIL)
+            assert c.report_outcome(d.event_id, "o", "OPENED", time=T0).event_id == d.event_id
+            assert len(list(c.decide_many([c_request(2)]))) == 1
+            for admin_call in (c.policy, c.reload_policy):
+                with pytest.raises(grpc.RpcError) as err:
+                    admin_call()
+                assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+                assert "lacks the role 'admin'" in err.value.details()
+        with NBAClient(target, token=tokens["ops"]) as c:
+            assert c.policy().counters.decisions == 2
+    finally:
+        running.stop(grace=1)
+
+
+def test_tls_and_mutual_tls(catalog, tmp_path, pki):
+    from engine.auth import TlsFiles
+    from engine.server import Security
+
+    tls = TlsFiles(pki["server"].cert, pki["server"].key)
+    running = serve(catalog, tmp_path, security=Security(tls=tls))
+    try:
+        with NBAClient(f"localhost:{running.port}", tls_ca=pki["ca"].cert) as c:
+            assert c.next_best_action("c-1", decision_time=T0, **EMAIL).event_id
+        with NBAClient(f"localhost:{running.port}", timeout=2) as plain:  # a client not speaking TLS
+            with pytest.raises(grpc.RpcError) as err:
+                plain.next_best_action("c-1", decision_time=T0, **EMAIL)
+            assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(grace=1)
+
+    mutual = TlsFiles(pki["server"].cert, pki["server"].key, client_ca=pki["ca"].cert)
+    running = serve(catalog, tmp_path / "m", security=Security(tls=mutual))
+    try:
+        with NBAClient(f"localhost:{running.port}", tls_ca=pki["ca"].cert, tls_cert=pki["client"].cert,
+                       tls_key=pki["client"].key) as c:
+            assert c.next_best_action("c-1", decision_time=T0, **EMAIL).event_id
+        for cert in (None, pki["stranger"]):  # no client certificate, or one another CA signed
+            kwargs = dict(tls_cert=cert.cert, tls_key=cert.key) if cert else {}
+            with NBAClient(f"localhost:{running.port}", timeout=2, tls_ca=pki["ca"].cert, **kwargs) as c:
+                with pytest.raises(grpc.RpcError) as err:
+                    c.next_best_action("c-1", decision_time=T0, **EMAIL)
+                assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(grace=1)
+
+
+def test_nba_serve_refuses_to_listen_beyond_this_machine_without_tls_and_tokens(tmp_path, pki):
+    base = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(tmp_path / "logs"),
+            "--host", "0.0.0.0"]
+    refused = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "give --tls-cert/--tls-key and --tokens, or --insecure" in refused.stderr
+    bad = subprocess.run([*base, "--tls-cert", str(pki["server"].cert)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--tls-cert and --tls-key go together" in bad.stderr
+    path = tmp_path / "tokens.toml"
+    path.write_text('[[client]]\nname = "x"\nsha256 = "abc"\nroles = ["decide"]\n')
+    bad = subprocess.run([*base, "--tokens", str(path), "--insecure"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "client[0]: sha256 must be 64 lowercase hex digits" in bad.stderr
+
+
+def test_reflection_can_be_switched_off(catalog, tmp_path):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from engine.server import Security
+
+    running = serve(catalog, tmp_path, security=Security(reflection=False))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                               timeout=5))
+            assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        running.stop(grace=1)
