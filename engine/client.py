@@ -109,6 +109,11 @@ class NBAClient:
     def policy(self) -> pb.PolicyInfo:
         return self._stub.GetPolicy(pb.GetPolicyRequest(), timeout=self.timeout, metadata=self._metadata)
 
+    def forget_customer(self, customer_id: str) -> pb.ForgetCustomerResponse:
+        """Admin: erase a customer (see ``engine.privacy``)."""
+        return self._stub.ForgetCustomer(pb.ForgetCustomerRequest(customer_id=customer_id), timeout=self.timeout,
+                                         metadata=self._metadata)
+
     def reload_policy(self) -> pb.ReloadPolicyResponse:
         """Admin: make the server check its --model-uri now (load a moved alias)."""
         return self._stub.ReloadPolicy(pb.ReloadPolicyRequest(), timeout=self.timeout, metadata=self._metadata)

@@ -21,30 +21,70 @@ import numpy as np
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
+SYNC_MODES = ("always", "interval", "never")
+FILE_MODE = 0o640
+
+
 class JsonlLog:
+    """One log (a prefix) in a directory, rotated at ``max_bytes``.
+
+    ``sync`` says when lines reach the disk, like Redis's appendfsync: ``always`` (an fsync
+    after every line: nothing answered is ever lost, at the cost of a disk flush per decision),
+    ``interval`` (an fsync about every second: a machine crash loses at most the last second)
+    or ``never`` (the system writes back when it wants, typically within 30 s; a crash of the
+    process alone loses nothing, since every line is written before the call returns).
+    ``retention``: files of this prefix older than ``max_age_days`` or beyond ``max_total_bytes``
+    (the oldest first) are deleted at each rotation. Files are created mode 0640.
+    """
+
     def __init__(self, directory: str | Path, prefix: str, max_bytes: int = DEFAULT_MAX_BYTES,
-                 fsync: bool = False):
+                 sync: str = "never", max_age_days: float = 0.0, max_total_bytes: int = 0):
         if max_bytes < 1024:
             raise ValueError(f"max_bytes must be at least 1024, got {max_bytes}")
+        if sync not in SYNC_MODES:
+            raise ValueError(f"log sync must be one of {list(SYNC_MODES)}, got {sync!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.max_bytes = max_bytes
-        self.fsync = fsync
+        self.sync = sync
+        self.max_age_days, self.max_total_bytes = max_age_days, max_total_bytes
         self._lock = threading.Lock()
         self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         self._seq = 0
         self._fd: int | None = None
         self._size = 0
+        self._dirty = False
         self.path: Path | None = None
+        self._stop = threading.Event()
+        if sync == "interval":
+            threading.Thread(target=self._sync_every_second, name=f"nba-{prefix}-sync", daemon=True).start()
 
     def _open_next(self) -> None:
         if self._fd is not None:
+            if self.sync != "never":
+                os.fsync(self._fd)
             os.close(self._fd)
         self._seq += 1
         self.path = self.directory / f"{self.prefix}-{self._stamp}-{os.getpid()}-{self._seq:04d}.jsonl"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         self._size = os.fstat(self._fd).st_size
+        self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        """Delete this prefix's files past their age, then the oldest beyond the total size;
+        never the open file, nor one written in the last minute (another process's)."""
+        if not self.max_age_days and not self.max_total_bytes:
+            return
+        now = time.time()
+        files = [(p, p.stat()) for p in log_files(self.directory, self.prefix) if p != self.path]
+        total = sum(st.st_size for _, st in files) + self._size
+        for path, st in files:  # oldest first
+            old = self.max_age_days and now - st.st_mtime > self.max_age_days * 86400
+            over = self.max_total_bytes and total > self.max_total_bytes
+            if (old or over) and now - st.st_mtime > 60:
+                path.unlink(missing_ok=True)
+                total -= st.st_size
 
     def append(self, record: dict[str, Any] | str) -> None:
         """Append one record (a dict, or a line of JSON text already encoded)."""
@@ -56,12 +96,24 @@ class JsonlLog:
                 self._open_next()
             os.write(self._fd, data)
             self._size += len(data)
-            if self.fsync:
+            if self.sync == "always":
                 os.fsync(self._fd)
+            else:
+                self._dirty = True
+
+    def _sync_every_second(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                if self._fd is not None and self._dirty:
+                    os.fsync(self._fd)
+                    self._dirty = False
 
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
             if self._fd is not None:
+                if self.sync != "never":
+                    os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
 

@@ -33,13 +33,14 @@ from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure,
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
 from engine.rewards import net_reward, reward_bounds
-from engine.state import InMemoryStateStore, PendingDecision, Snapshot, StateStore, StoreUnavailable
+from engine.privacy import Pseudonyms
+from engine.state import Forgotten, PendingDecision, Snapshot, StateStore, StoreUnavailable, VolatileStateStore
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
 
 COUNTERS = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned",
             "rejected", "control", "fallback", "reserve_conflicts", "store_errors", "rewards_clipped",
-            "model_rollbacks")
+            "model_rollbacks", "forgotten")
 # Tries at reserving a decision before giving up on contacting (each re-reads the state).
 RESERVE_ATTEMPTS = 3
 log = logging.getLogger("nba.engine")
@@ -97,18 +98,24 @@ class DecisionEngine:
         reward: what a matured decision is learned with (default: ``catalog_reward``, the
             catalog's reward definition applied to its outcomes). A simulation may teach the
             engine something else, e.g. the exact expected value it knows.
+        pseudonyms: keep customer ids out of the state and the logs (``engine.privacy``);
+            None (simulations, tests): the ids as given.
+        log_sync: when log lines reach the disk: "always" (fsync each line), "interval"
+            (about once a second) or "never" (when the system writes them back).
     """
 
     def __init__(self, catalog: Catalog, *, store: StateStore | None = None,
                  model: ValueModel | None = None, log_dir: str | Path | None = None,
                  seed: int | None = None, honour_request_time: bool = False,
                  log_max_bytes: int = DEFAULT_MAX_BYTES,
-                 reward: Callable[[PendingDecision], float] | None = None):
+                 reward: Callable[[PendingDecision], float] | None = None,
+                 pseudonyms: Pseudonyms | None = None, log_sync: str = "never"):
         self.catalog = catalog
         self.reward = reward if reward is not None else self.catalog_reward
+        self.pseudonyms = pseudonyms
         self._reward_bounds = reward_bounds(catalog)
         self._good_model: bytes | None = None
-        self.store = store if store is not None else InMemoryStateStore()
+        self.store = store if store is not None else VolatileStateStore()
         self.model = model if model is not None else ValueModel(catalog.model)
         self.honour_request_time = honour_request_time
         self.features = FeatureBuilder(catalog)
@@ -118,8 +125,8 @@ class DecisionEngine:
         self._counters: Counter[str] = Counter()
         self._clock: dt.datetime | None = None
         self.pacer = Pacer(catalog.constraints.budgets)
-        self.decision_log = JsonlLog(log_dir, "decisions", log_max_bytes) if log_dir else None
-        self.outcome_log = JsonlLog(log_dir, "outcomes", log_max_bytes) if log_dir else None
+        self.decision_log = JsonlLog(log_dir, "decisions", log_max_bytes, sync=log_sync) if log_dir else None
+        self.outcome_log = JsonlLog(log_dir, "outcomes", log_max_bytes, sync=log_sync) if log_dir else None
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -167,7 +174,9 @@ class DecisionEngine:
         was refused (another decision got there first)."""
         constraints = self.catalog.constraints
         keys = [b.key(now) for b in constraints.budgets]
-        snap = self.store.snapshot(request.customer_id, now, constraints.pressure.horizon, keys)
+        stored = self._stored_id(request.customer_id)
+        snap = self.store.snapshot(stored, now, constraints.pressure.horizon, keys)
+        logged = request.customer_id if self.pseudonyms is None else snap.log_token or self.store.log_token(stored)
         if give_up:
             actions, exclusions = (Action.none(),), feasible.exclusions
         else:
@@ -179,8 +188,8 @@ class DecisionEngine:
         with self._lock:
             chosen = scored.control_choice if control else exploration.draw(scored.p, self._rng)
             event_id = self._new_event_id()
-        line, pending, default_cost = self._pending(request, now, actions, chosen, event_id, context, scored.p,
-                                                    model.version, control)
+        line, pending, default_cost = self._pending((stored, logged), now, actions, chosen, event_id, context,
+                                                    scored.p, model.version, control)
         if self.store.reserve(pending, constraints.pressure) is not None:
             return None
         if self.decision_log is not None:
@@ -208,11 +217,13 @@ class DecisionEngine:
         default = exploration.default_mask(labels, settings)
         return Scored(values, scores, exploration.probabilities(scores, settings, default), default)
 
-    def _pending(self, request: DecisionRequest, now: dt.datetime, actions: tuple[Action, ...], chosen: int,
+    def _pending(self, customer: tuple[str, str], now: dt.datetime, actions: tuple[Action, ...], chosen: int,
                  event_id: str, context: str, p: np.ndarray, model_version: str, control: bool
                  ) -> tuple[DsjsonLine, PendingDecision, float]:
         """The decision's DSJSON line, what the state store keeps until it matures, and its cost
-        if nothing happens (what is logged until outcomes arrive)."""
+        if nothing happens (what is logged until outcomes arrive). ``customer``: the id the store
+        knows the customer by, and the name the log gives it (``engine.privacy``)."""
+        stored, logged = customer
         action = actions[chosen]
         contacted = not action.no_contact
         offer_cost = self.catalog.offers[action.offer_id].cost if contacted else 0.0
@@ -224,7 +235,7 @@ class DecisionEngine:
             commitment = Commitment(budget.key(now), to_cents(offer_cost))
         outbound = contacted and not self.catalog.channels[action.channel].inbound_only
         meta = {
-            "customer_id": request.customer_id,
+            "customer_id": logged,
             "decision_time": iso(now),
             "catalog": self.catalog.version,
             "action": {"offer_id": action.offer_id, "channel": action.channel,
@@ -240,7 +251,7 @@ class DecisionEngine:
             meta["budget"] = commitment.key.name
         line = DsjsonLine.build(event_id, now, context, p, chosen, model_version, meta)
         pending = PendingDecision(
-            event_id=event_id, customer_id=request.customer_id, decision_time=now,
+            event_id=event_id, customer_id=stored, decision_time=now,
             matures_at=now + self.catalog.attribution_window, dsjson=line,
             offer_cost=offer_cost, contact_cost=contact_cost, contacted=contacted,
             channel=action.channel if outbound else None,
@@ -297,8 +308,11 @@ class DecisionEngine:
             self._counters["decisions"] += 1
             self._counters["no_contact"] += action.no_contact
         if self.decision_log is not None:
+            # Pseudonymous logs name a customer by its log token, which the unreachable store
+            # holds: a safe-mode line then names nobody (it is never learned from).
             self.decision_log.append({"EventId": event_id, "Timestamp": iso(now), "fallback": True,
-                                      "customer_id": request.customer_id, "action": action.label})
+                                      "customer_id": request.customer_id if self.pseudonyms is None else None,
+                                      "action": action.label})
         return Decision(
             event_id=event_id, customer_id=request.customer_id, action=action, probability=1.0,
             expected_value=0.0, explored=False, model_version=self.model.version, ranking=(),
@@ -386,6 +400,19 @@ class DecisionEngine:
         restored = ValueModel(model.settings, model_data=good, version=model.version)
         if self.model is model:
             self.swap_model(restored)
+
+    def forget(self, customer_id: str) -> Forgotten:
+        """Erase a customer (``engine.privacy``): its state goes, its pending decisions are
+        dropped unlearned, and its logged decisions no longer name it. Raises StoreUnavailable."""
+        if not customer_id:
+            raise RequestError("customer_id", "must not be empty")
+        gone = self.store.forget(self._stored_id(customer_id))
+        self._count("forgotten")
+        log.info("forgot a customer: %d contacts, %d pending decisions", gone.contacts, gone.pending)
+        return gone
+
+    def _stored_id(self, customer_id: str) -> str:
+        return customer_id if self.pseudonyms is None else self.pseudonyms.storage_id(customer_id)
 
     def catalog_reward(self, pending: PendingDecision) -> float:
         """The reward of a matured decision by the catalog's definition, from its outcomes."""

@@ -5,6 +5,8 @@ Keys (``P`` is the prefix, default ``nba``)::
     P:{c:<customer>}:contacts   ZSET  send time (epoch microseconds) -> "<event>|<channel>"
     P:{c:<customer>}:resp       STR   epoch microseconds of the customer's last response
     P:{c:<customer>}:counts     HASH  "<channel>:sent|opened|clicked" -> count (the response history)
+    P:{c:<customer>}:token      STR   the customer's log token (engine.privacy)
+    P:{c:<customer>}:pending    SET   the customer's pending decisions' event ids (for forget)
     P:{b}:<budget>:<period>     HASH  paid, committed (integer cents)
     P:{p}:e:<event>             HASH  d = pending decision (JSON), o:<outcome id> = "<type>|<value>",
                                       settled = 1 once redeemed, ch = channel, first:<kind> = 1
@@ -47,9 +49,10 @@ import redis.cluster
 
 from engine.constraints import BudgetKey, BudgetUsage, Pressure
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
-from engine.state import COUNTED, RESPONSES, CustomerState, PendingDecision, Snapshot, StoreUnavailable
+from engine.privacy import new_log_token
+from engine.state import (COUNTED, RESPONSES, CustomerState, Forgotten, PendingDecision, Snapshot, StoreUnavailable, epoch,
+                          from_epoch, micros)
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # Last-response keys live as long as the history features look back.
 HORIZON_SECONDS = 30 * 86400
 # A customer's response counts live this long after their last change.
@@ -89,6 +92,11 @@ local function contact_apply(key, counts, s)
   redis.call('EXPIRE', counts, s.counts_ttl)
 end
 
+local function customer_apply(pset, c)
+  redis.call('SADD', pset, c.event)
+  redis.call('EXPIRE', pset, c.ttl)
+end
+
 local function budget_check(key, b)
   local v = redis.call('HMGET', key, 'paid', 'committed')
   local spend = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
@@ -111,16 +119,17 @@ local function pending_apply(key, queue, p, data)
 end
 """
 
-# KEYS: [contacts counts] [budget] [pending queue], in that order, each present when its part is.
-# ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it is stored.
+# KEYS: [contacts counts pending-set] [budget] [pending queue], in that order, each present when
+# its part is. ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it is
+# stored.
 RESERVE = _PRELUDE + r"""
 local spec = cjson.decode(ARGV[1])
 local k = 1
-local ckey, nkey, bkey, pkey, qkey
-if spec.contact then ckey = KEYS[k]; nkey = KEYS[k + 1]; k = k + 2 end
+local ckey, nkey, skey, bkey, pkey, qkey
+if spec.customer then ckey = KEYS[k]; nkey = KEYS[k + 1]; skey = KEYS[k + 2]; k = k + 3 end
 if spec.budget then bkey = KEYS[k]; k = k + 1 end
 if spec.pending then pkey = KEYS[k]; qkey = KEYS[k + 1] end
-if ckey then
+if spec.contact then
   local why = contact_check(ckey, spec.contact)
   if why then return why end
 end
@@ -128,10 +137,22 @@ if bkey then
   local why = budget_check(bkey, spec.budget)
   if why then return why end
 end
-if ckey then contact_apply(ckey, nkey, spec.contact) end
+if spec.contact then contact_apply(ckey, nkey, spec.contact) end
+if skey then customer_apply(skey, spec.customer) end
 if bkey then budget_apply(bkey, spec.budget) end
 if pkey then pending_apply(pkey, qkey, spec.pending, ARGV[2]) end
 return ''
+"""
+
+# KEYS: pending hash, queue. Removes a pending decision (erasure); returns its commitment text
+# ("<budget key>|<cents>") when unsettled, '' when settled or without one, nil when gone.
+DROP = r"""
+local v = redis.call('HMGET', KEYS[1], 'k', 'settled')
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if v[2] then return '' end
+return v[1] or ''
 """
 
 # KEYS: pending hash, closed marker. ARGV: outcome id, "type|value", redeemed (0/1), the
@@ -202,19 +223,6 @@ def tag(customer_id: str) -> str:
     return customer_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
-def epoch(t: dt.datetime) -> int:
-    """Microseconds since 1970: exact in a Redis score (a double holds integers to 2**53)."""
-    return (t - EPOCH) // dt.timedelta(microseconds=1)
-
-
-def from_epoch(us: float) -> dt.datetime:
-    return EPOCH + dt.timedelta(microseconds=int(us))
-
-
-def micros(delta: dt.timedelta) -> int:
-    return delta // dt.timedelta(microseconds=1)
-
-
 class RedisStateStore:
     """``StateStore`` on Redis. ``url``: ``redis://host:port/db``; ``cluster=True`` for a cluster
     (any node's address). ``round_trips`` counts the Redis calls made (a benchmark figure)."""
@@ -240,6 +248,7 @@ class RedisStateStore:
         self._pop = self.r.register_script(POP)
         self._response = self.r.register_script(RESPONSE)
         self._ledger = self.r.register_script(LEDGER)
+        self._drop = self.r.register_script(DROP)
         self._down_until = 0.0
         self._lock = threading.Lock()
         self.round_trips = 0
@@ -255,6 +264,16 @@ class RedisStateStore:
 
     def counts_key(self, customer_id: str) -> str:
         return f"{self.prefix}:{{c:{tag(customer_id)}}}:counts"
+
+    def token_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{c:{tag(customer_id)}}}:token"
+
+    def pending_set_key(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{c:{tag(customer_id)}}}:pending"
+
+    def customer_keys(self, customer_id: str) -> list[str]:
+        return [self.contacts_key(customer_id), self.response_key(customer_id), self.counts_key(customer_id),
+                self.token_key(customer_id), self.pending_set_key(customer_id)]
 
     def budget_key(self, key: BudgetKey) -> str:
         return f"{self.prefix}:{{b}}:{key.name}"
@@ -320,21 +339,23 @@ class RedisStateStore:
                            withscores=True)
         pipe.get(self.response_key(customer_id))
         pipe.hgetall(self.counts_key(customer_id))
+        pipe.get(self.token_key(customer_id))
         for key in budgets:
             pipe.hmget(self.budget_key(key), "paid", "committed")
-        rows, resp, counts, *ledgers = self._call(pipe.execute)
+        rows, resp, counts, token, *ledgers = self._call(pipe.execute)
         contacts = tuple((from_epoch(score), member.decode().rsplit("|", 1)[1]) for member, score in rows)
         usage = {key.budget_id: BudgetUsage(key, int(paid or 0), int(committed or 0))
                  for key, (paid, committed) in zip(budgets, ledgers)}
         state = CustomerState(contacts, from_epoch(float(resp)) if resp else None,
                               {k.decode(): int(v) for k, v in counts.items()})
-        return Snapshot(state, usage)
+        return Snapshot(state, usage, token.decode() if token else None)
 
     def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
         parts: list[tuple[list[str], dict]] = []  # (keys, spec) per slot
-        contact = None
+        ttl = max(60, int((pending.matures_at - pending.decision_time).total_seconds()) * 2 + 86400)
+        customer: dict = {"customer": {"event": pending.event_id, "ttl": ttl}}
         if pending.channel is not None and pending.send_at is not None:
-            contact = {
+            customer["contact"] = {
                 "send": epoch(pending.send_at), "now": epoch(pending.decision_time),
                 "channel": pending.channel, "member": f"{pending.event_id}|{pending.channel}",
                 "horizon": micros(pressure.horizon), "gap": micros(pressure.min_gap),
@@ -343,13 +364,12 @@ class RedisStateStore:
                          for c in pressure.caps],
                 "counts_ttl": COUNTS_SECONDS,
             }
-            parts.append(([self.contacts_key(pending.customer_id), self.counts_key(pending.customer_id)],
-                          {"contact": contact}))
+        parts.append(([self.contacts_key(pending.customer_id), self.counts_key(pending.customer_id),
+                       self.pending_set_key(pending.customer_id)], customer))
         c = pending.commitment
         if c is not None:
             parts.append(([self.budget_key(c.key)],
                           {"budget": {"id": c.key.budget_id, "cents": c.cents, "amount": c.key.amount_cents}}))
-        ttl = max(60, int((pending.matures_at - pending.decision_time).total_seconds()) * 2 + 86400)
         parts.append(([self.pending_key(pending.event_id), self.queue_key],
                       {"pending": {"matures": epoch(pending.matures_at),
                                    "event": pending.event_id, "ttl": ttl,
@@ -386,6 +406,8 @@ class RedisStateStore:
         cannot be undone only leaves the state more cautious)."""
         for spec in reversed(done):
             try:
+                if "customer" in spec:
+                    self._call(self.r.srem, self.pending_set_key(pending.customer_id), pending.event_id)
                 if "contact" in spec:
                     self._call(self.r.zrem, self.contacts_key(pending.customer_id), spec["contact"]["member"])
                     self._call(self.r.hincrby, self.counts_key(pending.customer_id), f"{pending.channel}:sent", -1)
@@ -455,6 +477,28 @@ class RedisStateStore:
 
     def pending_count(self) -> int:
         return int(self._call(self.r.zcard, self.queue_key))
+
+    def log_token(self, customer_id: str) -> str:
+        key = self.token_key(customer_id)
+        self._call(self.r.set, key, new_log_token(), nx=True, ex=COUNTS_SECONDS)
+        return self._call(self.r.get, key).decode()
+
+    def forget(self, customer_id: str) -> Forgotten:
+        events = [e.decode() for e in self._call(self.r.smembers, self.pending_set_key(customer_id))]
+        dropped, releases = 0, {}
+        for event in events:
+            commitment = self._call(self._drop, keys=[self.pending_key(event), self.queue_key], args=[event])
+            if commitment is None:
+                continue  # matured already
+            dropped += 1
+            if commitment:
+                budget_key, cents = commitment.decode().rsplit("|", 1)
+                releases[budget_key] = releases.get(budget_key, 0) + int(cents)
+        for budget_key, cents in releases.items():
+            self._call(self._ledger, keys=[budget_key], args=[0, -cents])
+        contacts = self._call(self.r.zcard, self.contacts_key(customer_id))
+        existed = self._call(self.r.delete, *self.customer_keys(customer_id))
+        return Forgotten(contacts, dropped, sum(releases.values()), bool(existed or dropped))
 
     def close(self) -> None:
         self.r.close()

@@ -133,6 +133,20 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         return _guard(context, reload)
 
 
+    def ForgetCustomer(self, request, context):
+        def forget():
+            self._admit(context, request)
+            try:
+                gone = self.engine.forget(request.customer_id)
+            except RequestError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except StoreUnavailable as exc:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}")
+            return pb.ForgetCustomerResponse(contacts_deleted=gone.contacts, pending_deleted=gone.pending,
+                                             released=gone.released_cents / 100, known=gone.had_state)
+        return _guard(context, forget)
+
+
 def _guard(context: grpc.ServicerContext, call):
     """Run a handler; an unexpected exception is logged and becomes INTERNAL."""
     try:

@@ -1,8 +1,15 @@
 """State the engine keeps between calls: contacts, budgets, and the reward join.
 
-``StateStore`` is the interface, with two backends: ``InMemoryStateStore`` (the embedded
-default for one process) and ``engine.redis_store.RedisStateStore`` (shared by several server
-processes). One contract test-suite (``tests/test_state_contract.py``) runs against both.
+``StateStore`` is the interface, with three backends: ``engine.sqlite_store.SQLiteStateStore``
+(the embedded default of ``nba serve``: one process, survives a crash),
+``engine.redis_store.RedisStateStore`` (shared by several server processes) and
+``VolatileStateStore`` (memory only, forgotten on exit: simulations and tests). One contract
+test-suite (``tests/test_state_contract.py``) runs against all of them.
+
+Customers are named by the id the engine gives the store: the customer id, or its pseudonym
+(``engine.privacy``). Each customer also has a random *log token* the logs name it by, and
+``forget`` deletes everything the store holds of a customer (its pending decisions too, whose
+unsettled commitments are released).
 
 A decision goes through the store twice:
 
@@ -33,6 +40,7 @@ from typing import Protocol
 from engine.constraints import BudgetKey, BudgetUsage, Commitment, Pressure
 from engine.decision_log import DsjsonLine, iso
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
+from engine.privacy import new_log_token
 
 HISTORY_WINDOW = dt.timedelta(days=7)
 RESPONSES = {OutcomeType.OPENED, OutcomeType.CLICKED, OutcomeType.CONVERTED}
@@ -41,6 +49,22 @@ COUNTED = {OutcomeType.OPENED: "opened", OutcomeType.CLICKED: "clicked"}
 # A contact sent less than this long ago has not had its chance to be opened yet: it is not
 # counted as ignored.
 SETTLE_HOURS = 48.0
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def epoch(t: dt.datetime) -> int:
+    """Microseconds since 1970: exact in a Redis score (a double holds integers to 2**53)."""
+    return (t - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def from_epoch(us: float) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=int(us))
+
+
+def micros(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
 
 
 class StoreUnavailable(RuntimeError):
@@ -106,6 +130,17 @@ class CustomerState:
 class Snapshot:
     customer: CustomerState
     budgets: dict[str, BudgetUsage]  # budget id -> its current period's usage
+    log_token: str | None = None     # the customer's log token, if it has one yet
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What ``forget`` deleted."""
+
+    contacts: int = 0
+    pending: int = 0
+    released_cents: int = 0
+    had_state: bool = False
 
 
 @dataclass
@@ -182,9 +217,18 @@ class StateStore(Protocol):
 
     def pending_count(self) -> int: ...
 
+    def log_token(self, customer_id: str) -> str:
+        """The customer's log token, made (random) on first use; concurrent first uses agree."""
 
-class InMemoryStateStore:
-    """Single-process store; thread-safe through one lock (operations are microseconds)."""
+    def forget(self, customer_id: str) -> Forgotten:
+        """Delete everything held of the customer: contacts, response counts, last response,
+        log token, pending decisions (releasing their unsettled commitments)."""
+
+
+class VolatileStateStore:
+    """Memory only, one process, forgotten on exit: for simulations and tests (``nba serve``
+    keeps its state in SQLite or Redis). Thread-safe through one lock (operations are
+    microseconds)."""
 
     def __init__(self, closed_memory: int = 200_000):
         self._lock = threading.Lock()
@@ -193,6 +237,7 @@ class InMemoryStateStore:
         self._counts: dict[str, dict[str, int]] = defaultdict(dict)
         self._budgets: dict[str, list[int]] = {}  # BudgetKey.name -> [paid, committed] cents
         self._pending: dict[str, PendingDecision] = {}
+        self._tokens: dict[str, str] = {}
         self._queue: list[tuple[dt.datetime, int, str]] = []
         self._seq = 0
         # Recently matured events, so a late report gets "window closed", not "unknown".
@@ -209,7 +254,8 @@ class InMemoryStateStore:
             state = CustomerState(tuple(kept), self._last_response.get(customer_id),
                                   dict(self._counts.get(customer_id, {})))
             usage = {key.budget_id: self._usage(key) for key in budgets}
-        return Snapshot(state, usage)
+            token = self._tokens.get(customer_id)
+        return Snapshot(state, usage, token)
 
     def _usage(self, key: BudgetKey) -> BudgetUsage:
         paid, committed = self._budgets.get(key.name, (0, 0))
@@ -291,3 +337,23 @@ class InMemoryStateStore:
     def pending_count(self) -> int:
         with self._lock:
             return len(self._pending)
+
+    def log_token(self, customer_id: str) -> str:
+        with self._lock:
+            return self._tokens.setdefault(customer_id, new_log_token())
+
+    def forget(self, customer_id: str) -> Forgotten:
+        with self._lock:
+            had = any(customer_id in d for d in (self._contacts, self._last_response, self._counts, self._tokens))
+            contacts = len(self._contacts.pop(customer_id, []))
+            self._last_response.pop(customer_id, None)
+            self._counts.pop(customer_id, None)
+            self._tokens.pop(customer_id, None)
+            mine = [p for p in self._pending.values() if p.customer_id == customer_id]
+            released = 0
+            for p in mine:  # their queue entries are skipped when they come up
+                del self._pending[p.event_id]
+                if p.commitment is not None and not p.settled:
+                    self._budgets[p.commitment.key.name][1] -= p.commitment.cents
+                    released += p.commitment.cents
+        return Forgotten(contacts, len(mine), released, had or bool(mine))

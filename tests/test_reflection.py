@@ -12,7 +12,8 @@ def test_reflection_only_client_gets_decision_outcome_and_invalid_argument(serve
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
     assert "nba.v1.DecisionService" in seen["services"]
-    assert seen["methods"] == ["NextBestAction", "NextBestActions", "ReportOutcome", "GetPolicy", "ReloadPolicy"]
+    assert seen["methods"] == ["NextBestAction", "NextBestActions", "ReportOutcome", "GetPolicy", "ReloadPolicy",
+                               "ForgetCustomer"]
     assert seen["decision"]["code"] == "OK"
     assert seen["decision"]["reply"]["eventId"]
     assert seen["outcome"] == {"code": "OK", "reply": {"eventId": seen["decision"]["reply"]["eventId"],

@@ -1,4 +1,4 @@
-"""One contract for every state store: in memory, one Redis server, a 3-node Redis Cluster.
+"""One contract for every state store: in memory, SQLite, one Redis server, a 3-node Redis Cluster.
 
 The Redis backends run against real ``redis-server`` processes started by the fixtures on free
 loopback ports (no mocks).
@@ -15,7 +15,7 @@ import pytest
 from engine.constraints import BudgetKey, Cap, Commitment, Pressure
 from engine.decision_log import DsjsonLine
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
-from engine.state import InMemoryStateStore, PendingDecision
+from engine.state import VolatileStateStore, PendingDecision
 from support import T0
 
 PRESSURE = Pressure(
@@ -27,10 +27,17 @@ WINDOW = dt.timedelta(days=7)
 BUDGET = BudgetKey("promo", 0, 10_000)  # 100.00 EUR
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
-def store(request):
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+def store(request, tmp_path):
     if request.param == "memory":
-        yield InMemoryStateStore()
+        yield VolatileStateStore()
+        return
+    if request.param == "sqlite":
+        from engine.sqlite_store import SQLiteStateStore
+
+        s = SQLiteStateStore(tmp_path / "state" / "state.sqlite3")
+        yield s
+        s.close()
         return
     from engine.redis_store import RedisStateStore
 
@@ -218,3 +225,72 @@ def test_concurrent_commitments_never_overspend(store):
     assert sum(r is None for r in results) == 6
     (usage,) = store.budget_usage([BUDGET])
     assert usage.committed_cents == 9000
+
+
+def test_a_customers_log_token_is_made_once_and_read_by_the_snapshot(store):
+    assert snap(store).log_token is None
+    token = store.log_token("c1")
+    assert token and store.log_token("c1") == token and snap(store).log_token == token
+    assert store.log_token("c2") != token
+
+
+def test_concurrent_first_uses_of_a_log_token_agree(store):
+    tokens, start = [], threading.Barrier(8)
+
+    def first_use():
+        start.wait()
+        tokens.append(store.log_token("new"))
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(tokens)) == 1
+
+
+def test_forget_deletes_a_customer_and_releases_its_pending_commitments(store):
+    """Contacts, response counts, last response, log token and pending decisions go; their
+    unsettled commitments are released; settled spend stays paid; others are untouched."""
+    kept = pending("c1", cost_cents=1_000)
+    redeemed = pending("c1", cost_cents=500, send_at=T0 + dt.timedelta(days=2))
+    other = pending("c2", cost_cents=700)
+    for p in (kept, redeemed, other, pending("c1", channel=None)):
+        assert store.reserve(p, PRESSURE) is None
+    store.add_outcome(kept.event_id, "o", OutcomeType.OPENED, 0.0, T0)
+    store.add_outcome(redeemed.event_id, "r", OutcomeType.REDEEMED, 0.0, T0)
+    store.log_token("c1")
+    assert store.budget_usage([BUDGET])[0].committed_cents == 1_700
+    gone = store.forget("c1")
+    assert (gone.contacts, gone.pending, gone.released_cents, gone.had_state) == (2, 3, 1_000, True)
+    usage = store.budget_usage([BUDGET])[0]
+    assert (usage.paid_cents, usage.committed_cents) == (500, 700)
+    s = snap(store, "c1", T0 + dt.timedelta(hours=1))
+    assert s.customer.contacts == () and s.customer.counts == {} and s.customer.last_response is None
+    assert s.log_token is None and store.pending_count() == 1
+    with pytest.raises(UnknownEvent):
+        store.add_outcome(kept.event_id, "o2", OutcomeType.CLICKED, 0.0, T0)
+    assert [p.event_id for p in store.pop_matured(T0 + 2 * WINDOW)] == [other.event_id]
+    assert store.forget("nobody") == type(gone)()
+
+
+def test_the_sqlite_store_keeps_everything_across_a_reopening(tmp_path):
+    """What the embedded default survives: the process ending (or being killed) between calls."""
+    from engine.sqlite_store import SQLiteStateStore
+
+    path = tmp_path / "state.sqlite3"
+    first = SQLiteStateStore(path)
+    p = pending("c1", cost_cents=1_000)
+    assert first.reserve(p, PRESSURE) is None
+    first.add_outcome(p.event_id, "o", OutcomeType.OPENED, 0.0, T0)
+    token = first.log_token("c1")
+    first.close()
+    again = SQLiteStateStore(path)
+    s = snap(again, when=T0 + dt.timedelta(hours=1))
+    assert s.customer.contacts == ((T0, "email"),) and s.log_token == token
+    assert s.budgets["promo"].committed_cents == 1_000 and s.customer.counts == {"email:sent": 1, "email:opened": 1}
+    assert again.reserve(pending("c1", send_at=T0 + dt.timedelta(hours=2)), PRESSURE).startswith("min_gap")
+    assert not again.add_outcome(p.event_id, "o", OutcomeType.OPENED, 0.0, T0)  # still a duplicate
+    matured = again.pop_matured(T0 + WINDOW)
+    assert [m.event_id for m in matured] == [p.event_id] and matured[0].outcomes == [(OutcomeType.OPENED, 0.0)]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    again.close()

@@ -178,6 +178,24 @@ class GetPolicyRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ForgetCustomerRequest(_message.Message):
+    __slots__ = ("customer_id",)
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    def __init__(self, customer_id: _Optional[str] = ...) -> None: ...
+
+class ForgetCustomerResponse(_message.Message):
+    __slots__ = ("contacts_deleted", "pending_deleted", "released", "known")
+    CONTACTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DELETED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    contacts_deleted: int
+    pending_deleted: int
+    released: float
+    known: bool
+    def __init__(self, contacts_deleted: _Optional[int] = ..., pending_deleted: _Optional[int] = ..., released: _Optional[float] = ..., known: _Optional[bool] = ...) -> None: ...
+
 class ReloadPolicyRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -207,7 +225,7 @@ class ExplorationSettings(_message.Message):
     def __init__(self, algorithm: _Optional[str] = ..., epsilon: _Optional[float] = ..., softmax_lambda: _Optional[float] = ..., squarecb_gamma: _Optional[float] = ...) -> None: ...
 
 class PolicyCounters(_message.Message):
-    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected", "control", "fallback", "reserve_conflicts", "store_errors", "rewards_clipped", "model_rollbacks")
+    __slots__ = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned", "pending", "rejected", "control", "fallback", "reserve_conflicts", "store_errors", "rewards_clipped", "model_rollbacks", "forgotten")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     EXPLORED_FIELD_NUMBER: _ClassVar[int]
     NO_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +240,7 @@ class PolicyCounters(_message.Message):
     STORE_ERRORS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_CLIPPED_FIELD_NUMBER: _ClassVar[int]
     MODEL_ROLLBACKS_FIELD_NUMBER: _ClassVar[int]
+    FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
     decisions: int
     explored: int
     no_contact: int
@@ -236,7 +255,8 @@ class PolicyCounters(_message.Message):
     store_errors: int
     rewards_clipped: int
     model_rollbacks: int
-    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ..., control: _Optional[int] = ..., fallback: _Optional[int] = ..., reserve_conflicts: _Optional[int] = ..., store_errors: _Optional[int] = ..., rewards_clipped: _Optional[int] = ..., model_rollbacks: _Optional[int] = ...) -> None: ...
+    forgotten: int
+    def __init__(self, decisions: _Optional[int] = ..., explored: _Optional[int] = ..., no_contact: _Optional[int] = ..., outcomes: _Optional[int] = ..., duplicate_outcomes: _Optional[int] = ..., learned: _Optional[int] = ..., pending: _Optional[int] = ..., rejected: _Optional[int] = ..., control: _Optional[int] = ..., fallback: _Optional[int] = ..., reserve_conflicts: _Optional[int] = ..., store_errors: _Optional[int] = ..., rewards_clipped: _Optional[int] = ..., model_rollbacks: _Optional[int] = ..., forgotten: _Optional[int] = ...) -> None: ...
 
 class PressureCap(_message.Message):
     __slots__ = ("id", "channels", "max_contacts", "window_seconds")

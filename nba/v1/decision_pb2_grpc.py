@@ -60,6 +60,11 @@ class DecisionServiceStub:
                 request_serializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyResponse.FromString,
                 _registered_method=True)
+        self.ForgetCustomer = channel.unary_unary(
+                '/nba.v1.DecisionService/ForgetCustomer',
+                request_serializer=nba_dot_v1_dot_decision__pb2.ForgetCustomerRequest.SerializeToString,
+                response_deserializer=nba_dot_v1_dot_decision__pb2.ForgetCustomerResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -107,6 +112,16 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetCustomer(self, request, context):
+        """Admin: erase a customer. Its contacts, response history and pending decisions are deleted
+        (their unsettled incentive commitments released), and its logged decisions no longer name
+        it: the random token they carry is deleted too. Outcomes for its earlier decisions then get
+        NOT_FOUND. Forgetting a customer the server does not know is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +149,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.ReloadPolicy,
                     request_deserializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=nba_dot_v1_dot_decision__pb2.ReloadPolicyResponse.SerializeToString,
+            ),
+            'ForgetCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetCustomer,
+                    request_deserializer=nba_dot_v1_dot_decision__pb2.ForgetCustomerRequest.FromString,
+                    response_serializer=nba_dot_v1_dot_decision__pb2.ForgetCustomerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +292,33 @@ class DecisionService:
             '/nba.v1.DecisionService/ReloadPolicy',
             nba_dot_v1_dot_decision__pb2.ReloadPolicyRequest.SerializeToString,
             nba_dot_v1_dot_decision__pb2.ReloadPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nba.v1.DecisionService/ForgetCustomer',
+            nba_dot_v1_dot_decision__pb2.ForgetCustomerRequest.SerializeToString,
+            nba_dot_v1_dot_decision__pb2.ForgetCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,
