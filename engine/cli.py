@@ -37,10 +37,29 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-prefix", default="nba", help="key prefix in Redis (default: nba)")
     p.add_argument("--require-durable", action="store_true",
                    help="refuse to start on a Redis that does not persist every write (appendonly no)")
+    p.add_argument("--state-dir", type=Path, default=Path("nba-state"),
+                   help="without --redis: caps, budgets and pending decisions in STATE_DIR/state.sqlite3; "
+                        "always: the model checkpoint and, without --id-key-file, the id key (default: nba-state)")
+    p.add_argument("--state-durable", action="store_true",
+                   help="SQLite state: fsync every transaction (survives a power loss, not only a crash)")
+    p.add_argument("--id-key-file", type=Path, default=None,
+                   help="key pseudonymising customer ids in the state and logs (default: $NBA_ID_KEY, else "
+                        "STATE_DIR/id.key, made on first start)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="save what the model learned online this often, and on shutdown (default 60)")
+    p.add_argument("--log-sync", choices=("always", "interval", "never"), default="interval",
+                   help="fsync the logs after every line, about every second, or never (default interval)")
+    p.add_argument("--log-max-age-days", type=float, default=0.0,
+                   help="delete log files older than this at rotation (default 0: keep)")
+    p.add_argument("--log-max-total-mb", type=float, default=0.0,
+                   help="delete the oldest log files beyond this size at rotation (default 0: keep)")
 
 
 def build_engine(args):
+    """The engine of ``nba serve``: its state in SQLite under --state-dir, or in Redis; ids
+    pseudonymised; logs synced and kept as asked."""
     from engine.pipeline import DecisionEngine
+    from engine.privacy import Pseudonyms, load_key
 
     catalog = load_catalog(args.catalog)
     model = None
@@ -66,8 +85,16 @@ def build_engine(args):
         if problem:
             logging.getLogger("nba").warning("%s; run it with appendonly yes (--require-durable refuses to "
                                              "start without it)", problem)
-    return DecisionEngine(catalog, store=store, model=model, log_dir=args.log_dir, seed=args.seed,
-                          honour_request_time=args.honour_decision_time)
+    else:
+        from engine.sqlite_store import SQLiteStateStore
+
+        store = SQLiteStateStore(args.state_dir / "state.sqlite3", durable=args.state_durable)
+    engine = DecisionEngine(catalog, store=store, model=model, log_dir=args.log_dir, seed=args.seed,
+                            honour_request_time=args.honour_decision_time,
+                            pseudonyms=Pseudonyms(load_key(args.id_key_file, args.state_dir)), log_sync=args.log_sync)
+    for log in (engine.decision_log, engine.outcome_log):
+        log.max_age_days, log.max_total_bytes = args.log_max_age_days, int(args.log_max_total_mb * 2**20)
+    return engine
 
 
 def server_limits(args):
@@ -103,6 +130,7 @@ def server_security(args):
 def cmd_serve(args) -> int:
     from engine.server import serve_forever, start_server
 
+    limits, security = server_limits(args), server_security(args)
     engine = build_engine(args)
     follower = None
     if args.model_uri:
@@ -115,21 +143,62 @@ def cmd_serve(args) -> int:
                                      args.tracking_uri)
         except ValueError as exc:
             raise ConfigError(f"--model-uri/--poll-seconds: {exc}") from None
+    from engine.checkpoint import ModelCheckpoint
+
     try:
-        running = start_server(engine, host=args.host, port=args.port, limits=server_limits(args),
-                               security=server_security(args), max_message_bytes=args.max_message_bytes,
-                               follower=follower)
+        checkpoint = ModelCheckpoint(args.state_dir, engine, args.checkpoint_seconds)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        running = start_server(engine, host=args.host, port=args.port, limits=limits,
+                               security=security, max_message_bytes=args.max_message_bytes,
+                               follower=follower, checkpoint=checkpoint)
     except ConfigError:
         raise
     except Exception as exc:
         if follower is None:
             raise
         raise ConfigError(f"--model-uri {args.model_uri}: cannot load it: {exc}") from None
-    state = f"state in {args.redis}" if args.redis else "state in memory"
+    state = f"state in {args.redis}" if args.redis else f"state in {args.state_dir / 'state.sqlite3'}"
     print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} "
           f"(catalog {engine.catalog.version}, model {engine.model.version}, logs in {args.log_dir}, "
           f"{state})", flush=True)
     serve_forever(running, grace=args.grace)
+    return 0
+
+
+def cmd_forget(args) -> int:
+    """Erase a customer: through a running server (--server), or in the state directly when no
+    server runs (--state-dir or --redis, with the servers' id key)."""
+    if args.server:
+        from engine.client import NBAClient
+
+        with NBAClient(args.server, token=args.token, tls_ca=args.tls_ca) as client:
+            gone = client.forget_customer(args.customer_id)
+        contacts, pending, released, known = gone.contacts_deleted, gone.pending_deleted, gone.released, gone.known
+    else:
+        from engine.privacy import Pseudonyms, load_key
+
+        if args.redis:
+            from engine.redis_store import RedisStateStore
+
+            store = RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
+        else:
+            from engine.sqlite_store import SQLiteStateStore
+
+            path = args.state_dir / "state.sqlite3"
+            if not path.exists():
+                raise ConfigError(f"--state-dir {args.state_dir}: no state.sqlite3 there")
+            store = SQLiteStateStore(path)
+        try:
+            sid = Pseudonyms(load_key(args.id_key_file, args.state_dir)).storage_id(args.customer_id)
+            gone = store.forget(sid)
+        finally:
+            store.close()
+        contacts, pending, released, known = gone.contacts, gone.pending, gone.released_cents / 100, gone.had_state
+    print(f"forgot {args.customer_id!r}: {contacts} contacts and {pending} pending decisions deleted, "
+          f"{released:.2f} EUR of commitments released" if known else
+          f"nothing held of {args.customer_id!r}: nothing to forget")
     return 0
 
 
@@ -159,6 +228,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     token.add_argument("name", help="the client's name (logs, rate limits)")
     token.add_argument("--roles", required=True, help="comma-separated: decide, report, admin")
     token.set_defaults(func=cmd_token)
+
+    forget = sub.add_parser("forget", help="erase a customer: its state, pending decisions and the link from "
+                                           "its logged decisions")
+    forget.add_argument("customer_id")
+    forget.add_argument("--server", default=None, metavar="HOST:PORT",
+                        help="a running nba serve to ask (ForgetCustomer, role admin)")
+    forget.add_argument("--token", default=None, help="with --server: an admin token")
+    forget.add_argument("--tls-ca", type=Path, default=None, help="with --server: the CA of its TLS certificate")
+    forget.add_argument("--state-dir", type=Path, default=Path("nba-state"),
+                        help="without --server: the state directory of a stopped server (default nba-state)")
+    forget.add_argument("--redis", default=None, metavar="URL", help="without --server: the servers' Redis")
+    forget.add_argument("--redis-cluster", action="store_true")
+    forget.add_argument("--redis-prefix", default="nba")
+    forget.add_argument("--id-key-file", type=Path, default=None,
+                        help="the servers' id key (default: $NBA_ID_KEY, else STATE_DIR/id.key)")
+    forget.set_defaults(func=cmd_forget)
 
     serve = sub.add_parser("serve", help="run the gRPC decision service")
     add_engine_options(serve)

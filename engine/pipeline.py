@@ -386,7 +386,7 @@ class DecisionEngine:
         keep a copy of it as the last good model; if not, go back to that copy."""
         context, n = pending.dsjson.context_and_actions()
         model = self.model
-        if np.isfinite(model.values(context, n)).all():
+        if model.healthy(context, n):
             self._good_model = model.serialize()
         else:
             self._roll_back(model)

@@ -191,6 +191,7 @@ class RunningServer:
     _stop_maturing: threading.Event
     follower: object = None
     servicer: DecisionServicer | None = None
+    checkpoint: object = None
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish (up to ``grace`` s), close logs."""
@@ -202,17 +203,21 @@ class RunningServer:
             self.servicer.streams.stop()
         self._stop_maturing.set()
         self.engine.mature()
+        if self.checkpoint is not None:
+            self.checkpoint.stop()
         self.engine.close()
 
 
 def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
                  limits: ServerLimits = ServerLimits(), security: Security = Security(),
                  max_message_bytes: int = 4 * 1024 * 1024, mature_every: float = 1.0, follower=None,
-                 interceptors: tuple = ()) -> RunningServer:
+                 checkpoint=None, interceptors: tuple = ()) -> RunningServer:
     """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
     (``engine.model_follower.ModelFollower``) keeps the model on a registry alias; it is started
-    here, before the server reports SERVING. ``interceptors`` (``grpc.ServerInterceptor``) wrap
-    every call, after the token check when there is one."""
+    here, before the server reports SERVING; so is ``checkpoint`` (``engine.checkpoint.
+    ModelCheckpoint``), after resuming the model it saved if it grew from the one serving.
+    ``interceptors`` (``grpc.ServerInterceptor``) wrap every call, after the token check when
+    there is one."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0), *limits.grpc_options()]
@@ -223,6 +228,9 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
                          maximum_concurrent_rpcs=limits.max_calls)
     if follower is not None:
         follower.start()
+    if checkpoint is not None:
+        checkpoint.resume()
+        checkpoint.start()
     servicer = DecisionServicer(engine, follower, limits)
     server.add_generic_rpc_handlers((service_handler(servicer),))
     health_servicer = health.HealthServicer()
@@ -253,7 +261,7 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
     # The model is loaded by now (the engine owns it): ready.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, bound, engine, stop, follower, servicer)
+    return RunningServer(server, health_servicer, bound, engine, stop, follower, servicer, checkpoint)
 
 
 def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1) -> None:
@@ -281,6 +289,8 @@ def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1
 def start_server_process(log_dir: Path, seed: int, extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
     """Run ``nba serve --port 0`` in a process of its own and return the process and the port it
     bound (``nba channel-demo``, ``nba simulate --policies engine_grpc``, tests, benchmarks)."""
+    if "--state-dir" not in extra:
+        extra = [*extra, "--state-dir", str(Path(log_dir) / "state")]
     cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(log_dir),
            "--seed", str(seed), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

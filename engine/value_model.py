@@ -46,6 +46,10 @@ class ValueModel:
         with self._lock:
             return self._predict(context_json, n_actions)
 
+    def healthy(self, context_json: str, n_actions: int) -> bool:
+        """Whether the model scores a context with finite values (a check after learning)."""
+        return bool(np.isfinite(self.values(context_json, n_actions)).all())
+
     def _learn(self, line: str) -> None:
         # Core calls, as in _predict: the public wrappers check every example's label type in
         # Python, which cost more than parsing and learning (the label is VW's own parse).

@@ -111,6 +111,9 @@ class TargetedLogger:
     def learn_decision(self, *args) -> None:
         pass
 
+    def healthy(self, context_json: str, n_actions: int) -> bool:
+        return True  # it does not learn (and its values come from a queue, one per decision)
+
     def serialize(self) -> bytes:
         return b""
 
