@@ -286,9 +286,11 @@ def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1
     log.info("stopped")
 
 
-def start_server_process(log_dir: Path, seed: int, extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
+def start_server_process(log_dir: Path, seed: int, extra: list[str] = (),
+                         output: list[str] | None = None) -> tuple[subprocess.Popen, int]:
     """Run ``nba serve --port 0`` in a process of its own and return the process and the port it
-    bound (``nba channel-demo``, ``nba simulate --policies engine_grpc``, tests, benchmarks)."""
+    bound (``nba channel-demo``, ``nba simulate --policies engine_grpc``, tests, benchmarks).
+    ``output``: gets the lines the server printed until then."""
     if "--state-dir" not in extra:
         extra = [*extra, "--state-dir", str(Path(log_dir) / "state")]
     cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(log_dir),
@@ -296,6 +298,8 @@ def start_server_process(log_dir: Path, seed: int, extra: list[str] = ()) -> tup
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     for line in proc.stdout:
+        if output is not None:
+            output.append(line)
         match = re.search(r"serving nba\.v1\.DecisionService on [^:]+:(\d+)", line)
         if match:
             return proc, int(match.group(1))

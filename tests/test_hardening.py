@@ -406,3 +406,138 @@ def test_reflection_can_be_switched_off(catalog, tmp_path):
             assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
     finally:
         running.stop(grace=1)
+
+
+def _state_text(store, backend: str) -> str:
+    """Everything the state holds, as text: every SQLite row, or every Redis key and value."""
+    if backend == "sqlite":
+        db = store._db
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return "\n".join(repr(row) for t in tables for row in db.execute(f"SELECT * FROM {t}"))
+    import zlib
+
+    r, parts = store.r, []
+    for key in r.keys(f"{store.prefix}:*"):
+        parts.append(key.decode())
+        kind = r.type(key).decode()
+        values = {"string": lambda: [r.get(key)], "hash": lambda: list(r.hgetall(key).items()),
+                  "set": lambda: list(r.smembers(key)), "zset": lambda: r.zrange(key, 0, -1)}[kind]()
+        for v in values:
+            for b in (v if isinstance(v, tuple) else (v,)):
+                try:
+                    parts.append(zlib.decompress(b).decode())
+                except zlib.error:
+                    parts.append(b.decode(errors="replace"))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_ids_are_pseudonymous_and_a_forgotten_customer_is_unlinkable(backend, catalog, tmp_path, request):
+    """Finding 10: customer ids were in clear in the logs and Redis keys, and nothing forgot a
+    customer. Now neither the logs nor the state hold the id; after ForgetCustomer no log line,
+    Redis key or SQLite row links to it, and its customer's outcomes are NOT_FOUND."""
+    from engine.privacy import Pseudonyms
+
+    if backend == "sqlite":
+        from engine.sqlite_store import SQLiteStateStore
+
+        store = SQLiteStateStore(tmp_path / "state.sqlite3")
+    else:
+        from engine.redis_store import RedisStateStore
+
+        store = RedisStateStore(request.getfixturevalue("redis_server").url, prefix="priv")
+    pseudonyms = Pseudonyms(b"a test key, not a secret of anyone")
+    engine = DecisionEngine(catalog, store=store, log_dir=tmp_path / "logs", seed=3, honour_request_time=True,
+                            pseudonyms=pseudonyms)
+    running = start_server(engine, port=0, limits=ServerLimits(max_calls=8, max_streams=4))
+    alice, bob = "alice.martin@example.com", "bob.durand@example.com"
+    try:
+        with NBAClient(f"127.0.0.1:{running.port}") as c:
+            mine = [c.next_best_action(alice, decision_time=T0 + dt.timedelta(days=k), **EMAIL) for k in range(3)]
+            for d in mine:
+                c.report_outcome(d.event_id, "o", "OPENED", time=d.decision_time)
+            theirs = c.next_best_action(bob, decision_time=T0, **EMAIL)
+            logs = "".join(p.read_text() for p in log_files(tmp_path / "logs", "decisions"))
+            state = _state_text(store, backend)
+            for text in (logs, state):
+                assert "alice" not in text and "bob" not in text
+            lines = {json.loads(x)["EventId"]: json.loads(x) for x in logs.splitlines()}
+            token = lines[mine[0].event_id]["_nba"]["customer_id"]
+            assert {lines[d.event_id]["_nba"]["customer_id"] for d in mine} == {token}
+            assert token in state and pseudonyms.storage_id(alice) in state
+            gone = c.forget_customer(alice)
+            assert gone.known and gone.pending_deleted == 3 and gone.contacts_deleted >= 1
+            state = _state_text(store, backend)
+            assert token not in state and pseudonyms.storage_id(alice) not in state
+            assert pseudonyms.storage_id(bob) in state  # bob is untouched
+            for d in mine:
+                with pytest.raises(grpc.RpcError) as err:
+                    c.report_outcome(d.event_id, "c", "CLICKED", time=d.decision_time)
+                assert err.value.code() is grpc.StatusCode.NOT_FOUND
+            assert c.report_outcome(theirs.event_id, "o", "OPENED", time=T0).event_id == theirs.event_id
+            assert not c.forget_customer("nobody@example.com").known
+            assert c.policy().counters.forgotten == 2
+    finally:
+        running.stop(grace=1)
+
+
+def test_nba_forget_erases_from_a_stopped_servers_state(catalog, tmp_path):
+    from engine.privacy import Pseudonyms
+    from engine.sqlite_store import SQLiteStateStore
+
+    key = tmp_path / "id.key"
+    key.write_text("another test key, made for this test")
+    store = SQLiteStateStore(tmp_path / "state" / "state.sqlite3")
+    engine = DecisionEngine(catalog, store=store, seed=1, honour_request_time=True,
+                            pseudonyms=Pseudonyms(key.read_bytes().strip()))
+    from support import request
+
+    engine.decide(request("alice", T0, consented_channels=("email",)))
+    store.close()
+    run = subprocess.run([sys.executable, "-m", "engine.cli", "forget", "alice", "--state-dir", str(tmp_path / "state"),
+                          "--id-key-file", str(key)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "forgot 'alice': 1 contacts and 1 pending decisions deleted" in run.stdout
+    again = SQLiteStateStore(tmp_path / "state" / "state.sqlite3")
+    assert again.pending_count() == 0
+    again.close()
+
+
+def test_log_files_are_private_and_synced_and_old_ones_go(tmp_path, monkeypatch):
+    """Findings 6 and 7: logs were world-readable, never fsynced and kept forever."""
+    import os
+
+    from engine.decision_log import JsonlLog
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    always = JsonlLog(tmp_path / "a", "decisions", sync="always")
+    for i in range(5):
+        always.append({"i": i})
+    assert len(synced) == 5 and oct(always.path.stat().st_mode & 0o777) == "0o640"
+    always.close()
+
+    interval = JsonlLog(tmp_path / "b", "decisions", sync="interval")
+    synced.clear()
+    for i in range(100):
+        interval.append({"i": i})
+    time.sleep(1.5)
+    assert 1 <= len(synced) <= 2  # about once a second, not once a line
+    interval.close()
+
+    old = tmp_path / "c"
+    old.mkdir()
+    for k in range(3):
+        path = old / f"decisions-20250101T00000{k}-1-0001.jsonl"
+        path.write_text("x" * 2000)
+        os.utime(path, (time.time() - 40 * 86400, time.time() - 40 * 86400))
+    keep = old / "outcomes-20250101T000000-1-0001.jsonl"
+    keep.write_text("y")
+    os.utime(keep, (time.time() - 40 * 86400,) * 2)
+    log = JsonlLog(old, "decisions", max_age_days=30)
+    log.append({"new": True})
+    assert [p.name for p in log_files(old, "decisions")] == [log.path.name] and keep.exists()
+    log.close()
+    with pytest.raises(ValueError, match="log sync must be one of"):
+        JsonlLog(tmp_path, "d", sync="sometimes")
