@@ -105,6 +105,17 @@ def run_load(store_url: str, *, cluster: bool = False, workdir: Path, servers: i
     return load.result(elapsed)
 
 
+def _peak_spend(rows: list[tuple[dt.datetime, int, bool]], window: dt.timedelta) -> int:
+    """The most ever spent at once: redeemed incentives (paid for good) plus unredeemed ones
+    still inside their attribution window, at each decision's time."""
+    rows = sorted(rows)
+    peak = 0
+    for i, (t, _, _) in enumerate(rows):
+        spend = sum(c for u, c, paid in rows[: i + 1] if paid or u + window > t)
+        peak = max(peak, spend)
+    return peak
+
+
 class LoadRun:
     """One load test: servers started, clients driven (and Redis killed, if asked), servers
     stopped, logs and Redis's ledger checked. Arguments: see ``run_load``."""
@@ -277,12 +288,19 @@ class LoadRun:
                 "fallback_after_recovery": sum(1 for t, fb in timeline if fb and after and t > after[0] + 0.5)}
 
 
-def verify_logs(log_dirs: list[Path], catalog: Catalog, redeemed: set[str] = frozenset()) -> dict:
+def verify_logs(log_dirs: list[Path], catalog: Catalog, redeemed: set[str] = frozenset(),
+                released: bool = False) -> dict:
     """Replay decision logs: cap and gap violations over exact sliding windows, and incentives
-    committed per budget period (and the redeemed part of them) against the amount."""
+    committed per budget period (and the redeemed part of them) against the amount.
+
+    ``released``: decisions matured during the run (their unredeemed commitments went back to
+    the budget when their attribution window closed, redemptions being reported at decision
+    time). The budget check is then on the peak spend -- what was paid plus what was still
+    committed -- at each decision, instead of on every commitment ever made."""
     contacts: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
     committed: dict[str, int] = defaultdict(int)
     paid: dict[str, int] = defaultdict(int)
+    spends: dict[str, list[tuple[dt.datetime, int, bool]]] = defaultdict(list)
     decisions = fallback = 0
     for directory in log_dirs:
         for path in log_files(directory, "decisions"):
@@ -300,9 +318,12 @@ def verify_logs(log_dirs: list[Path], catalog: Catalog, redeemed: set[str] = fro
                     at = dt.datetime.fromisoformat(action["send_at"].replace("Z", "+00:00"))
                     contacts[meta["customer_id"]].append((at, action["channel"]))
                 if "budget" in meta:
-                    committed[meta["budget"]] += round(meta["offer_cost"] * 100)
+                    cents = round(meta["offer_cost"] * 100)
+                    committed[meta["budget"]] += cents
                     if record["EventId"] in redeemed:
-                        paid[meta["budget"]] += round(meta["offer_cost"] * 100)
+                        paid[meta["budget"]] += cents
+                    at = dt.datetime.fromisoformat(meta["decision_time"].replace("Z", "+00:00"))
+                    spends[meta["budget"]].append((at, cents, record["EventId"] in redeemed))
     pressure = catalog.constraints.pressure
     cap_violations = gap_violations = 0
     for rows in contacts.values():
@@ -322,8 +343,9 @@ def verify_logs(log_dirs: list[Path], catalog: Catalog, redeemed: set[str] = fro
         budget_id, period = name.rsplit(":", 1)
         budget = next(b for b in catalog.constraints.budgets if b.id == budget_id)
         keys.append(BudgetKey(budget_id, int(period), budget.amount_cents))
-        budgets[name] = {"committed_cents": cents, "paid_cents": paid[name],
-                         "amount_cents": budget.amount_cents, "overspent": cents > budget.amount_cents}
+        peak = _peak_spend(spends[name], catalog.attribution_window) if released else cents
+        budgets[name] = {"committed_cents": cents, "paid_cents": paid[name], "peak_spend_cents": peak,
+                         "amount_cents": budget.amount_cents, "overspent": peak > budget.amount_cents}
     return {"decisions_logged": decisions, "fallback_logged": fallback,
             "contacts_logged": sum(len(r) for r in contacts.values()),
             "customers_contacted": len(contacts), "cap_violations": cap_violations,

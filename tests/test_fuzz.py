@@ -53,3 +53,5 @@ def test_ten_thousand_hostile_calls_get_documented_answers_only(backend, tmp_pat
     assert lines(tmp_path / "logs", "decisions") == decided      # nothing logged for a rejected call
     assert lines(tmp_path / "logs", "outcomes") == reported
     assert after - before < 150, f"RSS grew by {after - before:.0f} MB"
+    modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "logs").glob("*.jsonl")}
+    assert modes == {"0o640"}  # finding 6: logs were world-readable
