@@ -68,31 +68,35 @@ def _respond(person: dict, decision, rng: np.random.Generator) -> list[tuple[str
 
 
 def run_demo(args) -> int:
+    """Start a server (or use ``args.server``, with ``args.token`` and ``args.tls_ca``), play the
+    channel system against it, stop the server it started."""
     rng = np.random.default_rng(args.seed)
-    tmp = None
+    tmp, proc = None, None
     log_dir = args.log_dir
-    if log_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="nba-demo-")
-        log_dir = Path(tmp.name)
-    print(f"Starting `nba serve` (logs in {log_dir}) ...", flush=True)
-    proc, port = start_server_process(log_dir, args.seed, ["--honour-decision-time"])
+    if args.server:
+        target = args.server
+        print(f"Using the server at {target} (it should run with --honour-decision-time) ...", flush=True)
+    else:
+        if log_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="nba-demo-")
+            log_dir = Path(tmp.name)
+        print(f"Starting `nba serve` (logs in {log_dir}) ...", flush=True)
+        proc, port = start_server_process(log_dir, args.seed, ["--honour-decision-time"])
+        target = f"127.0.0.1:{port}"
     try:
-        with NBAClient(f"127.0.0.1:{port}") as nba:
+        with NBAClient(target, token=args.token, tls_ca=args.tls_ca) as nba:
             nba.wait_ready()
-            print(f"Server ready on 127.0.0.1:{port}\n")
+            print(f"Server ready on {target}\n")
             _inbound_example(nba)
             _campaigns(nba, load_catalog(), _customers(args.customers, rng), rng)
             _bad_request_example(nba)
-            info = nba.policy()
-            c = info.counters
-            print(f"\nGetPolicy: model {info.model_version}, catalog {info.catalog_version}, "
-                  f"{info.exploration.algorithm} epsilon={info.exploration.epsilon}")
-            print(f"  decisions={c.decisions} explored={c.explored} no_contact={c.no_contact} "
-                  f"outcomes={c.outcomes} duplicates={c.duplicate_outcomes} learned={c.learned} "
-                  f"pending={c.pending} rejected={c.rejected}")
+            _policy_summary(nba)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    if proc is None:
+        return 0
     decisions = sum(1 for f in log_dir.glob("decisions-*.jsonl") for _ in f.open())
     outcomes = sum(1 for f in log_dir.glob("outcomes-*.jsonl") for _ in f.open())
     print(f"\nServer stopped (exit code {proc.returncode}). Logged {decisions} DSJSON decisions and "
@@ -100,6 +104,20 @@ def run_demo(args) -> int:
     if tmp is not None:
         tmp.cleanup()
     return 0 if proc.returncode == 0 else 1
+
+
+def _policy_summary(nba: NBAClient) -> None:
+    try:
+        info = nba.policy()
+    except grpc.RpcError as err:  # a token without the admin role
+        print(f"\nGetPolicy -> {err.code().name}: {err.details()}")
+        return
+    c = info.counters
+    print(f"\nGetPolicy: model {info.model_version}, catalog {info.catalog_version}, "
+          f"{info.exploration.algorithm} epsilon={info.exploration.epsilon}")
+    print(f"  decisions={c.decisions} explored={c.explored} no_contact={c.no_contact} "
+          f"outcomes={c.outcomes} duplicates={c.duplicate_outcomes} learned={c.learned} "
+          f"pending={c.pending} rejected={c.rejected}")
 
 
 def _inbound_example(nba: NBAClient) -> None:

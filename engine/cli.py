@@ -292,6 +292,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="where the demo server logs (default: a temporary directory)")
     cdemo.add_argument("--customers", type=int, default=1000, help="customers in the campaign")
     cdemo.add_argument("--seed", type=int, default=7)
+    cdemo.add_argument("--server", default=None, metavar="HOST:PORT",
+                       help="drive this running server (started with --honour-decision-time) instead of one of "
+                            "its own")
+    cdemo.add_argument("--token", default=None, help="with --server: a bearer token (roles decide, report)")
+    cdemo.add_argument("--tls-ca", type=Path, default=None, help="with --server: the CA of its TLS certificate")
     cdemo.set_defaults(func=cmd_channel_demo)
 
 

@@ -297,7 +297,9 @@ def start_server_process(log_dir: Path, seed: int, extra: list[str] = (),
            "--seed", str(seed), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
+    said: list[str] = []
     for line in proc.stdout:
+        said.append(line)
         if output is not None:
             output.append(line)
         match = re.search(r"serving nba\.v1\.DecisionService on [^:]+:(\d+)", line)
@@ -306,4 +308,4 @@ def start_server_process(log_dir: Path, seed: int, extra: list[str] = (),
         if time.monotonic() > deadline:
             break
     proc.kill()
-    raise RuntimeError(f"server did not start: {' '.join(cmd)}")
+    raise RuntimeError(f"server did not start: {' '.join(cmd)}\n{''.join(said[-5:])}")

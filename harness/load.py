@@ -141,7 +141,7 @@ class LoadRun:
     def run(self) -> float:
         """Start the servers, drive the clients, stop the servers; the load's seconds."""
         extra = ["--catalog", str(self.catalog_path), "--redis", self.store_url, "--redis-prefix", self.prefix,
-                 "--workers", "8", "--honour-decision-time"] + (["--redis-cluster"] if self.cluster else [])
+                 "--max-calls", "16", "--max-streams", "4", "--honour-decision-time"] + (["--redis-cluster"] if self.cluster else [])
         procs = []
         try:
             for i in range(self.servers):

@@ -541,3 +541,22 @@ def test_log_files_are_private_and_synced_and_old_ones_go(tmp_path, monkeypatch)
     log.close()
     with pytest.raises(ValueError, match="log sync must be one of"):
         JsonlLog(tmp_path, "d", sync="sometimes")
+
+
+@pytest.mark.slow
+def test_the_channel_demo_speaks_tls_and_tokens(tmp_path, pki):
+    """The Python client and nba channel-demo against a server with TLS and tokens."""
+    from harness.processes import ServerProcess
+
+    path, tokens = tokens_file(tmp_path, {"demo": ["decide", "report"]})
+    server = ServerProcess(tmp_path / "logs", extra=["--honour-decision-time", "--tls-cert", str(pki["server"].cert),
+                                                     "--tls-key", str(pki["server"].key), "--tokens", str(path)])
+    try:
+        run = subprocess.run([sys.executable, "-m", "engine.cli", "channel-demo", "--server", server.target,
+                              "--token", tokens["demo"], "--tls-ca", str(pki["ca"].cert), "--customers", "40"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert "Weekly outbound campaign over 40 customers" in run.stdout
+        assert "GetPolicy -> PERMISSION_DENIED" in run.stdout  # the demo's token has no admin role
+    finally:
+        server.stop()

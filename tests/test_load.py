@@ -61,7 +61,7 @@ def test_the_replay_catches_a_cap_violation_and_an_overspend(tmp_path):
     for k, hours in enumerate([0, 30, 60, 90]):  # 4 emails in 4 days: gap fine, caps broken
         at = (t0 + dt.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         lines.append({"EventId": f"e{k}", "_nba": {
-            "customer_id": "c1", "offer_cost": 10.0, "budget": "incentives:2",
+            "customer_id": "c1", "offer_cost": 10.0, "budget": "incentives:2", "decision_time": at,
             "action": {"no_contact": False, "channel": "email", "send_at": at, "offer_id": "discount_10"}}})
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "decisions-x-1-0001.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
@@ -69,3 +69,10 @@ def test_the_replay_catches_a_cap_violation_and_an_overspend(tmp_path):
     assert report["gap_violations"] == 0
     assert report["cap_violations"] >= 2  # email_week (2) and all_week (3)
     assert report["budgets"]["incentives:2"]["overspent"]
+    # With commitments released as windows close: 40 EUR committed within one week is too much,
+    # four 10 EUR offers a week apart is not.
+    assert verify_logs([tmp_path / "logs"], catalog, released=True)["budgets"]["incentives:2"]["overspent"]
+    spread = [dict(line, _nba=dict(line["_nba"], decision_time=(t0 + dt.timedelta(days=8 * k)).isoformat()))
+              for k, line in enumerate(lines)]
+    (tmp_path / "logs" / "decisions-x-1-0001.jsonl").write_text("\n".join(json.dumps(x) for x in spread))
+    assert not verify_logs([tmp_path / "logs"], catalog, released=True)["budgets"]["incentives:2"]["overspent"]
