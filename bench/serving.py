@@ -1,0 +1,310 @@
+"""Serving at campaign scale: `nba serve` against a no-op gRPC server, alternately, fresh servers.
+
+The reference (bench/noop_server.py) has the same gRPC options and answers a constant Decision
+of the same shape: what gRPC and protobuf cost. Each round starts one, measures it, stops it,
+then the same for `nba serve` (embedded SQLite state, --honour-decision-time, decision times
+spread so that customers are new), and prints each pair and its ratio:
+
+  * unary, one client: p50 latency, and the server's CPU per decision (/proc utime + stime);
+  * 32 calls in flight (32 client threads): requests a second;
+
+The client is the project's own (engine.client.NBAClient), as a Python channel system would call.
+  * one stream, and four streams at once: decisions a second.
+
+Then, once each: `nba serve --processes 2 --redis` (four streams, 32 in flight), a catalog of
+~500 feasible actions (unary p50), and memory: RSS over a long run whose pending decisions stop
+growing after the attribution window, and Redis's MEMORY USAGE per pending decision.
+
+    .venv/bin/python bench/serving.py                  # everything (~15 minutes on 2 cores)
+    .venv/bin/python bench/serving.py --only pairs     # pairs | processes | actions | memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.client import NBAClient  # noqa: E402
+
+START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def requests(n: int, first: int = 0, start: dt.datetime = START, span: dt.timedelta = dt.timedelta(hours=1)):
+    """``n`` requests for distinct customers, decision times spread over ``span`` from ``start``."""
+    import dataclasses
+
+    from bench.latency import make_request
+
+    return [dataclasses.replace(make_request(i), customer_id=f"bench-{i}", decision_time=start + span * ((i - first) / n))
+            for i in range(first, first + n)]
+
+
+class Server:
+    """A server process on a free port, stopped by ``stop``."""
+
+    def __init__(self, args: list[str]):
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        self.lines: list[str] = []
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            match = re.search(r"serving nba\.v1\.DecisionService on [^:]+:(\d+)", line)
+            if match:
+                self.target = f"127.0.0.1:{match.group(1)}"
+                break
+        else:
+            raise RuntimeError("server did not start:\n" + "".join(self.lines[-10:]))
+        import threading
+
+        threading.Thread(target=lambda: [self.lines.append(x) for x in self.proc.stdout], daemon=True).start()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its children (``--processes``)."""
+        total = 0.0
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / TICK
+            except (OSError, IndexError):
+                pass
+        return total
+
+    def rss_mb(self) -> float:
+        return sum(_rss(pid) for pid in [self.proc.pid, *_children(self.proc.pid)]) / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _rss(pid: int) -> int:
+    try:
+        return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def noop() -> Server:
+    return Server([sys.executable, "bench/noop_server.py"])
+
+
+def nba(tmp: Path, *extra: str) -> Server:
+    return Server([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--log-dir", str(tmp / "logs"),
+                   "--state-dir", str(tmp / "state"), "--honour-decision-time", "--seed", "1",
+                   "--max-streams", "8", *extra])
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+
+def unary(server: Server, calls: int) -> dict:
+    with NBAClient(server.target, timeout=10) as client:
+        for r in requests(200, first=10_000_000):
+            client.decide(r)
+        batch = requests(calls)
+        cpu, times = server.cpu_seconds(), []
+        for r in batch:
+            t = time.perf_counter()
+            client.decide(r)
+            times.append(time.perf_counter() - t)
+        cpu = server.cpu_seconds() - cpu
+    return {"p50_ms": statistics.median(times) * 1000, "cpu_ms": cpu / calls * 1000}
+
+
+def _in_flight(target: str, calls: int, concurrency: int) -> float:
+    """Requests a second with ``concurrency`` client threads, each calling one after the other."""
+    import threading
+
+    batch = requests(calls, first=20_000_000)
+    lock = threading.Lock()
+    with NBAClient(target, timeout=30) as client:
+        def worker():
+            while True:
+                with lock:
+                    if not batch:
+                        return
+                    r = batch.pop()
+                client.decide(r)
+        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return calls / (time.perf_counter() - started)
+
+
+def _streams(target: str, per_stream: int, n: int) -> float:
+    """Decisions a second over ``n`` streams at once, one client thread each (decide_many)."""
+    import threading
+
+    counts = [0] * n
+    batches = [requests(per_stream, first=30_000_000 + k * 1_000_000) for k in range(n)]
+    with NBAClient(target) as client:
+        def one(k: int) -> None:
+            counts[k] = sum(1 for _ in client.decide_many(batches[k], timeout=3600))
+        threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts) / (time.perf_counter() - started)
+
+
+def measure(server: Server, calls: int, stream: int) -> dict:
+    result = unary(server, calls)
+    result["in_flight_rps"] = _in_flight(server.target, calls, 32)
+    result["stream_dps"] = _streams(server.target, stream, 1)
+    result["streams4_dps"] = _streams(server.target, stream // 2, 4)
+    return result
+
+
+def pairs(rounds: int, calls: int, stream: int) -> dict:
+    rows = []
+    for r in range(rounds):
+        ref = noop()
+        try:
+            a = measure(ref, calls, stream)
+        finally:
+            ref.stop()
+        with tempfile.TemporaryDirectory() as tmp:
+            srv = nba(Path(tmp))
+            try:
+                b = measure(srv, calls, stream)
+            finally:
+                srv.stop()
+        rows.append((a, b))
+        print(f"round {r + 1}: no-op / nba serve: unary p50 {a['p50_ms']:.2f} / {b['p50_ms']:.2f} ms "
+              f"({b['p50_ms'] / a['p50_ms']:.2f}x); server CPU per decision {a['cpu_ms']:.2f} / {b['cpu_ms']:.2f} ms; "
+              f"32 in flight {a['in_flight_rps']:,.0f} / {b['in_flight_rps']:,.0f} req/s "
+              f"({b['in_flight_rps'] / a['in_flight_rps']:.2f}x); one stream {a['stream_dps']:,.0f} / "
+              f"{b['stream_dps']:,.0f} /s ({b['stream_dps'] / a['stream_dps']:.2f}x); four streams "
+              f"{a['streams4_dps']:,.0f} / {b['streams4_dps']:,.0f} /s ({b['streams4_dps'] / a['streams4_dps']:.2f}x)",
+              flush=True)
+    med = lambda key, i: statistics.median(row[i][key] for row in rows)  # noqa: E731
+    summary = {key: (med(key, 0), med(key, 1)) for key in rows[0][0]}
+    print("\n| | no-op server | nba serve | ratio |\n|---|---:|---:|---:|")
+    for key, title, unit in (("p50_ms", "unary, 1 client, p50", "ms"), ("cpu_ms", "server CPU per decision", "ms"),
+                             ("in_flight_rps", "32 calls in flight", "req/s"),
+                             ("stream_dps", f"one stream, {stream:,} requests", "/s"),
+                             ("streams4_dps", "four streams", "/s")):
+        a, b = summary[key]
+        fmt = "{:.2f}" if unit == "ms" else "{:,.0f}"
+        print(f"| {title} | {fmt.format(a)} {unit} | {fmt.format(b)} {unit} | {b / a:.2f}x |")
+    return summary
+
+
+def processes(calls: int, stream: int) -> None:
+    from harness.redis_servers import RedisServer
+
+    redis = RedisServer().start()
+    try:
+        results = {}
+        for n in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                srv = nba(Path(tmp), "--redis", redis.url, "--redis-prefix", f"p{n}", "--processes", str(n))
+                try:
+                    results[n] = ((_streams(srv.target, stream // 2, 4)),
+                                  (_in_flight(srv.target, calls, 32)))
+                finally:
+                    srv.stop()
+        ref = noop()
+        try:
+            ref_rps = (_in_flight(ref.target, calls, 32))
+        finally:
+            ref.stop()
+    finally:
+        redis.stop()
+    (s1, f1), (s2, f2) = results[1], results[2]
+    print(f"\non Redis: four streams {s1:,.0f} /s with one process, {s2:,.0f} /s with --processes 2 "
+          f"({s2 / s1:.2f}x); 32 in flight {f1:,.0f} / {f2:,.0f} req/s, the no-op's {ref_rps:,.0f} "
+          f"({f2 / ref_rps:.2f}x of it with --processes 2)")
+
+
+def many_actions(calls: int) -> None:
+    from engine.catalog import default_catalog_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        text = default_catalog_path().read_text()
+        extra_offers = "".join(f'\n[offers.extra_{k}]\nname = "Extra {k}"\ncost = 0.0\n' for k in range(16))
+        catalog = tmp / "large.toml"
+        catalog.write_text(text.replace("# Channels:", extra_offers + "\n# Channels:", 1))
+        srv = nba(tmp, "--catalog", str(catalog))
+        try:
+            with NBAClient(srv.target) as client:
+                d = client.decide(requests(1, first=40_000_000)[0])
+            r = unary(srv, calls)
+        finally:
+            srv.stop()
+    print(f"\n{d.feasible_actions} feasible actions: unary p50 {r['p50_ms']:.2f} ms, server CPU "
+          f"{r['cpu_ms']:.2f} ms per decision")
+
+
+def memory(decisions: int) -> None:
+    span = dt.timedelta(days=14)  # pending decisions stop growing after 7 days (the window)
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = nba(Path(tmp))
+        points = []
+        try:
+            with NBAClient(srv.target) as client:
+                batch = 10_000
+                for k in range(decisions // batch):
+                    reqs = requests(batch, first=k * batch, start=START + span * (k * batch / decisions),
+                                    span=span / (decisions // batch))
+                    sum(1 for _ in client.decide_many(reqs, timeout=3600))
+                    points.append(((k + 1) * batch, srv.rss_mb()))
+        finally:
+            srv.stop()
+    half = [rss for n, rss in points if n > decisions / 2]
+    print(f"\nRSS of nba serve over {decisions:,} decisions in 14 simulated days (MB): "
+          + ", ".join(f"{rss:.0f}" for _, rss in points))
+    print(f"second half: {min(half):.0f}-{max(half):.0f} MB ({(max(half) - min(half)) / min(half):.1%} apart)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("pairs", "processes", "actions", "memory"), action="append")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--stream", type=int, default=10_000)
+    parser.add_argument("--decisions", type=int, default=200_000)
+    args = parser.parse_args()
+    what = args.only or ["pairs", "processes", "actions", "memory"]
+    if "pairs" in what:
+        pairs(args.rounds, args.calls, args.stream)
+    if "processes" in what:
+        processes(args.calls, args.stream)
+    if "actions" in what:
+        many_actions(args.calls)
+    if "memory" in what:
+        memory(args.decisions)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
