@@ -237,6 +237,17 @@ class Catalog:
     def slot_at_hour(self, local_hour: int) -> SendSlot:
         return self.send_slots[local_hour // self.send_slots[0].hours]
 
+    @cached_property
+    def memo(self) -> dict:
+        """What other modules compute once per catalog (e.g. ``engine.feasibility``'s templates)."""
+        return {}
+
+    @cached_property
+    def eligibility_features(self) -> tuple[str, ...]:
+        """The request features some offer's eligibility rules read."""
+        return tuple(sorted({name for o in self.offers.values() for rules in (
+            o.eligibility.categorical, o.eligibility.numeric_min, o.eligibility.numeric_max) for name in rules}))
+
 
 @dataclass(frozen=True)
 class Header:

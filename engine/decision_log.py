@@ -152,28 +152,40 @@ class DsjsonLine:
     @classmethod
     def build(cls, event_id: str, timestamp: dt.datetime, context_json: str,
               probabilities: np.ndarray, chosen: int, model_version: str,
-              meta: dict[str, Any]) -> DsjsonLine:
-        k = len(probabilities)
-        order = [chosen] + [i for i in range(k) if i != chosen]
-        head = {
-            "_label_probability": float(probabilities[chosen]),
-            "_label_Action": chosen + 1,
-            "_labelIndex": chosen,
-            "Timestamp": iso(timestamp),
-            "Version": "1",
-            "EventId": event_id,
-            "a": [i + 1 for i in order],
-            "p": [float(probabilities[i]) for i in order],
-            "VWState": {"m": model_version},
-            "_nba": meta,
-        }
-        body = json.dumps(head, separators=(",", ":"), default=_json_default)
-        return cls(body[1:-1] + ',"c":' + context_json + "}")
+              meta: dict[str, Any] | str) -> DsjsonLine:
+        """The decision's line. ``meta``: a dict, or its JSON text already encoded. The text is
+        what ``json.dumps`` (compact separators) makes of the fields, written out directly: the
+        probabilities alone are ~100 numbers a decision."""
+        p = probabilities.tolist()
+        ordered = [p[chosen]] + p[:chosen] + p[chosen + 1:]
+        ids = [chosen + 1] + [i + 1 for i in range(len(p)) if i != chosen]
+        if not isinstance(meta, str):
+            meta = json.dumps(meta, separators=(",", ":"), default=_json_default)
+        head = (f'"_label_probability":{float.__repr__(float(p[chosen]))},"_label_Action":{chosen + 1},'
+                f'"_labelIndex":{chosen},"Timestamp":"{iso(timestamp)}","Version":"1",'
+                f'"EventId":{json.dumps(event_id)},"a":[{",".join(map(str, ids))}],'
+                f'"p":[{",".join(map(float.__repr__, map(float, ordered)))}],'
+                f'"VWState":{json.dumps({"m": model_version}, separators=(",", ":"))},"_nba":{meta}')
+        return cls(head + ',"c":' + context_json + "}")
+
+    @classmethod
+    def learned(cls, event_id: str, timestamp: dt.datetime, context_head: str, fragment: str, n_actions: int,
+                probability: float, chosen: int) -> DsjsonLine:
+        """The part of a decision's line that VW's mtr reduction learns from: the shared features,
+        the chosen action's, and an empty example for every other action (``--cb_type mtr``
+        learns only the chosen action, weighted by the number of actions it was among). A tenth
+        of the whole line; the model learns the same weights from it. ``context_head``: the
+        context up to and including ``"_multi":[``."""
+        multi = ",".join(["{}"] * chosen + [fragment] + ["{}"] * (n_actions - chosen - 1))
+        return cls(f'"_label_probability":{float.__repr__(float(probability))},"_label_Action":{chosen + 1},'
+                   f'"_labelIndex":{chosen},"Timestamp":"{iso(timestamp)}","Version":"1",'
+                   f'"EventId":{json.dumps(event_id)},"a":[{chosen + 1}],"p":[{float.__repr__(float(probability))}],'
+                   f'"c":{context_head}{multi}]}}}}')
 
     def with_cost(self, cost: float) -> str:
         return '{"_label_cost":' + repr(float(cost)) + "," + self.rest
 
     def context_and_actions(self) -> tuple[str, int]:
-        """The context as scored (VW JSON text) and its number of actions."""
+        """The context (VW JSON text) and its number of actions."""
         line = json.loads("{" + self.rest)
-        return json.dumps(line["c"], separators=(",", ":")), len(line["a"])
+        return json.dumps(line["c"], separators=(",", ":")), len(line["c"]["_multi"])

@@ -10,6 +10,7 @@ only when it explores.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,9 +23,16 @@ TIE_TOLERANCE = 1e-9
 
 def offer_channel_groups(labels: Sequence[str]) -> np.ndarray:
     """Each action's group: its offer on its channel (labels ``offer/channel/slot``), whatever
-    the send slot; no_contact is a group of its own."""
+    the send slot; no_contact is a group of its own. (Read only: the array is shared.)"""
+    return _groups(tuple(labels))
+
+
+@functools.lru_cache(maxsize=4096)
+def _groups(labels: tuple[str, ...]) -> np.ndarray:
     keys = [label if label == "no_contact" else label.rsplit("/", 1)[0] for label in labels]
-    return np.unique(keys, return_inverse=True)[1]
+    groups = np.unique(keys, return_inverse=True)[1]
+    groups.flags.writeable = False
+    return groups
 
 
 def group_mean(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -52,13 +60,20 @@ def with_slot_value(values: np.ndarray, labels: Sequence[str], settings: Explora
 
 def default_mask(labels: Sequence[str], settings: ExplorationSettings) -> np.ndarray | None:
     """Which actions (``offer/channel/slot`` labels) are the catalog's default contact: its
-    default offer on the first of its default channels among them. None if there is none."""
+    default offer on the first of its default channels among them. None if there is none.
+    (Read only: the array is shared.)"""
     if settings.default_offer is None:
         return None
+    return _default_mask(tuple(labels), settings)
+
+
+@functools.lru_cache(maxsize=4096)
+def _default_mask(labels: tuple[str, ...], settings: ExplorationSettings) -> np.ndarray | None:
     for channel in settings.default_channels:
         prefix = f"{settings.default_offer}/{channel}/"
         mask = np.fromiter((label.startswith(prefix) for label in labels), bool, len(labels))
         if mask.any():
+            mask.flags.writeable = False
             return mask
     return None
 

@@ -22,6 +22,7 @@ from engine.validation import zone
 class FeasibleSet:
     actions: tuple[Action, ...]  # no_contact is the last one
     exclusions: tuple[Exclusion, ...]
+    labels: tuple[str, ...] = ()  # the actions' labels, in order (filled by feasible_actions)
 
 
 def send_time(slot: SendSlot, now_local: dt.datetime) -> dt.datetime:
@@ -35,10 +36,48 @@ def send_time(slot: SendSlot, now_local: dt.datetime) -> dt.datetime:
     return start.replace(tzinfo=None).replace(tzinfo=now_local.tzinfo)
 
 
+# What feasible_actions finds depends on the request's time zone, narrowing, consent, inbound
+# flag and the features eligibility rules read, and on the local date and minute of now; the
+# send time of a slot that is open now is now itself. So a result is kept per such key, with the
+# open slot's actions built per call (``_Template``). Bounded: the oldest keys go first.
+TEMPLATES_KEPT = 4096
+
+
+@dataclass(frozen=True)
+class _Template:
+    actions: tuple[Action | None, ...]         # None: an action sent now (its slot is open)
+    now_actions: tuple[tuple[int, str, str, str], ...]  # (index, offer, channel, slot) of those
+    exclusions: tuple[Exclusion, ...]
+    labels: tuple[str, ...]
+
+
 def feasible_actions(request: DecisionRequest, catalog: Catalog, now: dt.datetime) -> FeasibleSet:
     """All feasible actions for ``request`` at ``now`` (aware UTC), with exclusion reasons."""
-    tz = zone(request.timezone or catalog.default_timezone)
-    now_local = now.astimezone(tz)
+    tz_name = request.timezone or catalog.default_timezone
+    now_local = now.astimezone(zone(tz_name))
+    key = (tz_name, now_local.replace(second=0, microsecond=0), request.inbound,
+           frozenset(request.consented_channels), frozenset(request.allowed_channels),
+           frozenset(request.candidate_offers), _eligibility_key(request, catalog))
+    templates = catalog.memo.setdefault("feasible", {})
+    template = templates.get(key)
+    if template is None:
+        template = templates[key] = _template(request, catalog, now_local)
+        if len(templates) > TEMPLATES_KEPT:
+            del templates[next(iter(templates))]
+    actions = list(template.actions)
+    for i, offer, channel, slot in template.now_actions:
+        actions[i] = Action(offer_id=offer, channel=channel, send_slot=slot, send_at=now)
+    return FeasibleSet(tuple(actions), template.exclusions, template.labels)
+
+
+def _eligibility_key(request: DecisionRequest, catalog: Catalog) -> tuple:
+    names = catalog.eligibility_features
+    if not names:
+        return ()
+    return tuple((request.numeric_features.get(n), request.categorical_features.get(n)) for n in names)
+
+
+def _template(request: DecisionRequest, catalog: Catalog, now_local: dt.datetime) -> _Template:
     exclusions: list[Exclusion] = []
 
     offers = []
@@ -76,7 +115,7 @@ def feasible_actions(request: DecisionRequest, catalog: Catalog, now: dt.datetim
         candidates = [(catalog.slot_at_hour(now_local.hour), now_local)]
     else:
         candidates = [(slot, send_time(slot, now_local)) for slot in catalog.send_slots]
-    timings: list[tuple[Channel, SendSlot, dt.datetime]] = []
+    timings: list[tuple[Channel, SendSlot, dt.datetime | None]] = []
     for channel in channels:
         for slot, at_local in candidates:
             if channel.is_quiet_at(at_local.hour * 60 + at_local.minute):
@@ -84,14 +123,21 @@ def feasible_actions(request: DecisionRequest, catalog: Catalog, now: dt.datetim
                                             ExclusionReason.QUIET_HOURS,
                                             f"{at_local:%H:%M} local is in quiet hours"))
             else:
-                timings.append((channel, slot, at_local.astimezone(dt.timezone.utc)))
+                timings.append((channel, slot, None if at_local is now_local else at_local.astimezone(dt.timezone.utc)))
 
-    actions = [
-        Action(offer_id=offer.id, channel=channel.id, send_slot=slot.id, send_at=at)
-        for offer in offers for (channel, slot, at) in timings
-    ]
+    actions: list[Action | None] = []
+    now_actions, labels = [], []
+    for offer in offers:
+        for channel, slot, at in timings:
+            if at is None:
+                now_actions.append((len(actions), offer.id, channel.id, slot.id))
+                actions.append(None)
+            else:
+                actions.append(Action(offer_id=offer.id, channel=channel.id, send_slot=slot.id, send_at=at))
+            labels.append(f"{offer.id}/{channel.id}/{slot.id}")
     actions.append(Action.none())
-    return FeasibleSet(tuple(actions), tuple(exclusions))
+    labels.append("no_contact")
+    return _Template(tuple(actions), tuple(now_actions), tuple(exclusions), tuple(labels))
 
 
 def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog, inbound: bool,
@@ -132,7 +178,7 @@ def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog, i
         kept = [a for a in feasible.actions
                 if a.no_contact or (a.offer_id not in short and not blocked.get((a.channel, a.send_at)))]
     else:
-        kept = list(feasible.actions)
+        kept = feasible.actions
     by_channel: dict[str, list[tuple[str, str]]] = {}
     slots_of: dict[str, int] = {}
     for (channel, at), why in blocked.items():
@@ -146,7 +192,7 @@ def apply_constraints(feasible: FeasibleSet, snap: Snapshot, catalog: Catalog, i
         slot_at = {a.send_at: a.send_slot for a in feasible.actions if a.channel == channel}
         for at, why in rows:
             exclusions.append(Exclusion(f"channel:{channel}/slot:{slot_at[at]}", ExclusionReason.PRESSURE, why))
-    return tuple(kept), tuple(exclusions)
+    return kept if kept is feasible.actions else tuple(kept), tuple(exclusions)
 
 
 def control_choice(actions: tuple[Action, ...], control: ControlGroup) -> int:

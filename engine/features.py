@@ -64,6 +64,10 @@ def action_features(action: Action, catalog: Catalog) -> dict[str, dict[str, Any
     }
 
 
+# Sets of actions whose context part is kept (the oldest go first).
+MULTI_KEPT = 4096
+
+
 class FeatureBuilder:
     """Builds context JSON text; per-action fragments are cached (they depend on the catalog
     only), so a decision over a hundred actions encodes only the customer's part."""
@@ -72,6 +76,7 @@ class FeatureBuilder:
         self.catalog = catalog
         self._channels = list(catalog.channels)
         self._fragments: dict[str, str] = {}  # Action.label -> JSON
+        self._multi: dict[tuple[str, ...], str] = {}  # actions' labels -> their part of the context
 
     def _fragment(self, action: Action) -> str:
         text = self._fragments.get(action.label)
@@ -81,8 +86,26 @@ class FeatureBuilder:
         return text
 
     def context_json(self, request: DecisionRequest, history: ContactHistory,
-                     actions: tuple[Action, ...]) -> str:
+                     actions: tuple[Action, ...], labels: tuple[str, ...] | None = None) -> str:
+        """The context VW scores. ``labels``: the actions' labels, when the caller has them: the
+        actions' part of the context is then the same text for the same labels, made once."""
+        head, multi = self.context_parts(request, history, actions, labels)
+        return f"{head}{multi}]}}"
+
+    def context_parts(self, request: DecisionRequest, history: ContactHistory, actions: tuple[Action, ...],
+                      labels: tuple[str, ...] | None = None) -> tuple[str, str]:
+        """The context as (its text up to and including ``"_multi":[``, the actions' part)."""
         shared = json.dumps(customer_namespace(request), separators=(",", ":"))
         hist = json.dumps(history_namespace(history, self._channels), separators=(",", ":"))
-        multi = ",".join(self._fragment(a) for a in actions)
-        return f'{{"U":{shared},"H":{hist},"_multi":[{multi}]}}'
+        multi = self._multi.get(labels) if labels is not None else None
+        if multi is None:
+            multi = ",".join(self._fragment(a) for a in actions)
+            if labels is not None:
+                if len(self._multi) >= MULTI_KEPT:
+                    del self._multi[next(iter(self._multi))]
+                self._multi[labels] = multi
+        return f'{{"U":{shared},"H":{hist},"_multi":[', multi
+
+    def fragment(self, action: Action) -> str:
+        """An action's features as JSON text (``action_features``)."""
+        return self._fragment(action)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import random
@@ -33,7 +34,7 @@ from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure,
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
 from engine.rewards import net_reward, reward_bounds
-from engine.privacy import Pseudonyms
+from engine.privacy import Pseudonyms, new_log_token
 from engine.state import Forgotten, PendingDecision, Snapshot, StateStore, StoreUnavailable, VolatileStateStore
 from engine.validation import validate_outcome, validate_request
 from engine.value_model import ValueModel
@@ -115,6 +116,7 @@ class DecisionEngine:
         self.pseudonyms = pseudonyms
         self._reward_bounds = reward_bounds(catalog)
         self._good_model: bytes | None = None
+        self._labels_text: dict[tuple[str, ...], str] = {}
         self.store = store if store is not None else VolatileStateStore()
         self.model = model if model is not None else ValueModel(catalog.model)
         self.honour_request_time = honour_request_time
@@ -176,28 +178,34 @@ class DecisionEngine:
         keys = [b.key(now) for b in constraints.budgets]
         stored = self._stored_id(request.customer_id)
         snap = self.store.snapshot(stored, now, constraints.pressure.horizon, keys)
-        logged = request.customer_id if self.pseudonyms is None else snap.log_token or self.store.log_token(stored)
+        # Pseudonymous logs name the customer by its log token (``engine.privacy``); a customer's
+        # first decision makes one, which its reservation records.
+        new_token = new_log_token() if self.pseudonyms is not None and snap.log_token is None else None
+        logged = request.customer_id if self.pseudonyms is None else snap.log_token or new_token
         if give_up:
             actions, exclusions = (Action.none(),), feasible.exclusions
         else:
             actions, exclusions = apply_constraints(feasible, snap, self.catalog, request.inbound, now)
+        labels = feasible.labels if actions is feasible.actions else tuple(a.label for a in actions)
         history = snap.customer.history(now, self.catalog.model.history_days)
-        context = self.features.context_json(request, history, actions)
+        head, multi = self.features.context_parts(request, history, actions, labels)
+        context = f"{head}{multi}]}}"
         model = self.model  # one model for the whole decision, even if a reload swaps it
-        scored = self._score(model, context, actions, snap, now, control)
+        scored = self._score(model, context, actions, labels, snap, now, control)
         with self._lock:
             chosen = scored.control_choice if control else exploration.draw(scored.p, self._rng)
             event_id = self._new_event_id()
-        line, pending, default_cost = self._pending((stored, logged), now, actions, chosen, event_id, context,
-                                                    scored.p, model.version, control)
+        line, pending, default_cost = self._pending((stored, logged), now, actions, labels, chosen, event_id,
+                                                    (context, head), scored.p, model, control)
+        pending.log_token = new_token
         if self.store.reserve(pending, constraints.pressure) is not None:
             return None
         if self.decision_log is not None:
             self.decision_log.append(line.with_cost(default_cost))
         return self._decision(request, now, actions, exclusions, scored, chosen, event_id, model.version, control)
 
-    def _score(self, model: ValueModel, context: str, actions: tuple[Action, ...], snap: Snapshot,
-               now: dt.datetime, control: bool) -> Scored:
+    def _score(self, model: ValueModel, context: str, actions: tuple[Action, ...], labels: tuple[str, ...],
+               snap: Snapshot, now: dt.datetime, control: bool) -> Scored:
         """Values, the scores exploration chooses on and each action's probability. A control
         customer gets the control action with probability 1."""
         values = model.values(context, len(actions))
@@ -211,19 +219,22 @@ class DecisionEngine:
             p[chosen] = 1.0
             return Scored(values, values, p, None, chosen)
         settings = self.catalog.exploration
-        labels = [a.label for a in actions]
         scores = values - self._shadow_costs(actions, snap, now)
         scores = exploration.with_slot_value(scores, labels, settings)
         default = exploration.default_mask(labels, settings)
         return Scored(values, scores, exploration.probabilities(scores, settings, default), default)
 
-    def _pending(self, customer: tuple[str, str], now: dt.datetime, actions: tuple[Action, ...], chosen: int,
-                 event_id: str, context: str, p: np.ndarray, model_version: str, control: bool
+    def _pending(self, customer: tuple[str, str], now: dt.datetime, actions: tuple[Action, ...],
+                 labels: tuple[str, ...], chosen: int, event_id: str, context: tuple[str, str], p: np.ndarray,
+                 model: ValueModel, control: bool
                  ) -> tuple[DsjsonLine, PendingDecision, float]:
         """The decision's DSJSON line, what the state store keeps until it matures, and its cost
         if nothing happens (what is logged until outcomes arrive). ``customer``: the id the store
-        knows the customer by, and the name the log gives it (``engine.privacy``)."""
+        knows the customer by, and the name the log gives it (``engine.privacy``). ``context``:
+        the context and its head (``FeatureBuilder.context_parts``). What the store keeps to learn
+        from is, for an mtr model, only the part of the line mtr learns (``DsjsonLine.learned``)."""
         stored, logged = customer
+        context, head = context
         action = actions[chosen]
         contacted = not action.no_contact
         offer_cost = self.catalog.offers[action.offer_id].cost if contacted else 0.0
@@ -234,7 +245,7 @@ class DecisionEngine:
         if budget is not None and offer_cost > 0:
             commitment = Commitment(budget.key(now), to_cents(offer_cost))
         outbound = contacted and not self.catalog.channels[action.channel].inbound_only
-        meta = {
+        before = {
             "customer_id": logged,
             "decision_time": iso(now),
             "catalog": self.catalog.version,
@@ -242,21 +253,32 @@ class DecisionEngine:
                        "send_slot": action.send_slot,
                        "send_at": iso(action.send_at) if action.send_at else None,
                        "no_contact": action.no_contact},
-            "actions": [a.label for a in actions],
-            "offer_cost": offer_cost,
-            "contact_cost": contact_cost,
-            "control": control,
         }
+        after = {"offer_cost": offer_cost, "contact_cost": contact_cost, "control": control}
         if commitment is not None:
-            meta["budget"] = commitment.key.name
-        line = DsjsonLine.build(event_id, now, context, p, chosen, model_version, meta)
+            after["budget"] = commitment.key.name
+        meta = (json.dumps(before, separators=(",", ":"))[:-1] + ',"actions":' + self._labels_json(labels) + ","
+                + json.dumps(after, separators=(",", ":"))[1:])
+        line = DsjsonLine.build(event_id, now, context, p, chosen, model.version, meta)
+        settings = getattr(model, "settings", None)
+        learned = line if settings is None or settings.cb_type != "mtr" else DsjsonLine.learned(
+            event_id, now, head, self.features.fragment(action), len(actions), float(p[chosen]), chosen)
         pending = PendingDecision(
             event_id=event_id, customer_id=stored, decision_time=now,
-            matures_at=now + self.catalog.attribution_window, dsjson=line,
+            matures_at=now + self.catalog.attribution_window, dsjson=learned,
             offer_cost=offer_cost, contact_cost=contact_cost, contacted=contacted,
             channel=action.channel if outbound else None,
             send_at=action.send_at if outbound else None, commitment=commitment)
         return line, pending, default_cost
+
+    def _labels_json(self, labels: tuple[str, ...]) -> str:
+        """The JSON text of the actions' labels, made once per set of actions."""
+        text = self._labels_text.get(labels)
+        if text is None:
+            if len(self._labels_text) >= 4096:
+                del self._labels_text[next(iter(self._labels_text))]
+            text = self._labels_text[labels] = json.dumps(labels, separators=(",", ":"))
+        return text
 
     def _decision(self, request: DecisionRequest, now: dt.datetime, actions: tuple[Action, ...],
                   exclusions: tuple, scored: Scored, chosen: int, event_id: str, model_version: str,

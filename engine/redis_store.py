@@ -92,9 +92,18 @@ local function contact_apply(key, counts, s)
   redis.call('EXPIRE', counts, s.counts_ttl)
 end
 
-local function customer_apply(pset, c)
+local function token_check(tkey, c)
+  if c.token then
+    local t = redis.call('GET', tkey)
+    if t and t ~= c.token then return 'log token: a concurrent decision gave the customer one' end
+  end
+  return nil
+end
+
+local function customer_apply(pset, tkey, c)
   redis.call('SADD', pset, c.event)
   redis.call('EXPIRE', pset, c.ttl)
+  if c.token then redis.call('SET', tkey, c.token, 'EX', c.token_ttl) end
 end
 
 local function budget_check(key, b)
@@ -119,16 +128,20 @@ local function pending_apply(key, queue, p, data)
 end
 """
 
-# KEYS: [contacts counts pending-set] [budget] [pending queue], in that order, each present when
-# its part is. ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it is
-# stored.
+# KEYS: [contacts counts pending-set token] [budget] [pending queue], in that order, each present
+# when its part is. ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it
+# is stored.
 RESERVE = _PRELUDE + r"""
 local spec = cjson.decode(ARGV[1])
 local k = 1
-local ckey, nkey, skey, bkey, pkey, qkey
-if spec.customer then ckey = KEYS[k]; nkey = KEYS[k + 1]; skey = KEYS[k + 2]; k = k + 3 end
+local ckey, nkey, skey, tkey, bkey, pkey, qkey
+if spec.customer then ckey = KEYS[k]; nkey = KEYS[k + 1]; skey = KEYS[k + 2]; tkey = KEYS[k + 3]; k = k + 4 end
 if spec.budget then bkey = KEYS[k]; k = k + 1 end
 if spec.pending then pkey = KEYS[k]; qkey = KEYS[k + 1] end
+if skey then
+  local why = token_check(tkey, spec.customer)
+  if why then return why end
+end
 if spec.contact then
   local why = contact_check(ckey, spec.contact)
   if why then return why end
@@ -138,7 +151,7 @@ if bkey then
   if why then return why end
 end
 if spec.contact then contact_apply(ckey, nkey, spec.contact) end
-if skey then customer_apply(skey, spec.customer) end
+if skey then customer_apply(skey, tkey, spec.customer) end
 if bkey then budget_apply(bkey, spec.budget) end
 if pkey then pending_apply(pkey, qkey, spec.pending, ARGV[2]) end
 return ''
@@ -354,6 +367,8 @@ class RedisStateStore:
         parts: list[tuple[list[str], dict]] = []  # (keys, spec) per slot
         ttl = max(60, int((pending.matures_at - pending.decision_time).total_seconds()) * 2 + 86400)
         customer: dict = {"customer": {"event": pending.event_id, "ttl": ttl}}
+        if pending.log_token is not None:
+            customer["customer"].update(token=pending.log_token, token_ttl=COUNTS_SECONDS)
         if pending.channel is not None and pending.send_at is not None:
             customer["contact"] = {
                 "send": epoch(pending.send_at), "now": epoch(pending.decision_time),
@@ -365,7 +380,7 @@ class RedisStateStore:
                 "counts_ttl": COUNTS_SECONDS,
             }
         parts.append(([self.contacts_key(pending.customer_id), self.counts_key(pending.customer_id),
-                       self.pending_set_key(pending.customer_id)], customer))
+                       self.pending_set_key(pending.customer_id), self.token_key(pending.customer_id)], customer))
         c = pending.commitment
         if c is not None:
             parts.append(([self.budget_key(c.key)],

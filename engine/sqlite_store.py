@@ -8,10 +8,11 @@ machine losing power, at the cost of an fsync per transaction).
 Tables::
 
     contacts(customer, send_us, channel, event)   one row per scheduled contact
-    customers(customer, last_response_us, token)  last response time, log token
-    counts(customer, key, n)                       "<channel>:sent|opened|clicked" -> count
+    customers(customer, last_response_us, token, counts)
+                                                   last response time, log token, response
+                                                   counts ("<channel>:sent|opened|clicked" -> n, JSON)
     budgets(name, paid, committed)                 cents per budget period
-    pending(event, customer, matures_us, seq, data, budget, cents, settled, channel)
+    pending(seq, event, customer, matures_us, data, budget, cents, settled, channel)
     outcomes(event, outcome_id, kind, value)       outcomes of pending decisions
     firsts(event, kind)                            a pending decision's first outcome of a counted kind
     closed(event, at_us)                           matured decisions (a late outcome: "window closed")
@@ -25,6 +26,7 @@ for a whole transaction and never while calling out of this module.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 import threading
@@ -35,7 +37,8 @@ from pathlib import Path
 from engine.constraints import BudgetKey, BudgetUsage, Pressure
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
 from engine.privacy import new_log_token
-from engine.state import COUNTED, RESPONSES, CustomerState, Forgotten, PendingDecision, Snapshot, epoch, from_epoch
+from engine.state import (COUNTED, RESPONSES, TOKEN_TAKEN, CustomerState, Forgotten, PendingDecision, Snapshot,
+                          epoch, from_epoch)
 
 # Matured decisions are remembered this long, so a late outcome gets "window closed".
 CLOSED_MEMORY = dt.timedelta(days=7)
@@ -44,21 +47,20 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (customer TEXT NOT NULL, send_us INTEGER NOT NULL, channel TEXT NOT NULL,
                                      event TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS contacts_by_customer ON contacts (customer, send_us);
-CREATE TABLE IF NOT EXISTS customers (customer TEXT PRIMARY KEY, last_response_us INTEGER, token TEXT);
-CREATE TABLE IF NOT EXISTS counts (customer TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
-                                   PRIMARY KEY (customer, key));
+CREATE INDEX IF NOT EXISTS contacts_by_time ON contacts (send_us);
+CREATE TABLE IF NOT EXISTS customers (customer TEXT PRIMARY KEY, last_response_us INTEGER, token TEXT,
+                                      counts TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, paid INTEGER NOT NULL DEFAULT 0,
                                     committed INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS pending (event TEXT PRIMARY KEY, customer TEXT NOT NULL, matures_us INTEGER NOT NULL,
-                                    seq INTEGER NOT NULL, data BLOB NOT NULL, budget TEXT, cents INTEGER,
-                                    settled INTEGER NOT NULL DEFAULT 0, channel TEXT);
+CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL UNIQUE,
+                                    customer TEXT NOT NULL, matures_us INTEGER NOT NULL, data BLOB NOT NULL,
+                                    budget TEXT, cents INTEGER, settled INTEGER NOT NULL DEFAULT 0, channel TEXT);
 CREATE INDEX IF NOT EXISTS pending_by_maturity ON pending (matures_us, seq);
 CREATE INDEX IF NOT EXISTS pending_by_customer ON pending (customer);
 CREATE TABLE IF NOT EXISTS outcomes (event TEXT NOT NULL, outcome_id TEXT NOT NULL, kind TEXT NOT NULL,
                                      value REAL NOT NULL, PRIMARY KEY (event, outcome_id));
 CREATE TABLE IF NOT EXISTS firsts (event TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (event, kind));
 CREATE TABLE IF NOT EXISTS closed (event TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -76,6 +78,7 @@ class SQLiteStateStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._keep = dt.timedelta(0)  # how long contacts matter (the pressure horizon seen)
 
     def _transaction(self):
         return _Transaction(self._db, self._lock)
@@ -88,11 +91,11 @@ class SQLiteStateStore:
             db = self._db
             rows = db.execute("SELECT send_us, channel FROM contacts WHERE customer = ? AND send_us > ? "
                               "ORDER BY send_us", (customer_id, epoch(now - horizon))).fetchall()
-            row = db.execute("SELECT last_response_us, token FROM customers WHERE customer = ?",
+            row = db.execute("SELECT last_response_us, token, counts FROM customers WHERE customer = ?",
                              (customer_id,)).fetchone()
-            counts = dict(db.execute("SELECT key, n FROM counts WHERE customer = ?", (customer_id,)).fetchall())
             usage = {key.budget_id: self._usage(key) for key in budgets}
-        last, token = (row if row else (None, None))
+        last, token, counts = row if row else (None, None, "{}")
+        counts = json.loads(counts)
         state = CustomerState(tuple((from_epoch(t), ch) for t, ch in rows),
                               from_epoch(last) if last is not None else None, counts)
         return Snapshot(state, usage, token)
@@ -115,6 +118,10 @@ class SQLiteStateStore:
         contact = pending.channel is not None and pending.send_at is not None
         c = pending.commitment
         with self._transaction() as db:
+            row = db.execute("SELECT token, counts FROM customers WHERE customer = ?",
+                             (pending.customer_id,)).fetchone()
+            if pending.log_token is not None and row and row[0] and row[0] != pending.log_token:
+                return TOKEN_TAKEN
             if contact:
                 lo, hi = epoch(pending.send_at - pressure.horizon), epoch(pending.send_at + pressure.horizon)
                 rows = db.execute("SELECT send_us, channel FROM contacts WHERE customer = ? AND send_us > ? "
@@ -131,22 +138,28 @@ class SQLiteStateStore:
             if contact:
                 db.execute("INSERT INTO contacts VALUES (?, ?, ?, ?)",
                            (pending.customer_id, epoch(pending.send_at), pending.channel, pending.event_id))
-                db.execute("DELETE FROM contacts WHERE customer = ? AND send_us <= ?",
-                           (pending.customer_id, epoch(pending.decision_time - pressure.horizon)))
-                self._count(db, pending.customer_id, f"{pending.channel}:sent")
-            seq = db.execute("INSERT INTO meta VALUES ('seq', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1 "
-                             "RETURNING value").fetchone()[0]
-            db.execute("INSERT INTO pending (event, customer, matures_us, seq, data, budget, cents, channel) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (pending.event_id, pending.customer_id, epoch(pending.matures_at), seq,
+                self._keep = max(self._keep, pressure.horizon)
+            if contact or (pending.log_token is not None and not (row and row[0])):
+                counts = json.loads(row[1]) if row else {}
+                if contact:
+                    counts[f"{pending.channel}:sent"] = counts.get(f"{pending.channel}:sent", 0) + 1
+                db.execute("INSERT INTO customers (customer, token, counts) VALUES (?, ?, ?) ON CONFLICT (customer) "
+                           "DO UPDATE SET token = coalesce(token, excluded.token), counts = excluded.counts",
+                           (pending.customer_id, pending.log_token, json.dumps(counts)))
+            db.execute("INSERT INTO pending (event, customer, matures_us, data, budget, cents, channel) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (pending.event_id, pending.customer_id, epoch(pending.matures_at),
                         zlib.compress(pending.to_json().encode(), 1), c.key.name if c else None,
                         c.cents if c else None, pending.channel))
         return None
 
     @staticmethod
     def _count(db: sqlite3.Connection, customer_id: str, key: str) -> None:
-        db.execute("INSERT INTO counts VALUES (?, ?, 1) ON CONFLICT (customer, key) DO UPDATE SET n = n + 1",
-                   (customer_id, key))
+        row = db.execute("SELECT counts FROM customers WHERE customer = ?", (customer_id,)).fetchone()
+        counts = json.loads(row[0]) if row else {}
+        counts[key] = counts.get(key, 0) + 1
+        db.execute("INSERT INTO customers (customer, counts) VALUES (?, ?) ON CONFLICT (customer) "
+                   "DO UPDATE SET counts = excluded.counts", (customer_id, json.dumps(counts)))
 
     def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
                     time: dt.datetime) -> bool:
@@ -196,6 +209,8 @@ class SQLiteStateStore:
             at = epoch(now)
             db.executemany("INSERT OR REPLACE INTO closed VALUES (?, ?)", [(e, at) for (e,) in events])
             db.execute("DELETE FROM closed WHERE at_us < ?", (epoch(now - CLOSED_MEMORY),))
+            if self._keep:  # contacts too old for any cap, the gap or the history features
+                db.execute("DELETE FROM contacts WHERE send_us <= ?", (epoch(now - self._keep),))
         return matured
 
     def log_token(self, customer_id: str) -> str:
@@ -208,7 +223,6 @@ class SQLiteStateStore:
         with self._transaction() as db:
             contacts = db.execute("DELETE FROM contacts WHERE customer = ?", (customer_id,)).rowcount
             known = db.execute("DELETE FROM customers WHERE customer = ?", (customer_id,)).rowcount
-            known += db.execute("DELETE FROM counts WHERE customer = ?", (customer_id,)).rowcount
             rows = db.execute("SELECT event, budget, cents, settled FROM pending WHERE customer = ?",
                               (customer_id,)).fetchall()
             released = 0

@@ -67,6 +67,10 @@ def micros(delta: dt.timedelta) -> int:
     return delta // dt.timedelta(microseconds=1)
 
 
+# Why a reservation is refused when a concurrent first decision gave the customer its log token.
+TOKEN_TAKEN = "log token: a concurrent decision gave the customer one"
+
+
 class StoreUnavailable(RuntimeError):
     """The shared state store cannot be reached; the engine decides in safe mode."""
 
@@ -161,6 +165,9 @@ class PendingDecision:
     settled: bool = False
     outcomes: list[tuple[OutcomeType, float]] = field(default_factory=list)
     outcome_ids: set[str] = field(default_factory=set)
+    # The customer's log token this decision was logged with, when the customer had none yet:
+    # the reservation gives it to the customer, or is refused if another decision gave it one.
+    log_token: str | None = None
 
     def to_json(self) -> str:
         """Everything but the outcomes (a shared store keeps those beside it)."""
@@ -200,7 +207,8 @@ class StateStore(Protocol):
 
     def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
         """Check the decision's contact against ``pressure`` and its commitment against its
-        budget; if both hold, record contact, commitment and pending decision atomically and
+        budget (and, with ``pending.log_token``, that the customer has no other log token); if
+        all hold, record contact, commitment, log token and pending decision atomically and
         return None, else change nothing and return why. Raises StoreUnavailable."""
 
     def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
@@ -263,6 +271,9 @@ class VolatileStateStore:
 
     def reserve(self, pending: PendingDecision, pressure: Pressure) -> str | None:
         with self._lock:
+            if pending.log_token is not None and self._tokens.get(pending.customer_id, pending.log_token) \
+                    != pending.log_token:
+                return TOKEN_TAKEN
             contacts = self._contacts[pending.customer_id]
             if pending.channel is not None and pending.send_at is not None:
                 why = pressure.violation(contacts, pending.channel, pending.send_at)
@@ -277,6 +288,8 @@ class VolatileStateStore:
             if pending.channel is not None and pending.send_at is not None:
                 contacts.append((pending.send_at, pending.channel))
                 self._count(pending.customer_id, f"{pending.channel}:sent")
+            if pending.log_token is not None:
+                self._tokens[pending.customer_id] = pending.log_token
             self._pending[pending.event_id] = pending
             self._seq += 1
             heapq.heappush(self._queue, (pending.matures_at, self._seq, pending.event_id))
