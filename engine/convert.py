@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -49,7 +50,9 @@ def request_from_proto(m: pb.DecisionRequest) -> domain.DecisionRequest:
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def action_to_proto(a: domain.Action) -> pb.Action:
+    """(Shared: a message built from it gets a copy; do not change the result.)"""
     return pb.Action(offer_id=a.offer_id, channel=a.channel, send_at=_ts(a.send_at),
                      no_contact=a.no_contact, send_slot=a.send_slot)
 

@@ -9,6 +9,7 @@ truncated tail is never appended to, and several processes can share one directo
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -123,7 +124,9 @@ def log_files(directory: str | Path, prefix: str) -> list[Path]:
     return sorted(Path(directory).glob(f"{prefix}-*.jsonl"))
 
 
+@functools.lru_cache(maxsize=4096)
 def iso(t: dt.datetime) -> str:
+    """UTC, to the microsecond (a decision's times recur in its line: made once)."""
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -159,12 +162,13 @@ class DsjsonLine:
         p = probabilities.tolist()
         ordered = [p[chosen]] + p[:chosen] + p[chosen + 1:]
         ids = [chosen + 1] + [i + 1 for i in range(len(p)) if i != chosen]
+        text = {v: float.__repr__(v) for v in set(ordered)}  # most actions share one probability
         if not isinstance(meta, str):
             meta = json.dumps(meta, separators=(",", ":"), default=_json_default)
         head = (f'"_label_probability":{float.__repr__(float(p[chosen]))},"_label_Action":{chosen + 1},'
                 f'"_labelIndex":{chosen},"Timestamp":"{iso(timestamp)}","Version":"1",'
                 f'"EventId":{json.dumps(event_id)},"a":[{",".join(map(str, ids))}],'
-                f'"p":[{",".join(map(float.__repr__, map(float, ordered)))}],'
+                f'"p":[{",".join([text[v] for v in ordered])}],'
                 f'"VWState":{json.dumps({"m": model_version}, separators=(",", ":"))},"_nba":{meta}')
         return cls(head + ',"c":' + context_json + "}")
 

@@ -61,7 +61,12 @@ CREATE TABLE IF NOT EXISTS outcomes (event TEXT NOT NULL, outcome_id TEXT NOT NU
                                      value REAL NOT NULL, PRIMARY KEY (event, outcome_id));
 CREATE TABLE IF NOT EXISTS firsts (event TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (event, kind));
 CREATE TABLE IF NOT EXISTS closed (event TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS closed_by_time ON closed (at_us);
 """
+
+
+class StateInUse(OSError):
+    """Another process holds the SQLite state file."""
 
 
 class SQLiteStateStore:
@@ -72,8 +77,19 @@ class SQLiteStateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=2.0)
+        # One process owns the file, so transactions take no file locks; a second process
+        # on the same file is refused.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "locked" not in str(exc):
+                raise
+            raise StateInUse(f"{self.path} is in use by another process (one server per --state-dir; "
+                             "servers share state through --redis; nba forget --server reaches a running "
+                             "server)") from None
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
@@ -189,6 +205,9 @@ class SQLiteStateStore:
         return True
 
     def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
+        with self._lock:  # the common case, called before every decision: nothing has matured
+            if self._db.execute("SELECT 1 FROM pending WHERE matures_us <= ? LIMIT 1", (epoch(now),)).fetchone() is None:
+                return []
         with self._transaction() as db:
             rows = db.execute("SELECT event, data, budget, cents, settled FROM pending WHERE matures_us <= ? "
                               "ORDER BY matures_us, seq LIMIT ?", (epoch(now), limit)).fetchall()

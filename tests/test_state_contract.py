@@ -294,3 +294,25 @@ def test_the_sqlite_store_keeps_everything_across_a_reopening(tmp_path):
     assert [m.event_id for m in matured] == [p.event_id] and matured[0].outcomes == [(OutcomeType.OPENED, 0.0)]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     again.close()
+
+
+def test_a_second_process_on_the_sqlite_state_is_refused_and_changes_nothing(tmp_path):
+    """The embedded store belongs to one process: a second one (a second server on the same
+    --state-dir, an offline ``nba forget`` while the server runs) gets a clear error."""
+    import subprocess
+    import sys
+
+    from engine.sqlite_store import SQLiteStateStore
+
+    path = tmp_path / "state.sqlite3"
+    first = SQLiteStateStore(path)
+    assert first.reserve(pending("c1", cost_cents=1_000), PRESSURE) is None
+    probe = ("import sys\nfrom engine.sqlite_store import SQLiteStateStore, StateInUse\n"
+             "try:\n    SQLiteStateStore(sys.argv[1])\nexcept StateInUse as exc:\n    print(exc)\n    sys.exit(3)\n")
+    run = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert "in use by another process" in run.stdout and str(path) in run.stdout
+    assert snap(first).budgets["promo"].committed_cents == 1_000  # the owner carries on
+    first.close()
+    run = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr  # free again once closed
