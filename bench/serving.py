@@ -6,10 +6,11 @@ then the same for `nba serve` (embedded SQLite state, --honour-decision-time, de
 spread so that customers are new), and prints each pair and its ratio:
 
   * unary, one client: p50 latency, and the server's CPU per decision (/proc utime + stime);
-  * 32 calls in flight (32 client threads): requests a second;
+  * 32 calls in flight (32 client threads over 4 connections): requests a second;
+  * one stream, and four streams at once (a connection each): decisions a second.
 
-The client is the project's own (engine.client.NBAClient), as a Python channel system would call.
-  * one stream, and four streams at once: decisions a second.
+The client is the project's own (engine.client.NBAClient), as a Python channel system would
+call, on the same machine: its CPU is taken from the server's.
 
 Then, once each: `nba serve --processes 2 --redis` (four streams, 32 in flight), a catalog of
 ~500 feasible actions (unary p50), and memory: RSS over a long run whose pending decisions stop
@@ -40,6 +41,7 @@ from engine.client import NBAClient  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
 TICK = os.sysconf("SC_CLK_TCK")
+CONNECTIONS = 4  # client connections of the 32-in-flight runs
 
 
 def requests(n: int, first: int = 0, start: dt.datetime = START, span: dt.timedelta = dt.timedelta(hours=1)):
@@ -134,45 +136,53 @@ def unary(server: Server, calls: int) -> dict:
     return {"p50_ms": statistics.median(times) * 1000, "cpu_ms": cpu / calls * 1000}
 
 
-def _in_flight(target: str, calls: int, concurrency: int) -> float:
-    """Requests a second with ``concurrency`` client threads, each calling one after the other."""
+def _in_flight(target: str, calls: int, concurrency: int, connections: int = CONNECTIONS) -> float:
+    """Requests a second with ``concurrency`` client threads, each calling one after the other,
+    over ``connections`` connections (what the kernel spreads over ``--processes``)."""
     import threading
 
     batch = requests(calls, first=20_000_000)
     lock = threading.Lock()
-    with NBAClient(target, timeout=30) as client:
-        def worker():
+    clients = [NBAClient(target, timeout=30) for _ in range(connections)]
+    try:
+        def worker(client):
             while True:
                 with lock:
                     if not batch:
                         return
                     r = batch.pop()
                 client.decide(r)
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        threads = [threading.Thread(target=worker, args=(clients[k % connections],)) for k in range(concurrency)]
         started = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         return calls / (time.perf_counter() - started)
+    finally:
+        for c in clients:
+            c.close()
 
 
 def _streams(target: str, per_stream: int, n: int) -> float:
-    """Decisions a second over ``n`` streams at once, one client thread each (decide_many)."""
+    """Decisions a second over ``n`` streams at once, one client thread and connection each
+    (decide_many)."""
     import threading
 
     counts = [0] * n
     batches = [requests(per_stream, first=30_000_000 + k * 1_000_000) for k in range(n)]
-    with NBAClient(target) as client:
-        def one(k: int) -> None:
+
+    def one(k: int) -> None:
+        with NBAClient(target) as client:
+            client.wait_ready()
             counts[k] = sum(1 for _ in client.decide_many(batches[k], timeout=3600))
-        threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return sum(counts) / (time.perf_counter() - started)
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - started)
 
 
 def measure(server: Server, calls: int, stream: int) -> dict:

@@ -10,6 +10,10 @@ not match its description's SHA-256 (a crash between the two renames) is not loa
 At start the checkpoint is resumed when it grew from the model the server starts with (the same
 ``--model`` file, the same registered version, or a cold start): the server goes on learning
 where it stopped instead of from that model again.
+
+With ``nba serve --processes N`` one process learns and saves; the others ``follow``: they save
+nothing, and serve each new checkpoint (checked the same way) within ``FOLLOW_POLL`` seconds of
+it being written, so every process serves what the learner knew at its last save.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from engine.value_model import ValueModel
 log = logging.getLogger("nba.checkpoint")
 MODEL_FILE = "model-checkpoint.vw"
 INFO_FILE = "model-checkpoint.json"
+FOLLOW_POLL = 2.0
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -47,10 +52,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
 class ModelCheckpoint:
     """Saves ``engine``'s model under ``directory`` (see the module)."""
 
-    def __init__(self, directory: Path, engine, every_seconds: float = 60.0):
+    def __init__(self, directory: Path, engine, every_seconds: float = 60.0, follow: bool = False):
         if every_seconds <= 0:
             raise ValueError(f"--checkpoint-seconds must be > 0, got {every_seconds}")
-        self.directory, self.engine, self.every_seconds = directory, engine, every_seconds
+        self.directory, self.engine, self.every_seconds, self.follow = directory, engine, every_seconds, follow
+        self._seen: str | None = None  # the SHA-256 of the checkpoint last served
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # one save at a time
         self._stop = threading.Event()
@@ -59,7 +65,10 @@ class ModelCheckpoint:
         self.saves = 0
 
     def save(self) -> bool:
-        """Write the model now if it learned since the last save; True when written."""
+        """Write the model now if it learned since the last save; True when written (never
+        when following)."""
+        if self.follow:
+            return False
         with self._lock:
             model = self.engine.model
             if model.updates == self._saved_updates:
@@ -74,30 +83,36 @@ class ModelCheckpoint:
             return True
 
     def resume(self) -> bool:
-        """Serve the checkpoint if it grew from the model now serving; True when resumed."""
+        """Serve the checkpoint if it grew from the model now serving and is not the one already
+        served; True when it was loaded."""
         model = self.engine.model
         info_path, model_path = self.directory / INFO_FILE, self.directory / MODEL_FILE
         if not info_path.exists():
             return False
         try:
             info = json.loads(info_path.read_text())
+            if info.get("sha256") == self._seen:
+                return False
             data = model_path.read_bytes()
         except (OSError, ValueError) as exc:
-            log.warning("model checkpoint in %s unreadable (%s): starting from %s", self.directory, exc, model.version)
+            log.warning("model checkpoint in %s unreadable (%s): serving %s", self.directory, exc, model.version)
             return False
         if hashlib.sha256(data).hexdigest() != info.get("sha256"):
-            log.warning("model checkpoint in %s is incomplete (a crash while it was written): starting from %s",
-                        self.directory, model.version)
+            # At start: a crash between the two renames. Following: the learner is between them.
+            (log.debug if self.follow else log.warning)(
+                "model checkpoint in %s is incomplete: serving %s", self.directory, model.version)
             return False
         if info.get("version") != model.version or info.get("args") != model.args:
-            log.info("model checkpoint in %s grew from %s (%s), not from %s: not resumed", self.directory,
+            log.info("model checkpoint in %s grew from %s (%s), not from %s: not served", self.directory,
                      info.get("version"), " ".join(info.get("args", [])), model.version)
+            self._seen = info.get("sha256")
             return False
         restored = ValueModel(model.settings, model_data=data, version=model.version)
         restored.updates = int(info.get("updates", 0))
         self.engine.swap_model(restored)
-        self._saved_updates = restored.updates
-        log.info("resumed model %s from its checkpoint (%d updates learned online)", model.version, restored.updates)
+        self._saved_updates, self._seen = restored.updates, info["sha256"]
+        log.info("%s model %s from its checkpoint (%d updates learned online)",
+                 "following" if self.follow else "resumed", model.version, restored.updates)
         return True
 
     def start(self) -> None:
@@ -105,11 +120,11 @@ class ModelCheckpoint:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every_seconds):
+        while not self._stop.wait(FOLLOW_POLL if self.follow else self.every_seconds):
             try:
-                self.save()
+                self.resume() if self.follow else self.save()
             except Exception:  # noqa: BLE001 - a failed save keeps the previous checkpoint; say so
-                log.exception("model checkpoint failed")
+                log.exception("model checkpoint %s failed", "load" if self.follow else "save")
 
     def stop(self) -> None:
         """Stop the periodic saves and save one last time."""

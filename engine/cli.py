@@ -128,10 +128,39 @@ def server_security(args):
 
 
 def cmd_serve(args) -> int:
-    from engine.server import serve_forever, start_server
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be >= 1, got {args.processes}")
+    if args.processes > 1:
+        if not args.redis:
+            raise ConfigError(f"--processes {args.processes} needs --redis: the embedded SQLite state (--state-dir) "
+                              "belongs to one process; several processes share caps, budgets and pending "
+                              "decisions through Redis")
+        from engine.workers import serve_processes
+
+        return serve_processes(args)
+    from engine.server import serve_forever
+
+    running = start_serving(args)
+    print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} ({describe(args, running.engine)})",
+          flush=True)
+    serve_forever(running, grace=args.grace)
+    return 0
+
+
+def describe(args, engine) -> str:
+    state = f"state in {args.redis}" if args.redis else f"state in {args.state_dir / 'state.sqlite3'}"
+    return (f"catalog {engine.catalog.version}, model {engine.model.version}, logs in {args.log_dir}, {state}")
+
+
+def start_serving(args, *, reuse_port: bool = False, learner: bool = True):
+    """Build the engine and start its server as the options say (``nba serve``, and each process
+    of ``nba serve --processes N``: ``reuse_port`` shares the port with the others; only the
+    ``learner`` matures decisions, learns and saves the model checkpoint, which the others follow)."""
+    from engine.server import start_server
 
     limits, security = server_limits(args), server_security(args)
     engine = build_engine(args)
+    engine.learns = learner
     follower = None
     if args.model_uri:
         from engine.model_follower import ModelFollower
@@ -146,25 +175,19 @@ def cmd_serve(args) -> int:
     from engine.checkpoint import ModelCheckpoint
 
     try:
-        checkpoint = ModelCheckpoint(args.state_dir, engine, args.checkpoint_seconds)
+        checkpoint = ModelCheckpoint(args.state_dir, engine, args.checkpoint_seconds, follow=not learner)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
-        running = start_server(engine, host=args.host, port=args.port, limits=limits,
-                               security=security, max_message_bytes=args.max_message_bytes,
-                               follower=follower, checkpoint=checkpoint)
+        return start_server(engine, host=args.host, port=args.port, limits=limits, security=security,
+                            max_message_bytes=args.max_message_bytes, follower=follower, checkpoint=checkpoint,
+                            reuse_port=reuse_port)
     except ConfigError:
         raise
     except Exception as exc:
         if follower is None:
             raise
         raise ConfigError(f"--model-uri {args.model_uri}: cannot load it: {exc}") from None
-    state = f"state in {args.redis}" if args.redis else f"state in {args.state_dir / 'state.sqlite3'}"
-    print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} "
-          f"(catalog {engine.catalog.version}, model {engine.model.version}, logs in {args.log_dir}, "
-          f"{state})", flush=True)
-    serve_forever(running, grace=args.grace)
-    return 0
 
 
 def cmd_forget(args) -> int:
@@ -249,6 +272,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_engine_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=50051, help="port (0 = any free port)")
+    serve.add_argument("--processes", type=int, default=1,
+                       help="server processes sharing the port (SO_REUSEPORT), one core each; more than 1 needs "
+                            "--redis (default 1)")
     limits = serve.add_argument_group("limits (each protects the server from one caller)")
     limits.add_argument("--max-calls", type=int, default=64,
                         help="calls served at once, one thread each; beyond: RESOURCE_EXHAUSTED (default 64)")

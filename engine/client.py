@@ -31,7 +31,9 @@ class NBAClient:
     ``--tokens``. ``tls_ca``: the CA that signed the server's certificate (PEM file or bytes):
     connect over TLS; ``tls_cert``/``tls_key``: this client's certificate, for a server that asks
     for one (``--tls-client-ca``). ``server_name``: the name the server's certificate carries,
-    when it is not the host of ``target``."""
+    when it is not the host of ``target``. Each client has a TCP connection of its own (not
+    shared with other channels to the same target): several clients spread their calls over
+    the processes of ``nba serve --processes N``."""
 
     def __init__(self, target: str, timeout: float = 5.0, *, token: str | None = None,
                  tls_ca: str | Path | bytes | None = None, tls_cert: str | Path | bytes | None = None,
@@ -39,13 +41,15 @@ class NBAClient:
         self.target = target
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        options = [("grpc.use_local_subchannel_pool", 1)]
         if tls_ca is not None or tls_cert is not None:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_pem(tls_ca), private_key=_pem(tls_key), certificate_chain=_pem(tls_cert))
-            options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
             self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
-            self._channel = grpc.insecure_channel(target)
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.DecisionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 

@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +47,10 @@ COUNTERS = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcom
 RESERVE_ATTEMPTS = 3
 log = logging.getLogger("nba.engine")
 MATURE_BATCH = 10_000
+# ``mature`` skips the store until the next window closes (the store says when, after each
+# look; this process's own reservations lower it). Other processes' reservations are seen by
+# looking again at least this often (wall-clock seconds).
+MATURE_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class DecisionEngine:
                  reward: Callable[[PendingDecision], float] | None = None,
                  pseudonyms: Pseudonyms | None = None, log_sync: str = "never"):
         self.catalog = catalog
+        self.learns = True
         self.reward = reward if reward is not None else self.catalog_reward
         self.pseudonyms = pseudonyms
         self._reward_bounds = reward_bounds(catalog)
@@ -124,6 +130,8 @@ class DecisionEngine:
         self._rng = np.random.default_rng(seed)
         self._ids = random.Random(seed) if seed is not None else None
         self._lock = threading.Lock()
+        self._quiet: tuple[dt.datetime, float] | None = None  # (no window closes before, until monotonic)
+        self._reserved_since: dt.datetime | None = None
         self._counters: Counter[str] = Counter()
         self._clock: dt.datetime | None = None
         self.pacer = Pacer(catalog.constraints.budgets)
@@ -200,6 +208,7 @@ class DecisionEngine:
         pending.log_token = new_token
         if self.store.reserve(pending, constraints.pressure) is not None:
             return None
+        self._reserved(pending.matures_at)
         if self.decision_log is not None:
             self.decision_log.append(line.with_cost(default_cost))
         return self._decision(request, now, actions, exclusions, scored, chosen, event_id, model.version, control)
@@ -370,25 +379,45 @@ class DecisionEngine:
         return OutcomeAck(outcome.event_id, outcome.outcome_id, duplicate=not fresh)
 
     def mature(self, now: dt.datetime | None = None) -> int:
-        """Learn from every decision whose attribution window has closed by ``now``."""
+        """Learn from every decision whose attribution window has closed by ``now`` (nothing
+        when ``learns`` is off: another process of the same service learns)."""
+        if not self.learns:
+            return 0
         now = now if now is not None else self.now()
+        with self._lock:
+            quiet = self._quiet
+            if quiet is not None and now < quiet[0] and time.monotonic() < quiet[1]:
+                return 0  # nothing can have matured: no trip to the store
+            self._quiet, self._reserved_since = None, None
         learned = 0
-        while True:
-            try:
+        try:
+            while True:
                 batch = self.store.pop_matured(now, MATURE_BATCH)
-            except StoreUnavailable:
-                self._count("store_errors")
-                break
-            for pending in batch:
-                self.model.learn_decision(pending.dsjson, self._bounded(self.reward(pending)))
-            learned += len(batch)
-            if batch:
-                self._check_model(batch[-1])
-            if len(batch) < MATURE_BATCH:
-                break
+                for pending in batch:
+                    self.model.learn_decision(pending.dsjson, self._bounded(self.reward(pending)))
+                learned += len(batch)
+                if batch:
+                    self._check_model(batch[-1])
+                if len(batch) < MATURE_BATCH:
+                    break
+            upcoming = self.store.next_maturity() or dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+            with self._lock:  # what was reserved meanwhile counts too
+                if self._reserved_since is not None:
+                    upcoming = min(upcoming, self._reserved_since)
+                self._quiet = (upcoming, time.monotonic() + MATURE_RECHECK_SECONDS)
+        except StoreUnavailable:
+            self._count("store_errors")
         if learned:
             self._count("learned", learned)
         return learned
+
+    def _reserved(self, matures_at: dt.datetime) -> None:
+        """A decision was reserved: ``mature`` looks again when its window closes."""
+        with self._lock:
+            if self._quiet is not None and matures_at < self._quiet[0]:
+                self._quiet = (matures_at, self._quiet[1])
+            if self._reserved_since is None or matures_at < self._reserved_since:
+                self._reserved_since = matures_at
 
     def _bounded(self, reward: float) -> float:
         """The reward clipped to the catalog's range (``engine.rewards.reward_bounds``); a

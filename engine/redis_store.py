@@ -490,6 +490,10 @@ class RedisStateStore:
         ledgers = self._call(pipe.execute) if keys else []
         return [BudgetUsage(key, int(p or 0), int(c or 0)) for key, (p, c) in zip(keys, ledgers)]
 
+    def next_maturity(self) -> dt.datetime | None:
+        first = self._call(self.r.zrange, self.queue_key, 0, 0, withscores=True)
+        return from_epoch(first[0][1]) if first else None
+
     def pending_count(self) -> int:
         return int(self._call(self.r.zcard, self.queue_key))
 

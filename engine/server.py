@@ -211,16 +211,17 @@ class RunningServer:
 def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
                  limits: ServerLimits = ServerLimits(), security: Security = Security(),
                  max_message_bytes: int = 4 * 1024 * 1024, mature_every: float = 1.0, follower=None,
-                 checkpoint=None, interceptors: tuple = ()) -> RunningServer:
+                 checkpoint=None, interceptors: tuple = (), reuse_port: bool = False) -> RunningServer:
     """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
     (``engine.model_follower.ModelFollower``) keeps the model on a registry alias; it is started
     here, before the server reports SERVING; so is ``checkpoint`` (``engine.checkpoint.
     ModelCheckpoint``), after resuming the model it saved if it grew from the one serving.
     ``interceptors`` (``grpc.ServerInterceptor``) wrap every call, after the token check when
-    there is one."""
+    there is one. ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT;
+    the kernel spreads connections over them)."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.so_reuseport", 0), *limits.grpc_options()]
+               ("grpc.so_reuseport", int(reuse_port)), *limits.grpc_options()]
     if security.tokens is not None:
         interceptors = (TokenInterceptor(security.tokens), *interceptors)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=limits.max_calls, thread_name_prefix="nba-worker"),

@@ -124,6 +124,11 @@ class SQLiteStateStore:
         with self._lock:
             return [self._usage(key) for key in keys]
 
+    def next_maturity(self) -> dt.datetime | None:
+        with self._lock:
+            (first,) = self._db.execute("SELECT min(matures_us) FROM pending").fetchone()
+        return from_epoch(first) if first is not None else None
+
     def pending_count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
@@ -205,9 +210,6 @@ class SQLiteStateStore:
         return True
 
     def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
-        with self._lock:  # the common case, called before every decision: nothing has matured
-            if self._db.execute("SELECT 1 FROM pending WHERE matures_us <= ? LIMIT 1", (epoch(now),)).fetchone() is None:
-                return []
         with self._transaction() as db:
             rows = db.execute("SELECT event, data, budget, cents, settled FROM pending WHERE matures_us <= ? "
                               "ORDER BY matures_us, seq LIMIT ?", (epoch(now), limit)).fetchall()

@@ -221,6 +221,10 @@ class StateStore(Protocol):
         """Remove and return the decisions whose window has closed by ``now``, oldest first,
         releasing their unsettled commitments."""
 
+    def next_maturity(self) -> dt.datetime | None:
+        """When the next pending decision's window closes (None: nothing pending); may be
+        earlier than that (never later)."""
+
     def budget_usage(self, keys: Sequence[BudgetKey]) -> list[BudgetUsage]: ...
 
     def pending_count(self) -> int: ...
@@ -342,6 +346,10 @@ class VolatileStateStore:
                 if len(self._closed) > self._closed_memory:
                     self._closed.popitem(last=False)
         return matured
+
+    def next_maturity(self) -> dt.datetime | None:
+        with self._lock:  # (an entry of a forgotten decision may come first: earlier, not later)
+            return self._queue[0][0] if self._queue else None
 
     def budget_usage(self, keys: Sequence[BudgetKey]) -> list[BudgetUsage]:
         with self._lock:

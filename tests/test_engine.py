@@ -1,6 +1,7 @@
 import dataclasses
 import datetime as dt
 import json
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from engine.decision_log import log_files
 from engine.domain import (
     AttributionClosed, Outcome, OutcomeType, RequestError, UnknownEvent,
 )
-from engine.pipeline import DecisionEngine
+from engine.pipeline import MATURE_RECHECK_SECONDS, DecisionEngine
 from engine.feasibility import feasible_actions
 from support import T0, history, request, unconstrained
 
@@ -99,6 +100,33 @@ def test_matured_decision_is_learned_with_joined_reward(engine, catalog):
     assert engine.mature(T0 + catalog.attribution_window) == 1
     assert engine.model.updates == 1
     assert engine.policy().counters["learned"] == 1 and engine.policy().counters["pending"] == 0
+
+
+def test_the_store_is_asked_for_matured_decisions_only_when_a_window_can_have_closed(catalog):
+    """Before each decision (simulated time) the engine learns what has matured; it knows
+    when the next window closes, so a campaign's decisions do not each cost a trip to the store.
+    None is learned late: every matured decision is learned before the next decision."""
+    from engine.state import VolatileStateStore
+
+    class Counting(VolatileStateStore):
+        pops = 0
+
+        def pop_matured(self, now, limit=10_000):
+            Counting.pops += 1
+            return super().pop_matured(now, limit)
+
+    store = Counting()
+    e = DecisionEngine(unconstrained(catalog), seed=3, store=store, honour_request_time=True)
+    started = time.monotonic()
+    for i in range(200):  # a campaign over ten hours: nothing matures
+        e.decide(request(f"c{i}", T0 + dt.timedelta(minutes=3 * i)))
+    # The first look, and a look again each wall-clock second at most (other processes).
+    assert Counting.pops <= 2 + (time.monotonic() - started) / MATURE_RECHECK_SECONDS
+    window = catalog.attribution_window
+    for i in range(200):  # a week later, the same minutes: each decision's window has just closed
+        e.decide(request(f"d{i}", T0 + window + dt.timedelta(minutes=3 * i)))
+        assert e.policy().counters["learned"] == i + 1
+    assert Counting.pops >= 200
 
 
 def test_online_learning_moves_values_toward_rewards(catalog):

@@ -154,6 +154,17 @@ def test_redemption_settles_and_maturity_releases(store):
     assert store.pending_count() == 0
 
 
+def test_next_maturity_is_the_earliest_pending_window_close(store):
+    assert store.next_maturity() is None
+    late, early = pending("c1", when=T0 + dt.timedelta(hours=5)), pending("c2", when=T0 + dt.timedelta(hours=1))
+    assert store.reserve(late, PRESSURE) is None and store.reserve(early, PRESSURE) is None
+    assert store.next_maturity() == early.matures_at
+    assert [p.event_id for p in store.pop_matured(early.matures_at)] == [early.event_id]
+    assert store.next_maturity() == late.matures_at
+    store.pop_matured(late.matures_at)
+    assert store.next_maturity() is None
+
+
 def test_outcome_join_duplicates_unknown_and_closed(store):
     p = pending()
     store.reserve(p, PRESSURE)
