@@ -141,8 +141,10 @@ def cmd_serve(args) -> int:
     from engine.server import serve_forever
 
     running = start_serving(args)
-    print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} ({describe(args, running.engine)})",
-          flush=True)
+    metrics = (f"; metrics on http://{args.host}:{running.metrics_http.server_port}/metrics"
+               if running.metrics_http is not None else "")
+    print(f"nba: serving nba.v1.DecisionService on {args.host}:{running.port} ({describe(args, running.engine)}"
+          f"{metrics})", flush=True)
     serve_forever(running, grace=args.grace)
     return 0
 
@@ -159,6 +161,11 @@ def start_serving(args, *, reuse_port: bool = False, learner: bool = True):
     from engine.server import start_server
 
     limits, security = server_limits(args), server_security(args)
+    metrics = None
+    if args.metrics_port is not None:  # (a --processes child: written for the parent to serve)
+        from engine.metrics import Metrics
+
+        metrics = Metrics()
     engine = build_engine(args)
     engine.learns = learner
     follower = None
@@ -181,7 +188,8 @@ def start_serving(args, *, reuse_port: bool = False, learner: bool = True):
     try:
         return start_server(engine, host=args.host, port=args.port, limits=limits, security=security,
                             max_message_bytes=args.max_message_bytes, follower=follower, checkpoint=checkpoint,
-                            reuse_port=reuse_port)
+                            reuse_port=reuse_port, metrics=metrics,
+                            metrics_port=None if reuse_port else args.metrics_port)
     except ConfigError:
         raise
     except Exception as exc:
@@ -275,6 +283,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--processes", type=int, default=1,
                        help="server processes sharing the port (SO_REUSEPORT), one core each; more than 1 needs "
                             "--redis (default 1)")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port; default: "
+                            "no metrics)")
     limits = serve.add_argument_group("limits (each protects the server from one caller)")
     limits.add_argument("--max-calls", type=int, default=64,
                         help="calls served at once, one thread each; beyond: RESOURCE_EXHAUSTED (default 64)")

@@ -40,8 +40,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
 
 
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
-    def __init__(self, engine: DecisionEngine, follower=None, limits: ServerLimits = ServerLimits()):
+    def __init__(self, engine: DecisionEngine, follower=None, limits: ServerLimits = ServerLimits(),
+                 metrics=None):
         self.engine = engine
+        self.metrics = metrics  # engine.metrics.Metrics, with --metrics-port
         self.follower = follower  # engine.model_follower.ModelFollower, with --model-uri
         self.limits = limits
         self.streams = StreamGuard(limits)
@@ -65,10 +67,27 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             decision = self.engine.decide(convert.request_from_proto(message))
         except RequestError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}{exc}")
+        if self.metrics is not None:
+            self.metrics.decided(decision)
         return convert.decision_to_proto(decision)
 
+    def _timed(self, rpc: str, context: grpc.ServicerContext, call):
+        """``_guard(context, call)``, its time and its error code (if any) recorded in the metrics."""
+        if self.metrics is None:
+            return _guard(context, call)
+        started = time.perf_counter()
+        try:
+            result = _guard(context, call)
+        except Exception:
+            code = context.code()
+            self.metrics.answered(rpc, time.perf_counter() - started, code.name if code else "UNKNOWN")
+            raise
+        self.metrics.answered(rpc, time.perf_counter() - started)
+        return result
+
     def NextBestAction(self, request, context):
-        return _guard(context, lambda: (self._admit(context, request), self._decide(request, context))[1])
+        return self._timed("NextBestAction", context,
+                           lambda: (self._admit(context, request), self._decide(request, context))[1])
 
     def NextBestActions(self, request_iterator, context):
         stream = self.streams.open(context)
@@ -88,8 +107,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 where = f"request #{index}: "
                 if isinstance(request, Undecodable):
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, where + request.describe())
-                yield _guard(context, lambda: (self._admit(context, request),
-                                               self._decide(request, context, where))[1])
+                yield self._timed("NextBestActions", context, lambda: (self._admit(context, request),
+                                                                       self._decide(request, context, where))[1])
                 stream.answered()
         finally:
             self.streams.close(stream)
@@ -98,7 +117,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         def report():
             self._admit(context, request)
             try:
-                ack = self.engine.report_outcome(convert.outcome_from_proto(request))
+                outcome = convert.outcome_from_proto(request)
+                ack = self.engine.report_outcome(outcome)
             except RequestError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except UnknownEvent as exc:
@@ -107,13 +127,15 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             except StoreUnavailable as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}")
+            if self.metrics is not None and not ack.duplicate:
+                self.metrics.outcome(outcome.type.value)
             return pb.OutcomeAck(event_id=ack.event_id, outcome_id=ack.outcome_id,
                                  duplicate=ack.duplicate)
-        return _guard(context, report)
+        return self._timed("ReportOutcome", context, report)
 
     def GetPolicy(self, request, context):
-        return _guard(context, lambda: (self._admit(context, request),
-                                        convert.policy_to_proto(self.engine.policy()))[1])
+        return self._timed("GetPolicy", context, lambda: (self._admit(context, request),
+                                                          convert.policy_to_proto(self.engine.policy()))[1])
 
     def ReloadPolicy(self, request, context):
         def reload():
@@ -130,7 +152,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                               f"{self.engine.model.version}): {exc}")
             return pb.ReloadPolicyResponse(model_uri=r.model_uri, previous_version=r.previous_version,
                                            model_version=r.model_version, reloaded=r.reloaded)
-        return _guard(context, reload)
+        return self._timed("ReloadPolicy", context, reload)
 
 
     def ForgetCustomer(self, request, context):
@@ -144,7 +166,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}")
             return pb.ForgetCustomerResponse(contacts_deleted=gone.contacts, pending_deleted=gone.pending,
                                              released=gone.released_cents / 100, known=gone.had_state)
-        return _guard(context, forget)
+        return self._timed("ForgetCustomer", context, forget)
 
 
 def _guard(context: grpc.ServicerContext, call):
@@ -192,6 +214,8 @@ class RunningServer:
     follower: object = None
     servicer: DecisionServicer | None = None
     checkpoint: object = None
+    metrics: object = None       # engine.metrics.Metrics
+    metrics_http: object = None  # its HTTP server (``server_port``)
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish (up to ``grace`` s), close logs."""
@@ -205,20 +229,28 @@ class RunningServer:
         self.engine.mature()
         if self.checkpoint is not None:
             self.checkpoint.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
         self.engine.close()
 
 
 def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int = 50051,
                  limits: ServerLimits = ServerLimits(), security: Security = Security(),
                  max_message_bytes: int = 4 * 1024 * 1024, mature_every: float = 1.0, follower=None,
-                 checkpoint=None, interceptors: tuple = (), reuse_port: bool = False) -> RunningServer:
+                 checkpoint=None, interceptors: tuple = (), reuse_port: bool = False, metrics=None,
+                 metrics_port: int | None = None) -> RunningServer:
     """Start serving; ``port=0`` picks a free port (see ``RunningServer.port``). ``follower``
     (``engine.model_follower.ModelFollower``) keeps the model on a registry alias; it is started
     here, before the server reports SERVING; so is ``checkpoint`` (``engine.checkpoint.
     ModelCheckpoint``), after resuming the model it saved if it grew from the one serving.
     ``interceptors`` (``grpc.ServerInterceptor``) wrap every call, after the token check when
     there is one. ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT;
-    the kernel spreads connections over them)."""
+    the kernel spreads connections over them). ``metrics`` (``engine.metrics.Metrics``): recorded,
+    and served at http://host:metrics_port/metrics when ``metrics_port`` is given (0: a free port;
+    see ``RunningServer.metrics_http``)."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", int(reuse_port)), *limits.grpc_options()]
@@ -232,7 +264,7 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
     if checkpoint is not None:
         checkpoint.resume()
         checkpoint.start()
-    servicer = DecisionServicer(engine, follower, limits)
+    servicer = DecisionServicer(engine, follower, limits, metrics)
     server.add_generic_rpc_handlers((service_handler(servicer),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -246,6 +278,11 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
              else server.add_insecure_port(address))
     if bound == 0:
         raise OSError(f"cannot listen on {address} (address in use or not allowed)")
+    metrics_http = None
+    if metrics is not None and metrics_port is not None:
+        from engine.metrics import serve_http
+
+        metrics_http = serve_http(metrics.registry, host, metrics_port)
     server.start()
 
     stop = threading.Event()
@@ -259,10 +296,14 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
                     log.exception("maturing decisions failed")
         threading.Thread(target=mature_loop, name="nba-mature", daemon=True).start()
 
+    if metrics is not None:
+        metrics.start(engine)
+
     # The model is loaded by now (the engine owns it): ready.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, bound, engine, stop, follower, servicer, checkpoint)
+    return RunningServer(server, health_servicer, bound, engine, stop, follower, servicer, checkpoint, metrics,
+                         metrics_http)
 
 
 def serve_forever(running: RunningServer, grace: float = 10.0, poll: float = 0.1) -> None:

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -55,7 +56,6 @@ def serve_processes(args) -> int:
     from engine.cli import server_limits, server_security
     from engine.privacy import load_key
 
-    n = args.processes
     server_limits(args), server_security(args)  # a mistake in the options: one message, no process started
     load_key(args.id_key_file, args.state_dir)  # made here once when missing, not raced by the processes
     received: list[int] = []
@@ -63,6 +63,25 @@ def serve_processes(args) -> int:
     signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
+    metrics_dir = metrics_http = None
+    if args.metrics_port is not None:
+        from engine.metrics import MULTIPROCESS_DIR, multiprocess_registry, serve_http
+
+        metrics_dir = tempfile.TemporaryDirectory(prefix="nba-metrics-")
+        os.environ[MULTIPROCESS_DIR] = metrics_dir.name  # the processes inherit it
+        metrics_http = serve_http(multiprocess_registry(), args.host, args.metrics_port)
+    try:
+        return _serve(args, ctx, events, received, metrics_http)
+    finally:
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
+
+
+def _serve(args, ctx, events, received: list[int], metrics_http) -> int:
+    n = args.processes
     with reserved_port(args.host, args.port) as port:
         procs = [ctx.Process(target=_process, args=(args, port, k, events), name=f"nba-serve-{k}", daemon=False)
                  for k in range(n)]
@@ -76,8 +95,10 @@ def serve_processes(args) -> int:
     if description is None:  # a signal before all were serving
         _stop(procs, args.grace)
         return 0
+    metrics = (f"; metrics on http://{args.host}:{metrics_http.server_port}/metrics"
+               if metrics_http is not None else "")
     print(f"nba: serving nba.v1.DecisionService on {args.host}:{port} ({n} processes, pids "
-          f"{' '.join(str(p.pid) for p in procs)}; {description})", flush=True)
+          f"{' '.join(str(p.pid) for p in procs)}; {description}{metrics})", flush=True)
     while not received:
         dead = [p for p in procs if not p.is_alive()]
         if dead:
@@ -127,6 +148,10 @@ def _stop(procs, grace: float) -> None:
             log.error("%s did not stop within %.0f s: killed", p.name, grace + 30)
             p.kill()
             p.join()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(p.pid)
 
 
 def _process(args, port: int, index: int, events) -> None:
