@@ -275,25 +275,72 @@ def many_actions(calls: int) -> None:
           f"{r['cpu_ms']:.2f} ms per decision")
 
 
-def memory(decisions: int) -> None:
-    span = dt.timedelta(days=14)  # pending decisions stop growing after 7 days (the window)
+def memory(decisions: int) -> dict:
+    """RSS of ``nba serve`` (embedded store) over ``decisions`` decisions spread over 14 simulated
+    days: pending decisions grow for the 7-day window, then stay level (as many mature as are
+    made). The slope over the first week is what a pending decision costs the process."""
+    span = dt.timedelta(days=14)
+    batch = 10_000
     with tempfile.TemporaryDirectory() as tmp:
         srv = nba(Path(tmp))
-        points = []
+        points = []  # (decisions, pending, RSS MB)
         try:
             with NBAClient(srv.target) as client:
-                batch = 10_000
                 for k in range(decisions // batch):
                     reqs = requests(batch, first=k * batch, start=START + span * (k * batch / decisions),
                                     span=span / (decisions // batch))
                     sum(1 for _ in client.decide_many(reqs, timeout=3600))
-                    points.append(((k + 1) * batch, srv.rss_mb()))
+                    points.append(((k + 1) * batch, client.policy().counters.pending, srv.rss_mb()))
         finally:
             srv.stop()
-    half = [rss for n, rss in points if n > decisions / 2]
-    print(f"\nRSS of nba serve over {decisions:,} decisions in 14 simulated days (MB): "
-          + ", ".join(f"{rss:.0f}" for _, rss in points))
-    print(f"second half: {min(half):.0f}-{max(half):.0f} MB ({(max(half) - min(half)) / min(half):.1%} apart)")
+    growing = [p for p in points if p[0] <= decisions / 2]
+    (_, p0, r0), (_, p1, r1) = growing[1], growing[-1]  # from the second point: past the warm-up
+    per_pending = (r1 - r0) * 2**20 / max(1, p1 - p0)
+    half = [rss for n, _, rss in points if n > decisions / 2]
+    spread = (max(half) - min(half)) / min(half)
+    print(f"\nnba serve (embedded store), {decisions:,} decisions over 14 simulated days: RSS (MB) "
+          + ", ".join(f"{rss:.0f}" for _, _, rss in points))
+    print(f"pending decisions {', '.join(f'{p:,}' for _, p, _ in points)}")
+    print(f"RSS per pending decision while they grow: {per_pending:,.0f} bytes; second half: {min(half):.0f}-"
+          f"{max(half):.0f} MB ({spread:.1%} apart)")
+    return {"process_bytes": per_pending, "rss_spread": spread, "rss_mb": (min(half), max(half))}
+
+
+def redis_memory(decisions: int) -> dict:
+    """What ``decisions`` pending decisions take in Redis: ``INFO memory`` before and after, and
+    ``MEMORY USAGE`` of the pending decisions' own keys (their hash and their share of the
+    maturity queue) -- the rest is the customers' state (contacts, counts, log token)."""
+    import redis as redis_py
+
+    from harness.redis_servers import RedisServer
+
+    server = RedisServer().start()
+    try:
+        r = redis_py.Redis.from_url(server.url)
+        with tempfile.TemporaryDirectory() as tmp:
+            srv = nba(Path(tmp), "--redis", server.url)
+            try:
+                before = r.info("memory")["used_memory"]
+                with NBAClient(srv.target) as client:
+                    sum(1 for _ in client.decide_many(requests(decisions, first=50_000_000), timeout=3600))
+                    pending = client.policy().counters.pending
+                after = r.info("memory")["used_memory"]
+                def mean_usage(pattern: str) -> float:
+                    keys = [k for _, k in zip(range(1000), r.scan_iter(match=pattern, count=1000))]
+                    return sum(r.memory_usage(k, samples=0) for k in keys) / max(1, len(keys))
+                own, data = mean_usage("nba:{p}:e:*"), mean_usage("nba:{p}:d:*")
+                queue = r.memory_usage("nba:{p}:queue", samples=0) / max(1, pending)
+                per_set = mean_usage("nba:{c:*}:open")
+            finally:
+                srv.stop()
+    finally:
+        server.stop()
+    total = (after - before) / max(1, pending)
+    per_pending = own + data + queue + per_set
+    print(f"\nRedis, {pending:,} pending decisions: {per_pending:,.0f} bytes each (MEMORY USAGE: hash {own:,.0f}, "
+          f"data {data:,.0f}, queue entry {queue:,.0f}, the customer's open decisions {per_set:,.0f}); used_memory "
+          f"grew {total:,.0f} bytes a decision, the customers' state (contacts, counts, log token) included")
+    return {"redis_bytes": per_pending, "redis_total_bytes": total}
 
 
 def main() -> int:
@@ -302,7 +349,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--stream", type=int, default=10_000)
-    parser.add_argument("--decisions", type=int, default=200_000)
+    parser.add_argument("--decisions", type=int, default=200_000, help="decisions of the RSS run")
+    parser.add_argument("--redis-decisions", type=int, default=20_000, help="decisions of the Redis memory run")
     args = parser.parse_args()
     what = args.only or ["pairs", "processes", "actions", "memory"]
     if "pairs" in what:
@@ -313,6 +361,7 @@ def main() -> int:
         many_actions(args.calls)
     if "memory" in what:
         memory(args.decisions)
+        redis_memory(args.redis_decisions)
     return 0
 
 

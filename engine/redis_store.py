@@ -41,7 +41,6 @@ import datetime as dt
 import json
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 
 import redis
@@ -101,7 +100,7 @@ local function token_check(tkey, c)
 end
 
 local function customer_apply(pset, tkey, c)
-  redis.call('SADD', pset, c.event)
+  redis.call('HSET', pset, c.event, '')
   redis.call('EXPIRE', pset, c.ttl)
   if c.token then redis.call('SET', tkey, c.token, 'EX', c.token_ttl) end
 end
@@ -120,24 +119,25 @@ local function budget_apply(key, b)
   redis.call('HINCRBY', key, 'committed', b.cents)
 end
 
-local function pending_apply(key, queue, p, data)
+local function pending_apply(key, dkey, queue, p, data)
   local seq = redis.call('INCR', p.seq_key)
-  redis.call('HSET', key, 'd', data, 'c', p.customer, 'k', p.commit, 'n', seq, 'ch', p.channel)
+  redis.call('HSET', key, 'c', p.customer, 'k', p.commit, 'n', seq, 'ch', p.channel)
   redis.call('EXPIRE', key, p.ttl)
+  redis.call('SET', dkey, data, 'EX', p.ttl)
   redis.call('ZADD', queue, p.matures, p.event)
 end
 """
 
-# KEYS: [contacts counts pending-set token] [budget] [pending queue], in that order, each present
-# when its part is. ARGV: the spec (JSON), then the pending decision (zlib-compressed JSON) when it
-# is stored.
+# KEYS: [contacts counts open-decisions token] [budget] [pending data queue], in that order, each
+# present when its part is. ARGV: the spec (JSON), then the pending decision (PendingDecision.pack)
+# when it is stored.
 RESERVE = _PRELUDE + r"""
 local spec = cjson.decode(ARGV[1])
 local k = 1
-local ckey, nkey, skey, tkey, bkey, pkey, qkey
+local ckey, nkey, skey, tkey, bkey, pkey, dkey, qkey
 if spec.customer then ckey = KEYS[k]; nkey = KEYS[k + 1]; skey = KEYS[k + 2]; tkey = KEYS[k + 3]; k = k + 4 end
 if spec.budget then bkey = KEYS[k]; k = k + 1 end
-if spec.pending then pkey = KEYS[k]; qkey = KEYS[k + 1] end
+if spec.pending then pkey = KEYS[k]; dkey = KEYS[k + 1]; qkey = KEYS[k + 2] end
 if skey then
   local why = token_check(tkey, spec.customer)
   if why then return why end
@@ -153,16 +153,17 @@ end
 if spec.contact then contact_apply(ckey, nkey, spec.contact) end
 if skey then customer_apply(skey, tkey, spec.customer) end
 if bkey then budget_apply(bkey, spec.budget) end
-if pkey then pending_apply(pkey, qkey, spec.pending, ARGV[2]) end
+if pkey then pending_apply(pkey, dkey, qkey, spec.pending, ARGV[2]) end
 return ''
 """
 
-# KEYS: pending hash, queue. Removes a pending decision (erasure); returns its commitment text
-# ("<budget key>|<cents>") when unsettled, '' when settled or without one, nil when gone.
+# KEYS: pending hash, queue, pending data. Removes a pending decision (erasure); returns its
+# commitment text ("<budget key>|<cents>") when unsettled, '' when settled or without one, nil
+# when gone.
 DROP = r"""
 local v = redis.call('HMGET', KEYS[1], 'k', 'settled')
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if v[2] then return '' end
 return v[1] or ''
@@ -188,18 +189,25 @@ end
 return {status, v[1], v[2], v[3] or '', first}
 """
 
-# KEYS: queue. ARGV: now (epoch us), limit, pending key prefix, closed key prefix, closed ttl.
-# Pending keys share the queue's slot ({p}), so the script stays on one node.
+# KEYS: queue. ARGV: now (epoch us), limit, pending key prefix, closed key prefix, closed ttl,
+# pending data key prefix. Returns each decision's hash fields, and its data as field 'd' (which
+# older versions kept in the hash). Pending keys share the queue's slot ({p}), so the script
+# stays on one node.
 POP = r"""
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
-  local key = ARGV[3] .. id
+  local key, dkey = ARGV[3] .. id, ARGV[6] .. id
   local h = redis.call('HGETALL', key)
+  local d = redis.call('GET', dkey)
   if #h > 0 then
-    redis.call('DEL', key)
+    redis.call('DEL', key, dkey)
     redis.call('SET', ARGV[4] .. id, '1', 'EX', tonumber(ARGV[5]))
+    if d then
+      table.insert(h, 'd')
+      table.insert(h, d)
+    end
     table.insert(out, h)
   end
 end
@@ -282,17 +290,28 @@ class RedisStateStore:
         return f"{self.prefix}:{{c:{tag(customer_id)}}}:token"
 
     def pending_set_key(self, customer_id: str) -> str:
+        """The customer's open decisions: a hash whose fields are their event ids (small, so
+        Redis keeps it compact; a set of strings it would not)."""
+        return f"{self.prefix}:{{c:{tag(customer_id)}}}:open"
+
+    def legacy_pending_set_key(self, customer_id: str) -> str:
+        """Where older versions kept the customer's pending event ids (a set)."""
         return f"{self.prefix}:{{c:{tag(customer_id)}}}:pending"
 
     def customer_keys(self, customer_id: str) -> list[str]:
         return [self.contacts_key(customer_id), self.response_key(customer_id), self.counts_key(customer_id),
-                self.token_key(customer_id), self.pending_set_key(customer_id)]
+                self.token_key(customer_id), self.pending_set_key(customer_id), self.legacy_pending_set_key(customer_id)]
 
     def budget_key(self, key: BudgetKey) -> str:
         return f"{self.prefix}:{{b}}:{key.name}"
 
     def pending_key(self, event_id: str) -> str:
         return f"{self.prefix}:{{p}}:e:{event_id}"
+
+    def pending_data_key(self, event_id: str) -> str:
+        """The pending decision itself (``PendingDecision.pack``), beside its small hash: a
+        value this long would make Redis keep the hash in its large, slower-to-read form."""
+        return f"{self.prefix}:{{p}}:d:{event_id}"
 
     def closed_key(self, event_id: str) -> str:
         return f"{self.prefix}:{{p}}:closed:{event_id}"
@@ -385,14 +404,13 @@ class RedisStateStore:
         if c is not None:
             parts.append(([self.budget_key(c.key)],
                           {"budget": {"id": c.key.budget_id, "cents": c.cents, "amount": c.key.amount_cents}}))
-        parts.append(([self.pending_key(pending.event_id), self.queue_key],
+        parts.append(([self.pending_key(pending.event_id), self.pending_data_key(pending.event_id), self.queue_key],
                       {"pending": {"matures": epoch(pending.matures_at),
                                    "event": pending.event_id, "ttl": ttl,
                                    "seq_key": f"{self.prefix}:{{p}}:seq",
                                    "customer": pending.customer_id, "commit": self._commitment_text(pending),
                                    "channel": pending.channel or ""}}))
-        # The DSJSON context is most of a pending decision (~18 kB, ~2 kB compressed).
-        data = zlib.compress(pending.to_json().encode(), 1)
+        data = pending.pack()
         if not self.cluster:
             keys = [k for part_keys, _ in parts for k in part_keys]
             spec = {name: value for _, part in parts for name, value in part.items()}
@@ -422,7 +440,7 @@ class RedisStateStore:
         for spec in reversed(done):
             try:
                 if "customer" in spec:
-                    self._call(self.r.srem, self.pending_set_key(pending.customer_id), pending.event_id)
+                    self._call(self.r.hdel, self.pending_set_key(pending.customer_id), pending.event_id)
                 if "contact" in spec:
                     self._call(self.r.zrem, self.contacts_key(pending.customer_id), spec["contact"]["member"])
                     self._call(self.r.hincrby, self.counts_key(pending.customer_id), f"{pending.channel}:sent", -1)
@@ -457,13 +475,14 @@ class RedisStateStore:
 
     def pop_matured(self, now: dt.datetime, limit: int = 10_000) -> list[PendingDecision]:
         rows = self._call(self._pop, keys=[self.queue_key],
-                          args=[epoch(now), limit, self.pending_key(""), self.closed_key(""), self.closed_ttl])
+                          args=[epoch(now), limit, self.pending_key(""), self.closed_key(""), self.closed_ttl,
+                                self.pending_data_key("")])
         matured, releases, order = [], [], {}
         for flat in rows:
             fields = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
             if "d" not in fields:
                 continue
-            pending = PendingDecision.from_json(zlib.decompress(fields["d"]))
+            pending = PendingDecision.unpack(fields["d"])
             pending.settled = "settled" in fields
             order[pending.event_id] = int(fields.get("n", 0))
             for name, raw in fields.items():
@@ -503,10 +522,12 @@ class RedisStateStore:
         return self._call(self.r.get, key).decode()
 
     def forget(self, customer_id: str) -> Forgotten:
-        events = [e.decode() for e in self._call(self.r.smembers, self.pending_set_key(customer_id))]
+        events = {e.decode() for e in self._call(self.r.hkeys, self.pending_set_key(customer_id))}
+        events |= {e.decode() for e in self._call(self.r.smembers, self.legacy_pending_set_key(customer_id))}
         dropped, releases = 0, {}
-        for event in events:
-            commitment = self._call(self._drop, keys=[self.pending_key(event), self.queue_key], args=[event])
+        for event in sorted(events):
+            commitment = self._call(self._drop, keys=[self.pending_key(event), self.queue_key,
+                                                      self.pending_data_key(event)], args=[event])
             if commitment is None:
                 continue  # matured already
             dropped += 1

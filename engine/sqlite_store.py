@@ -30,7 +30,6 @@ import json
 import os
 import sqlite3
 import threading
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -170,7 +169,7 @@ class SQLiteStateStore:
             db.execute("INSERT INTO pending (event, customer, matures_us, data, budget, cents, channel) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (pending.event_id, pending.customer_id, epoch(pending.matures_at),
-                        zlib.compress(pending.to_json().encode(), 1), c.key.name if c else None,
+                        pending.pack(), c.key.name if c else None,
                         c.cents if c else None, pending.channel))
         return None
 
@@ -215,7 +214,7 @@ class SQLiteStateStore:
                               "ORDER BY matures_us, seq LIMIT ?", (epoch(now), limit)).fetchall()
             matured = []
             for event, data, budget, cents, settled in rows:
-                pending = PendingDecision.from_json(zlib.decompress(data))
+                pending = PendingDecision.unpack(data)
                 pending.settled = bool(settled)
                 for outcome_id, kind, value in db.execute(
                         "SELECT outcome_id, kind, value FROM outcomes WHERE event = ? ORDER BY rowid", (event,)):

@@ -32,6 +32,7 @@ import datetime as dt
 import heapq
 import json
 import threading
+import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,20 @@ class PendingDecision:
             "commitment": [c.key.budget_id, c.key.period, c.key.amount_cents, c.cents] if c else None,
         }, separators=(",", ":"))
 
+    def pack(self) -> bytes:
+        """``to_json``, deflated with a preset dictionary of what every pending decision's text
+        repeats (about 2/3 of plain zlib's size): what the stores keep."""
+        deflate = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, zdict=_PACK_DICTIONARY)
+        return _PACKED + deflate.compress(self.to_json().encode()) + deflate.flush()
+
+    @classmethod
+    def unpack(cls, data: bytes) -> PendingDecision:
+        """The decision ``pack`` made (or, from older stores, plain zlib of ``to_json``)."""
+        if data[:1] == _PACKED:
+            inflate = zlib.decompressobj(15, zdict=_PACK_DICTIONARY)
+            return cls.from_json(inflate.decompress(data[1:]) + inflate.flush())
+        return cls.from_json(zlib.decompress(data))
+
     @classmethod
     def from_json(cls, text: str | bytes) -> PendingDecision:
         d = json.loads(text)
@@ -193,6 +208,18 @@ class PendingDecision:
             send_at=_parse_time(d["send_at"]) if d["send_at"] else None,
             commitment=Commitment(BudgetKey(c[0], c[1], c[2]), c[3]) if c else None,
         )
+
+
+# ``PendingDecision.pack``: a first byte no zlib stream starts with, and the dictionary, never to
+# be changed (what is stored is read with it; a new one needs a new first byte).
+_PACKED = b"\x01"
+_PACK_DICTIONARY = (
+    '{"event_id":"","customer_id":"","decision_time":"T00:00:00.000000Z","matures_at":"T00:00:00.000000Z",'
+    '"dsjson":"\\"_label_probability\\":0.,\\"_label_Action\\":,\\"_labelIndex\\":,\\"Timestamp\\":'
+    '\\"T00:00:00.000000Z\\",\\"Version\\":\\"1\\",\\"EventId\\":\\"\\",\\"a\\":[],\\"p\\":[0.],'
+    '\\"c\\":{\\"_multi\\":[' + "{}," * 80 + ']}}","offer_cost":0.0,"contact_cost":0.0,"contacted":true,'
+    '"channel":"email","send_at":"T00:00:00.000000Z","commitment":null}:1.0,\\"=\\":0.0,'
+).encode()
 
 
 def _parse_time(text: str) -> dt.datetime:

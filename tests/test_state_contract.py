@@ -327,3 +327,41 @@ def test_a_second_process_on_the_sqlite_state_is_refused_and_changes_nothing(tmp
     first.close()
     run = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr  # free again once closed
+
+
+def test_a_pending_decision_packs_small_and_older_plain_zlib_still_reads():
+    import zlib
+
+    from engine.state import PendingDecision
+
+    p = pending("c1", cost_cents=1_000)
+    assert PendingDecision.unpack(p.pack()).to_json() == p.to_json()
+    older = zlib.compress(p.to_json().encode(), 1)
+    assert PendingDecision.unpack(older).to_json() == p.to_json()
+    assert len(p.pack()) < len(older)
+
+
+def test_redis_reads_and_forgets_what_older_versions_stored(redis_server):
+    """Pending decisions stored before the data moved out of the hash (field 'd', and the
+    customer's set of pending ids) still mature and are still forgotten."""
+    import zlib
+
+    import redis as redis_py
+
+    from engine.redis_store import RedisStateStore
+    from engine.state import epoch
+
+    store = RedisStateStore(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    r = redis_py.Redis.from_url(redis_server.url)
+    old = [pending("c1", when=T0, cost_cents=500), pending("c2", when=T0)]
+    for n, p in enumerate(old):
+        r.hset(store.pending_key(p.event_id), mapping={"d": zlib.compress(p.to_json().encode(), 1), "c": p.customer_id,
+                                                       "k": store._commitment_text(p), "n": n, "ch": "email"})
+        r.zadd(store.queue_key, {p.event_id: epoch(p.matures_at)})
+        r.sadd(store.legacy_pending_set_key(p.customer_id), p.event_id)
+    r.hset(store.budget_key(BUDGET), "committed", 500)
+    gone = store.forget("c1")
+    assert gone.pending == 1 and gone.released_cents == 500 and snap(store).budgets["promo"].committed_cents == 0
+    [matured] = store.pop_matured(T0 + WINDOW)
+    assert matured.event_id == old[1].event_id and matured.to_json() == old[1].to_json()
+    store.close()
