@@ -174,7 +174,6 @@ def _streams(target: str, per_stream: int, n: int) -> float:
 
     def one(k: int) -> None:
         with NBAClient(target) as client:
-            client.wait_ready()
             counts[k] = sum(1 for _ in client.decide_many(batches[k], timeout=3600))
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
     started = time.perf_counter()
@@ -261,7 +260,7 @@ def many_actions(calls: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         text = default_catalog_path().read_text()
-        extra_offers = "".join(f'\n[offers.extra_{k}]\nname = "Extra {k}"\ncost = 0.0\n' for k in range(16))
+        extra_offers = "".join(f'\n[offers.extra_{k}]\nname = "Extra {k}"\ncost = 0.0\n' for k in range(38))
         catalog = tmp / "large.toml"
         catalog.write_text(text.replace("# Channels:", extra_offers + "\n# Channels:", 1))
         srv = nba(tmp, "--catalog", str(catalog))

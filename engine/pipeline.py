@@ -199,7 +199,7 @@ class DecisionEngine:
         head, multi = self.features.context_parts(request, history, actions, labels)
         context = f"{head}{multi}]}}"
         model = self.model  # one model for the whole decision, even if a reload swaps it
-        scored = self._score(model, context, actions, labels, snap, now, control)
+        scored = self._score(model, (context, head, multi), actions, labels, snap, now, control)
         with self._lock:
             chosen = scored.control_choice if control else exploration.draw(scored.p, self._rng)
             event_id = self._new_event_id()
@@ -213,14 +213,17 @@ class DecisionEngine:
             self.decision_log.append(line.with_cost(default_cost))
         return self._decision(request, now, actions, exclusions, scored, chosen, event_id, model.version, control)
 
-    def _score(self, model: ValueModel, context: str, actions: tuple[Action, ...], labels: tuple[str, ...],
-               snap: Snapshot, now: dt.datetime, control: bool) -> Scored:
+    def _score(self, model: ValueModel, context: tuple[str, str, str], actions: tuple[Action, ...],
+               labels: tuple[str, ...], snap: Snapshot, now: dt.datetime, control: bool) -> Scored:
         """Values, the scores exploration chooses on and each action's probability. A control
-        customer gets the control action with probability 1."""
-        values = model.values(context, len(actions))
+        customer gets the control action with probability 1. ``context``: its text, head and
+        actions' part (``FeatureBuilder.context_parts``)."""
+        text, head, multi = context
+        parts = getattr(model, "values_parts", None)
+        values = parts(head, multi, len(actions)) if parts is not None else model.values(text, len(actions))
         if not np.isfinite(values).all():
             self._roll_back(model)
-            values = self.model.values(context, len(actions))
+            values = self.model.values(text, len(actions))
             values = np.where(np.isfinite(values), values, 0.0)
         if control:
             chosen = control_choice(actions, self.catalog.constraints.control)

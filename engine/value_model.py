@@ -17,6 +17,10 @@ from engine.catalog import ModelSettings
 from engine.decision_log import DsjsonLine
 
 
+# Action sets whose parsed examples a model keeps (a few per time zone, hour and consent set).
+ACTION_SETS_KEPT = 512
+
+
 class ValueModel:
     """The value of each action: one VW regression of the decision's reward
     (``[model] structure = "direct"``)."""
@@ -28,6 +32,7 @@ class ValueModel:
         self.structure = settings.structure
         self._ws = vw.Workspace(self.args, model_data=model_data)
         self._lock = threading.Lock()
+        self._actions: dict[str, list] = {}  # an action set's JSON -> its parsed examples (values_parts)
         self.version = version
         self.updates = 0
 
@@ -35,16 +40,35 @@ class ValueModel:
         # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers
         # build and type-check one Python object per action, which costs more than the
         # prediction itself for a hundred actions. Same parser, same features.
-        examples = vw._core._parse_line_json(self._ws._workspace, context_json)
-        values = np.empty(n_actions)
-        for index, cost in self._ws._workspace.predict_multi_ex_one(examples):
-            values[index] = -cost
-        return values
+        return self._scores(vw._core._parse_line_json(self._ws._workspace, context_json), n_actions)
 
     def values(self, context_json: str, n_actions: int) -> np.ndarray:
         """Estimated value of each of the ``n_actions`` actions of a VW JSON context, in order."""
         with self._lock:
             return self._predict(context_json, n_actions)
+
+    def values_parts(self, head: str, multi: str, n_actions: int) -> np.ndarray:
+        """``values`` of the context ``head + multi + "]}"`` (``FeatureBuilder.context_parts``),
+        the same values: the actions' examples are parsed once per set of actions and kept
+        (VW leaves them as they were after each prediction), only the shared part per call."""
+        with self._lock:
+            ws = self._ws._workspace
+            actions = self._actions.get(multi)
+            if actions is None:
+                parsed = vw._core._parse_line_json(ws, '{"_multi":[' + multi + "]}")
+                if len(parsed) != n_actions + 1:  # not one shared example and the actions
+                    return self._predict(f"{head}{multi}]}}", n_actions)
+                if len(self._actions) >= ACTION_SETS_KEPT:
+                    del self._actions[next(iter(self._actions))]
+                actions = self._actions[multi] = parsed[1:]
+            shared = vw._core._parse_line_json(ws, head + "]}")
+            return self._scores(shared + actions, n_actions)
+
+    def _scores(self, examples, n_actions: int) -> np.ndarray:
+        scored = np.array(self._ws._workspace.predict_multi_ex_one(examples), dtype=float).reshape(-1, 2)
+        values = np.empty(n_actions)
+        values[scored[:, 0].astype(np.intp)] = -scored[:, 1]
+        return values
 
     def healthy(self, context_json: str, n_actions: int) -> bool:
         """Whether the model scores a context with finite values (a check after learning)."""
