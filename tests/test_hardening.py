@@ -174,11 +174,11 @@ def test_a_model_whose_values_turn_non_finite_is_not_served(catalog):
     d = e.decide(request("c-1", T0))
     e.report_outcome(Outcome(d.event_id, "o", OutcomeType.OPENED))
     e.mature(T0 + dt.timedelta(days=8))  # learned: a good copy is kept
-    good = e.model.values
-    e.model.values = lambda context, n: np.full(n, np.nan)  # the served model breaks
+    broken = e.model
+    broken._scores = lambda examples, n: np.full(n, np.nan)  # the served model breaks
     decision = e.decide(request("c-2", T0 + dt.timedelta(days=8)))
     assert np.isfinite(decision.expected_value) and e.policy().counters["model_rollbacks"] == 1
-    assert e.model.values is not good and np.isfinite(e.model.values(*_probe(e))).all()
+    assert e.model is not broken and np.isfinite(e.model.values(*_probe(e))).all()
 
 
 def _probe(engine):

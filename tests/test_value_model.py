@@ -87,3 +87,25 @@ def test_without_importance_weights_a_rare_explored_reward_counts_once():
         model.learn_dsjson(_line(0, 10.0, p=0.001))
     assert 0.0 < plain.values(context, 2)[0] < 5.0
     assert weighted.values(context, 2)[0] > plain.values(context, 2)[0]
+
+
+def test_kept_action_examples_score_exactly_as_a_fresh_parse(catalog):
+    """values_parts keeps each action set's parsed examples across calls, and across learning:
+    every value is the one a parse of the whole context gives, to the last bit."""
+    from engine.feasibility import feasible_actions
+
+    e = DecisionEngine(catalog, seed=2, honour_request_time=True)
+    model = e.model
+    for i in range(40):
+        r = request(f"p{i}", T0 + dt.timedelta(hours=7 * i), consented_channels=("email", "sms")[: 1 + i % 2])
+        actions = feasible_actions(r, e.catalog, r.decision_time)
+        history = e.store.snapshot(r.customer_id, r.decision_time, dt.timedelta(days=7), []).customer.history(
+            r.decision_time)
+        head, multi = e.features.context_parts(r, history, actions.actions, actions.labels)
+        n = len(actions.actions)
+        assert np.array_equal(model.values_parts(head, multi, n), model.values(f"{head}{multi}]}}", n))
+        if i % 10 == 5:  # learning between calls changes the weights, not the kept examples
+            d = e.decide(request(f"learner{i}", T0, **EMAIL_ONLY))
+            e.report_outcome(Outcome(d.event_id, "b", OutcomeType.CONVERTED, 80.0, T0))
+            e.mature(T0 + catalog.attribution_window)
+    assert model.updates >= 3 and len(model._actions) >= 2
