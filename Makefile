@@ -43,6 +43,7 @@ bench: install
 	$(PY) bench/loadtest.py
 	$(PY) bench/loadtest.py --cluster
 	$(PY) bench/loadtest.py --outage
+	$(PY) bench/serving.py
 
 # Regenerate docs/results.md (and the README's results table): about an hour and a half on 2 cores.
 results: install

@@ -7,7 +7,10 @@ results table is rewritten from the same run (between its ``results`` markers).
 
     make results                                   # everything: about an hour and a half on 2 cores
     .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
-    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench); the others are kept
+    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, serving); the others are kept
+
+The serving section (bench/serving.py, ~25 minutes) also rewrites the README's performance table
+(between its ``performance`` markers).
 
 A figure in the docs is replaced by re-running this, never edited by hand.
 """
@@ -187,28 +190,43 @@ def section_bench() -> str:
     return "\n".join(out)
 
 
-def update_readme(table: str) -> None:
+SERVING = ["bench/serving.py"]
+
+
+def section_serving() -> tuple[str, str]:
+    """bench/serving.py's output, and its summary table with the command and machine (README)."""
+    print(f"$ .venv/bin/python {' '.join(SERVING)}", flush=True)
+    done = subprocess.run([sys.executable, *SERVING], cwd=ROOT, capture_output=True, text=True, check=True)
+    table = done.stdout[done.stdout.rindex("| | measured |"):].rstrip()
+    text = "\n".join(["## Serving at campaign scale", "", f"`.venv/bin/python {' '.join(SERVING)}`", "", "```",
+                      done.stdout.rstrip(), "```", ""])
+    readme = f"`.venv/bin/python {' '.join(SERVING)}` on {machine()}, at commit {commit()}:\n\n{table}"
+    return text, readme
+
+
+def update_readme(table: str, marker: str = "results") -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(r"(<!-- results:start -->\n).*?(\n<!-- results:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit("README.md has no <!-- results:start --> ... <!-- results:end --> markers")
+        raise SystemExit(f"README.md has no <!-- {marker}:start --> ... <!-- {marker}:end --> markers")
     readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
 
 
+SECTIONS = ("main", "scenarios", "bench", "serving")
 SECTION = re.compile(r"<!-- section:(\w+) -->\n(.*?)<!-- /section:\1 -->\n", re.S)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small runs, to check the script (not for the docs)")
-    parser.add_argument("--only", choices=("main", "scenarios", "bench"), action="append",
+    parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="only these sections (repeatable); the page keeps the others as they were")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
     args = parser.parse_args()
-    sections = args.only or ["main", "scenarios", "bench"]
+    sections = args.only or list(SECTIONS)
     kept = dict(SECTION.findall(args.out.read_text())) if args.out.exists() and args.only else {}
-    readme_table = ""
+    readme_table = performance = ""
     for name in sections:
         started, code = time.perf_counter(), commit()
         when = dt.datetime.now(dt.timezone.utc)
@@ -216,6 +234,8 @@ def main() -> int:
             text, readme_table = section_main(args.quick)
         elif name == "scenarios":
             text = section_scenarios(args.quick)
+        elif name == "serving":
+            text, performance = section_serving()
         else:
             text = section_bench()
         flags = f"--only {name}" + (" --quick" if args.quick else "")
@@ -228,13 +248,16 @@ def main() -> int:
               "date and machine it ran on. The same seed gives the same simulation tables on any machine; the "
               "benchmarks' figures depend on the machine and its load.", ""]
     body = [f"<!-- section:{name} -->\n{kept[name]}<!-- /section:{name} -->\n"
-            for name in ("main", "scenarios", "bench") if name in kept]
+            for name in SECTIONS if name in kept]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header) + "\n" + "\n".join(body))
     print(f"wrote {args.out}")
     if readme_table and not args.quick and args.out == ROOT / "docs" / "results.md":
         update_readme(readme_table)
         print("updated the results table of README.md")
+    if performance and args.out == ROOT / "docs" / "results.md":
+        update_readme(performance, "performance")
+        print("updated the performance table of README.md")
     return 0
 
 

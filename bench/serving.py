@@ -215,19 +215,19 @@ def pairs(rounds: int, calls: int, stream: int) -> dict:
               f"{a['streams4_dps']:,.0f} / {b['streams4_dps']:,.0f} /s ({b['streams4_dps'] / a['streams4_dps']:.2f}x)",
               flush=True)
     med = lambda key, i: statistics.median(row[i][key] for row in rows)  # noqa: E731
-    summary = {key: (med(key, 0), med(key, 1)) for key in rows[0][0]}
+    medians = {key: (med(key, 0), med(key, 1)) for key in rows[0][0]}
     print("\n| | no-op server | nba serve | ratio |\n|---|---:|---:|---:|")
     for key, title, unit in (("p50_ms", "unary, 1 client, p50", "ms"), ("cpu_ms", "server CPU per decision", "ms"),
                              ("in_flight_rps", "32 calls in flight", "req/s"),
                              ("stream_dps", f"one stream, {stream:,} requests", "/s"),
                              ("streams4_dps", "four streams", "/s")):
-        a, b = summary[key]
+        a, b = medians[key]
         fmt = "{:.2f}" if unit == "ms" else "{:,.0f}"
         print(f"| {title} | {fmt.format(a)} {unit} | {fmt.format(b)} {unit} | {b / a:.2f}x |")
-    return summary
+    return medians
 
 
-def processes(calls: int, stream: int) -> None:
+def processes(calls: int, stream: int) -> dict:
     from harness.redis_servers import RedisServer
 
     redis = RedisServer().start()
@@ -252,9 +252,10 @@ def processes(calls: int, stream: int) -> None:
     print(f"\non Redis: four streams {s1:,.0f} /s with one process, {s2:,.0f} /s with --processes 2 "
           f"({s2 / s1:.2f}x); 32 in flight {f1:,.0f} / {f2:,.0f} req/s, the no-op's {ref_rps:,.0f} "
           f"({f2 / ref_rps:.2f}x of it with --processes 2)")
+    return {"streams4": (s1, s2), "in_flight": (f1, f2, ref_rps)}
 
 
-def many_actions(calls: int) -> None:
+def many_actions(calls: int) -> dict:
     from engine.catalog import default_catalog_path
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -272,6 +273,7 @@ def many_actions(calls: int) -> None:
             srv.stop()
     print(f"\n{d.feasible_actions} feasible actions: unary p50 {r['p50_ms']:.2f} ms, server CPU "
           f"{r['cpu_ms']:.2f} ms per decision")
+    return {"actions": d.feasible_actions, **r}
 
 
 def memory(decisions: int) -> dict:
@@ -352,16 +354,47 @@ def main() -> int:
     parser.add_argument("--redis-decisions", type=int, default=20_000, help="decisions of the Redis memory run")
     args = parser.parse_args()
     what = args.only or ["pairs", "processes", "actions", "memory"]
+    got: dict = {}
     if "pairs" in what:
-        pairs(args.rounds, args.calls, args.stream)
+        got["pairs"] = pairs(args.rounds, args.calls, args.stream)
     if "processes" in what:
-        processes(args.calls, args.stream)
+        got["processes"] = processes(args.calls, args.stream)
     if "actions" in what:
-        many_actions(args.calls)
+        got["actions"] = many_actions(args.calls)
     if "memory" in what:
-        memory(args.decisions)
-        redis_memory(args.redis_decisions)
+        got["memory"] = {**memory(args.decisions), **redis_memory(args.redis_decisions)}
+    if len(got) == 4:
+        print("\n" + summary(got))
     return 0
+
+
+def summary(got: dict) -> str:
+    """The figures against the targets of the serving work, as one markdown table."""
+    p, m = got["pairs"], got["memory"]
+    (s1, s2), (_, f2, ref) = got["processes"]["streams4"], got["processes"]["in_flight"]
+    rows = [
+        ("server CPU per decision (default catalog)", f"{p['cpu_ms'][1]:.2f} ms (no-op {p['cpu_ms'][0]:.2f})",
+         "<= 0.7 ms", p["cpu_ms"][1] <= 0.7),
+        ("unary p50, one client", f"{p['p50_ms'][1]:.2f} ms, {p['p50_ms'][1] / p['p50_ms'][0]:.2f}x the no-op's",
+         "<= 1.8x", p["p50_ms"][1] / p["p50_ms"][0] <= 1.8),
+        ("one stream", f"{p['stream_dps'][1]:,.0f} /s, {p['stream_dps'][1] / p['stream_dps'][0]:.2f}x the no-op's",
+         ">= 0.5x", p["stream_dps"][1] / p["stream_dps"][0] >= 0.5),
+        ("four streams, --processes 2 on Redis", f"{s2:,.0f} /s, {s2 / s1:.2f}x one process's", ">= 1.6x",
+         s2 / s1 >= 1.6),
+        ("32 in flight, --processes 2 on Redis", f"{f2:,.0f} req/s, {f2 / ref:.2f}x the no-op's", ">= 0.5x",
+         f2 / ref >= 0.5),
+        (f"unary p50, {got['actions']['actions']} feasible actions", f"{got['actions']['p50_ms']:.2f} ms", "<= 3 ms",
+         got["actions"]["p50_ms"] <= 3),
+        ("memory per pending decision, in process (embedded store)", f"{m['process_bytes']:,.0f} bytes", "<= 1 KB",
+         m["process_bytes"] <= 1024),
+        ("memory per pending decision, in Redis", f"{m['redis_bytes']:,.0f} bytes", "<= 1 KB",
+         m["redis_bytes"] <= 1024),
+        ("RSS over the second half of the long run", f"{m['rss_mb'][0]:.0f}-{m['rss_mb'][1]:.0f} MB "
+         f"({m['rss_spread']:.1%} apart)", "within 10 %", m["rss_spread"] <= 0.10),
+    ]
+    lines = ["| | measured | target | met |", "|---|---|---|---|"]
+    lines += [f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |" for name, value, target, ok in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
