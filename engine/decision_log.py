@@ -124,6 +124,12 @@ def log_files(directory: str | Path, prefix: str) -> list[Path]:
     return sorted(Path(directory).glob(f"{prefix}-*.jsonl"))
 
 
+@functools.lru_cache(maxsize=64)
+def _action_ids(n: int) -> list[str]:
+    """"1" ... "n": the DSJSON action ids (shared: do not change the list)."""
+    return [str(i) for i in range(1, n + 1)]
+
+
 @functools.lru_cache(maxsize=4096)
 def iso(t: dt.datetime) -> str:
     """UTC, to the microsecond (a decision's times recur in its line: made once)."""
@@ -161,13 +167,14 @@ class DsjsonLine:
         probabilities alone are ~100 numbers a decision."""
         p = probabilities.tolist()
         ordered = [p[chosen]] + p[:chosen] + p[chosen + 1:]
-        ids = [chosen + 1] + [i + 1 for i in range(len(p)) if i != chosen]
+        ids = _action_ids(len(p))
+        ids = [ids[chosen]] + ids[:chosen] + ids[chosen + 1:]
         text = {v: float.__repr__(v) for v in set(ordered)}  # most actions share one probability
         if not isinstance(meta, str):
             meta = json.dumps(meta, separators=(",", ":"), default=_json_default)
         head = (f'"_label_probability":{float.__repr__(float(p[chosen]))},"_label_Action":{chosen + 1},'
                 f'"_labelIndex":{chosen},"Timestamp":"{iso(timestamp)}","Version":"1",'
-                f'"EventId":{json.dumps(event_id)},"a":[{",".join(map(str, ids))}],'
+                f'"EventId":{json.dumps(event_id)},"a":[{",".join(ids)}],'
                 f'"p":[{",".join([text[v] for v in ordered])}],'
                 f'"VWState":{json.dumps({"m": model_version}, separators=(",", ":"))},"_nba":{meta}')
         return cls(head + ',"c":' + context_json + "}")

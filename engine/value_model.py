@@ -65,10 +65,10 @@ class ValueModel:
             return self._scores(shared + actions, n_actions)
 
     def _scores(self, examples, n_actions: int) -> np.ndarray:
-        scored = np.array(self._ws._workspace.predict_multi_ex_one(examples), dtype=float).reshape(-1, 2)
-        values = np.empty(n_actions)
-        values[scored[:, 0].astype(np.intp)] = -scored[:, 1]
-        return values
+        values = [0.0] * n_actions  # (a list, then one array: faster than numpy per element)
+        for index, cost in self._ws._workspace.predict_multi_ex_one(examples):
+            values[index] = -cost
+        return np.array(values)
 
     def healthy(self, context_json: str, n_actions: int) -> bool:
         """Whether the model scores a context with finite values (a check after learning)."""
