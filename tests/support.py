@@ -59,3 +59,18 @@ def unconstrained(catalog):
     from engine.constraints import Constraints
 
     return dataclasses.replace(catalog, constraints=Constraints())
+
+
+def serve_processes(tmp_path, redis_url: str, *extra: str, processes: int = 2):
+    """``nba serve --processes N`` on Redis (a prefix of its own), honouring request times:
+    (the process, its port, the serving line)."""
+    import uuid
+
+    from engine.server import start_server_process
+
+    output: list[str] = []
+    proc, port = start_server_process(
+        tmp_path / "logs", seed=5, output=output,
+        extra=["--processes", str(processes), "--redis", redis_url, "--redis-prefix", f"t{uuid.uuid4().hex[:8]}",
+               "--honour-decision-time", "--state-dir", str(tmp_path / "state"), *extra])
+    return proc, port, output[-1]

@@ -9,19 +9,18 @@ import socket
 import subprocess
 import sys
 import urllib.request
-import uuid
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import T0, request, serve_processes
 
 from engine.client import NBAClient
 from engine.domain import OutcomeType
 from engine.guards import ServerLimits
 from engine.metrics import Metrics
 from engine.pipeline import DecisionEngine
-from engine.server import start_server, start_server_process
-from support import T0, request
+from engine.server import start_server
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -99,13 +98,9 @@ def test_a_taken_metrics_port_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_the_parent_of_several_processes_serves_their_sum(tmp_path, redis_server):
-    output: list[str] = []
-    proc, port = start_server_process(
-        tmp_path / "logs", seed=5, output=output,
-        extra=["--processes", "2", "--redis", redis_server.url, "--redis-prefix", f"t{uuid.uuid4().hex[:8]}",
-               "--honour-decision-time", "--metrics-port", "0", "--state-dir", str(tmp_path / "state")])
+    proc, port, line = serve_processes(tmp_path, redis_server.url, "--metrics-port", "0")
     try:
-        url = re.search(r"metrics on (http://\S+/metrics)", output[-1]).group(1)
+        url = re.search(r"metrics on (http://\S+/metrics)", line).group(1)
         clients = [NBAClient(f"127.0.0.1:{port}") for _ in range(16)]
         for k, client in enumerate(clients):
             for i in range(3):

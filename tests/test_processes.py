@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime as dt
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
+from support import T0, request, serve_processes
 
 from engine.catalog import load_catalog
 from engine.checkpoint import ModelCheckpoint
 from engine.client import NBAClient
 from engine.domain import Outcome, OutcomeType
 from engine.pipeline import DecisionEngine
-from engine.server import start_server_process
-from support import T0, request
 
 
 def serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -69,13 +66,9 @@ def _pids(line: str) -> list[int]:
 
 @pytest.mark.slow
 def test_processes_share_the_port_and_the_state_and_stop_together(tmp_path, redis_server):
-    output: list[str] = []
-    proc, port = start_server_process(
-        tmp_path / "logs", seed=5, output=output,
-        extra=["--processes", "2", "--redis", redis_server.url, "--redis-prefix", f"t{uuid.uuid4().hex[:8]}",
-               "--honour-decision-time", "--state-dir", str(tmp_path / "state")])
+    proc, port, line = serve_processes(tmp_path, redis_server.url)
     try:
-        children = _pids(output[-1])
+        children = _pids(line)
         assert len(children) == 2 and all(os.path.exists(f"/proc/{pid}") for pid in children)
         clients = [NBAClient(f"127.0.0.1:{port}") for _ in range(16)]  # 16 connections: both processes get some
         contacts: collections.Counter[str] = collections.Counter()
@@ -105,11 +98,8 @@ def _state(pid: int) -> str:
 
 @pytest.mark.slow
 def test_when_one_process_dies_the_others_are_stopped_and_the_exit_says_so(tmp_path, redis_server):
-    output: list[str] = []
-    proc, port = start_server_process(
-        tmp_path / "logs", seed=5, output=output,
-        extra=["--processes", "2", "--redis", redis_server.url, "--redis-prefix", f"t{uuid.uuid4().hex[:8]}"])
-    children = _pids(output[-1])
+    proc, _, line = serve_processes(tmp_path, redis_server.url)
+    children = _pids(line)
     os.kill(children[1], signal.SIGKILL)
     try:
         assert proc.wait(timeout=60) == 1

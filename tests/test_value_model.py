@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 
 import numpy as np
-import pytest
 
 from engine.catalog import ModelSettings
 from engine.domain import Outcome, OutcomeType
