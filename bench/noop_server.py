@@ -29,17 +29,18 @@ from nba.v1 import decision_pb2_grpc as pb_grpc  # noqa: E402
 
 class NoopServicer(pb_grpc.DecisionServiceServicer):
     def __init__(self, decision: pb.Decision):
-        self.decision = decision
+        self.decision = pb.NextBestActionResponse(decision=decision)
 
     def NextBestAction(self, request, context):
         return self.decision
 
     def NextBestActions(self, request_iterator, context):
-        for _ in request_iterator:
-            yield self.decision
+        for position, request in enumerate(request_iterator):
+            yield pb.NextBestActionsResponse(position=position, request_id=request.request_id,
+                                             decision=self.decision.decision)
 
     def ReportOutcome(self, request, context):
-        return pb.OutcomeAck(event_id=request.event_id, outcome_id=request.outcome_id)
+        return pb.ReportOutcomeResponse(event_id=request.event_id, outcome_id=request.outcome_id)
 
 
 def main() -> int:
@@ -48,7 +49,7 @@ def main() -> int:
     parser.add_argument("--max-calls", type=int, default=64)
     args = parser.parse_args()
     engine = DecisionEngine(load_catalog(), seed=1)
-    decision = convert.decision_to_proto(engine.decide(make_request(1)))
+    decision = convert.decision_to_proto(engine.decide(make_request(1)), engine.catalog.currency)
     limits = ServerLimits(max_calls=args.max_calls)
     options = [("grpc.max_receive_message_length", 4 * 2**20), ("grpc.max_send_message_length", 4 * 2**20),
                ("grpc.so_reuseport", 0), *limits.grpc_options()]

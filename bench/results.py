@@ -184,7 +184,7 @@ def section_bench() -> str:
     out = ["## Benchmarks", "", "Each script starts what it measures on loopback and stops it; its output as printed.", ""]
     for title, script in BENCHMARKS:
         print(f"$ .venv/bin/python {' '.join(script)}", flush=True)
-        done = subprocess.run([sys.executable, *script], cwd=ROOT, capture_output=True, text=True, check=True)
+        done = run_script(script)
         out += [f"### {title}", "", f"`.venv/bin/python {' '.join(script)}`", "", "```",
                 done.stdout.rstrip(), "```", ""]
     return "\n".join(out)
@@ -193,10 +193,19 @@ def section_bench() -> str:
 SERVING = ["bench/serving.py"]
 
 
+def run_script(script: list[str]) -> subprocess.CompletedProcess:
+    """Run a benchmark script; on failure, show what it said and stop."""
+    done = subprocess.run([sys.executable, *script], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+        raise SystemExit(f"{' '.join(script)} failed (exit {done.returncode})")
+    return done
+
+
 def section_serving() -> tuple[str, str]:
     """bench/serving.py's output, and its summary table with the command and machine (README)."""
     print(f"$ .venv/bin/python {' '.join(SERVING)}", flush=True)
-    done = subprocess.run([sys.executable, *SERVING], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = run_script(SERVING)
     table = done.stdout[done.stdout.rindex("| | measured |"):].rstrip()
     text = "\n".join(["## Serving at campaign scale", "", f"`.venv/bin/python {' '.join(SERVING)}`", "", "```",
                       done.stdout.rstrip(), "```", ""])

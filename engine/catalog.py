@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,6 +28,7 @@ EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
 MODEL_STRUCTURES = ("direct",)
 NAMESPACE_LETTERS = "UHOCT"
+CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 
 
 class CatalogError(ConfigError):
@@ -46,15 +48,16 @@ class Eligibility:
         for name, allowed in self.categorical.items():
             value = categorical.get(name)
             if value not in allowed:
-                return f"{name}={value!r} not in {list(allowed)}"
+                shown = "missing" if value is None else f"'{value}'"
+                return f"{name} is {shown}, not one of: {', '.join(allowed)}"
         for name, low in self.numeric_min.items():
             value = numeric.get(name)
             if value is None or value < low:
-                return f"{name}={value!r} below minimum {low}"
+                return f"{name} is {'missing' if value is None else f'{value:g}'}, below the minimum {low:g}"
         for name, high in self.numeric_max.items():
             value = numeric.get(name)
             if value is None or value > high:
-                return f"{name}={value!r} above maximum {high}"
+                return f"{name} is {'missing' if value is None else f'{value:g}'}, above the maximum {high:g}"
         return None
 
 
@@ -233,6 +236,7 @@ class Catalog:
     constraints: Constraints = field(default_factory=Constraints)
     # Offer sent on an inbound request while the state store is unreachable (None: no contact).
     outage_inbound_offer: str | None = None
+    currency: str = "EUR"
 
     def slot_at_hour(self, local_hour: int) -> SendSlot:
         return self.send_slots[local_hour // self.send_slots[0].hours]
@@ -253,11 +257,13 @@ class Catalog:
 class Header:
     version: str = setting(doc="the catalog's name; decisions log it with a hash of the file")
     default_timezone: str = setting("UTC", "IANA time zone of a request that gives none")
+    currency: str = setting("EUR", "ISO 4217 code of every amount: offer costs, budgets, rewards, the "
+                                   "values the engine reports and the outcomes it is told (it converts nothing)")
 
 
 # The catalog's tables, in the order of the reference page.
 SECTIONS = (
-    ("(top level)", Header, "The catalog's name and default time zone."),
+    ("(top level)", Header, "The catalog's name, default time zone and currency."),
     ("offers.ID", Offer, "The incentive library; `ID` is 1-40 lowercase letters, digits or `_`."),
     ("channels.ID", Channel, "Where a contact goes."),
     ("send_slots", SendSlots, "Outbound decisions choose a send slot in the customer's local time."),
@@ -294,9 +300,11 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
     r = ConfigReader(source, CatalogError)
     tables = {"offers", "channels", "send_slots", "reward", "attribution", "exploration", "model", "limits",
               "pressure", "budgets", "control", "outage"}
-    r.only_keys(data, "", tables | {"version", "default_timezone"})
+    r.only_keys(data, "", tables | {"version", "default_timezone", "currency"})
     header = read_settings(r, {k: v for k, v in data.items() if k not in tables}, "", Header)
     r.timezone(header.default_timezone, "default_timezone")
+    if not CURRENCY_CODE.match(header.currency):
+        raise r.error("currency", "an ISO 4217 code of three capital letters (e.g. 'EUR')", header.currency)
     offers = _parse_named(r, data, "offers", _parse_offer)
     channels = _parse_named(r, data, "channels", _parse_channel)
     hours = read_settings(r, r.table(data, "send_slots"), "send_slots", SendSlots).hours
@@ -323,7 +331,8 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>", content_hash: 
         send_slots=slots, reward=reward,
         attribution_window=read_settings(r, r.table(data, "attribution"), "attribution", Attribution).window,
         exploration=exploration, model=model,
-        max_features=limits.max_features, max_order_value=limits.max_order_value, source=source, constraints=constraints, outage_inbound_offer=outage.inbound_offer,
+        max_features=limits.max_features, max_order_value=limits.max_order_value, source=source,
+        constraints=constraints, outage_inbound_offer=outage.inbound_offer, currency=header.currency,
     )
 
 

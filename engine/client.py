@@ -8,22 +8,82 @@
             ...send it...
             nba.report_outcome(d.event_id, "open-1", "OPENED")
 
-Errors are ``grpc.RpcError`` with the server's status code and message (INVALID_ARGUMENT names
-the field that was wrong).
+Errors are ``grpc.RpcError`` with the server's status code and message; ``failure_of(error)``
+reads its details (the fields that were wrong, the reason). ``stream(requests)`` answers each
+request of a campaign with its decision or its error, and goes on past bad records.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from engine import convert, domain
 from nba.v1 import decision_pb2 as pb
 from nba.v1 import decision_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a call, or one request of a stream, failed: the status code, the readable message,
+    the ``nba.v1.ErrorReason`` name (e.g. ``ERROR_REASON_INVALID_FIELD``), the wrong fields as
+    ``(field, description)`` and the ErrorInfo metadata."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    violations: tuple[tuple[str, str], ...] = ()
+    metadata: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_status(cls, status: status_pb2.Status) -> Failure:
+        code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
+        reason, violations, metadata = "", (), {}
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, metadata = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = tuple((v.field, v.description) for v in bad.field_violations)
+        return cls(code, status.message, reason, violations, metadata)
+
+
+def failure_of(error: grpc.RpcError) -> Failure:
+    """The details of a failed call (``grpc-status-details-bin``); code and message only when
+    the server sent none (e.g. a transport error)."""
+    status = rpc_status.from_call(error)
+    if status is None:
+        return Failure(error.code(), error.details() or "")
+    return Failure.from_status(status)
+
+
+class RequestFailed(Exception):
+    """A request of ``decide_many`` got an error instead of a decision."""
+
+    def __init__(self, position: int, failure: Failure):
+        super().__init__(f"request #{position}: {failure.code.name}: {failure.message}")
+        self.position, self.failure = position, failure
+
+
+@dataclass(frozen=True)
+class StreamAnswer:
+    """One request's answer on a ``NextBestActions`` stream: its 0-based position, its
+    request_id, and its decision or its failure (one of the two is None)."""
+
+    position: int
+    request_id: str
+    decision: domain.Decision | None
+    failure: Failure | None
 
 
 class NBAClient:
@@ -92,15 +152,33 @@ class NBAClient:
     def decide(self, request: domain.DecisionRequest) -> domain.Decision:
         reply = self._stub.NextBestAction(convert.request_to_proto(request), timeout=self.timeout,
                                           metadata=self._metadata)
-        return convert.decision_from_proto(reply)
+        return convert.decision_from_proto(reply.decision)
+
+    def stream(self, requests: Iterable[domain.DecisionRequest | tuple[str, domain.DecisionRequest]],
+               timeout: float | None = None) -> Iterator[StreamAnswer]:
+        """Outbound campaign over one call: an answer per request, in order, each with its
+        decision or its failure; a bad record does not end the stream. A request may come as
+        ``(request_id, request)`` to have its id echoed."""
+        def messages():
+            for item in requests:
+                request_id, request = item if isinstance(item, tuple) else ("", item)
+                message = convert.request_to_proto(request, pb.NextBestActionsRequest)
+                message.request_id = request_id
+                yield message
+        for reply in self._stub.NextBestActions(messages(), timeout=timeout, metadata=self._metadata):
+            if reply.HasField("decision"):
+                yield StreamAnswer(reply.position, reply.request_id, convert.decision_from_proto(reply.decision), None)
+            else:
+                yield StreamAnswer(reply.position, reply.request_id, None, Failure.from_status(reply.error))
 
     def decide_many(self, requests: Iterable[domain.DecisionRequest],
                     timeout: float | None = None) -> Iterator[domain.Decision]:
-        """Outbound: stream many requests over one call; decisions come back in order."""
-        stream = self._stub.NextBestActions((convert.request_to_proto(r) for r in requests),
-                                            timeout=timeout, metadata=self._metadata)
-        for reply in stream:
-            yield convert.decision_from_proto(reply)
+        """Outbound: stream many requests over one call; decisions come back in order. Raises
+        RequestFailed at the first request that got an error (``stream`` goes on past them)."""
+        for answer in self.stream(requests, timeout):
+            if answer.failure is not None:
+                raise RequestFailed(answer.position, answer.failure)
+            yield answer.decision
 
     def report_outcome(self, event_id: str, outcome_id: str, type: str | domain.OutcomeType,
                        value: float = 0.0, time: dt.datetime | None = None) -> domain.OutcomeAck:
@@ -110,7 +188,7 @@ class NBAClient:
             timeout=self.timeout, metadata=self._metadata)
         return domain.OutcomeAck(reply.event_id, reply.outcome_id, reply.duplicate)
 
-    def policy(self) -> pb.PolicyInfo:
+    def policy(self) -> pb.GetPolicyResponse:
         return self._stub.GetPolicy(pb.GetPolicyRequest(), timeout=self.timeout, metadata=self._metadata)
 
     def forget_customer(self, customer_id: str) -> pb.ForgetCustomerResponse:

@@ -31,8 +31,9 @@ def _dt(message, field_name: str) -> dt.datetime | None:
         raise domain.RequestError(field_name, f"invalid timestamp: {exc}") from None
 
 
-def request_to_proto(r: domain.DecisionRequest) -> pb.DecisionRequest:
-    return pb.DecisionRequest(
+def request_to_proto(r: domain.DecisionRequest, kind=pb.NextBestActionRequest):
+    """``kind``: ``pb.NextBestActionRequest`` (unary) or ``pb.NextBestActionsRequest`` (stream)."""
+    return kind(
         customer_id=r.customer_id, numeric_features=r.numeric_features,
         categorical_features=r.categorical_features, consented_channels=r.consented_channels,
         candidate_offers=r.candidate_offers, allowed_channels=r.allowed_channels,
@@ -40,7 +41,7 @@ def request_to_proto(r: domain.DecisionRequest) -> pb.DecisionRequest:
     )
 
 
-def request_from_proto(m: pb.DecisionRequest) -> domain.DecisionRequest:
+def request_from_proto(m: pb.NextBestActionRequest | pb.NextBestActionsRequest) -> domain.DecisionRequest:
     return domain.DecisionRequest(
         customer_id=m.customer_id, numeric_features=dict(m.numeric_features),
         categorical_features=dict(m.categorical_features),
@@ -62,17 +63,40 @@ def action_from_proto(m: pb.Action) -> domain.Action:
                          send_at=_dt(m, "send_at"), no_contact=m.no_contact)
 
 
-def decision_to_proto(d: domain.Decision) -> pb.Decision:
+def decision_to_proto(d: domain.Decision, currency: str = "") -> pb.Decision:
     return pb.Decision(
         event_id=d.event_id, action=action_to_proto(d.action), probability=d.probability,
         expected_value=d.expected_value, explored=d.explored, model_version=d.model_version,
         ranking=[pb.ScoredAction(action=action_to_proto(s.action), expected_value=s.expected_value,
                                  probability=s.probability) for s in d.ranking],
-        exclusions=[pb.Exclusion(target=e.target, reason=pb.ExclusionReason.Value(e.reason.value),
-                                 detail=e.detail) for e in d.exclusions],
+        exclusions=[exclusion_to_proto(e) for e in d.exclusions],
         customer_id=d.customer_id, decision_time=_ts(d.decision_time),
-        feasible_actions=d.feasible_actions, control=d.control, fallback=d.fallback,
+        feasible_actions=d.feasible_actions, control=d.control, fallback=d.fallback, currency_code=currency,
     )
+
+
+EXCLUSION_PREFIX = "EXCLUSION_REASON_"
+
+
+def exclusion_to_proto(e: domain.Exclusion) -> pb.Exclusion:
+    """The engine's target ("offer:<id>", "channel:<id>", "channel:<id>/slot:<id>") as fields."""
+    kind, _, rest = e.target.partition(":")
+    if kind == "offer":
+        target = {"offer_id": rest}
+    else:
+        channel, _, slot = rest.partition("/slot:")
+        target = {"channel": channel, "send_slot": slot}
+    return pb.Exclusion(reason=pb.ExclusionReason.Value(EXCLUSION_PREFIX + e.reason.value), detail=e.detail,
+                        **target)
+
+
+def exclusion_from_proto(m: pb.Exclusion) -> domain.Exclusion:
+    if m.offer_id:
+        target = f"offer:{m.offer_id}"
+    else:
+        target = f"channel:{m.channel}" + (f"/slot:{m.send_slot}" if m.send_slot else "")
+    reason = pb.ExclusionReason.Name(m.reason).removeprefix(EXCLUSION_PREFIX)
+    return domain.Exclusion(target, domain.ExclusionReason(reason), m.detail)
 
 
 def decision_from_proto(m: pb.Decision) -> domain.Decision:
@@ -82,26 +106,26 @@ def decision_from_proto(m: pb.Decision) -> domain.Decision:
         model_version=m.model_version,
         ranking=tuple(domain.ScoredAction(action_from_proto(s.action), s.expected_value,
                                           s.probability) for s in m.ranking),
-        exclusions=tuple(domain.Exclusion(e.target,
-                                          domain.ExclusionReason(pb.ExclusionReason.Name(e.reason)),
-                                          e.detail) for e in m.exclusions),
+        exclusions=tuple(exclusion_from_proto(e) for e in m.exclusions),
         decision_time=_dt(m, "decision_time"), feasible_actions=m.feasible_actions,
         control=m.control, fallback=m.fallback,
     )
 
 
-OUTCOME_TYPES = [t.value for t in domain.OutcomeType]
+OUTCOME_PREFIX = "OUTCOME_TYPE_"
+OUTCOME_TYPES = [OUTCOME_PREFIX + t.value for t in domain.OutcomeType]
 
 
-def outcome_to_proto(o: domain.Outcome) -> pb.Outcome:
-    return pb.Outcome(event_id=o.event_id, outcome_id=o.outcome_id,
-                      type=pb.OutcomeType.Value(o.type.value), value=o.value, time=_ts(o.time))
+def outcome_to_proto(o: domain.Outcome) -> pb.ReportOutcomeRequest:
+    return pb.ReportOutcomeRequest(event_id=o.event_id, outcome_id=o.outcome_id,
+                                   type=pb.OutcomeType.Value(OUTCOME_PREFIX + o.type.value), value=o.value,
+                                   time=_ts(o.time))
 
 
-def outcome_from_proto(m: pb.Outcome) -> domain.Outcome:
+def outcome_from_proto(m: pb.ReportOutcomeRequest) -> domain.Outcome:
     try:
         name = pb.OutcomeType.Name(m.type)
-        kind = domain.OutcomeType(name)
+        kind = domain.OutcomeType(name.removeprefix(OUTCOME_PREFIX))
     except ValueError:
         raise domain.RequestError(
             "type", f"unknown outcome type {m.type}; allowed: {', '.join(OUTCOME_TYPES)}") from None
@@ -109,11 +133,12 @@ def outcome_from_proto(m: pb.Outcome) -> domain.Outcome:
                           time=_dt(m, "time"))
 
 
-def policy_to_proto(p: PolicySnapshot) -> pb.PolicyInfo:
+def policy_to_proto(p: PolicySnapshot, currency: str = "") -> pb.GetPolicyResponse:
     ex = p.exploration
-    return pb.PolicyInfo(
-        model_version=p.model_version, catalog_version=p.catalog_version,
-        exploration=pb.ExplorationSettings(algorithm=ex.algorithm, epsilon=ex.epsilon,
+    return pb.GetPolicyResponse(
+        model_version=p.model_version, catalog_version=p.catalog_version, currency_code=currency,
+        exploration=pb.ExplorationSettings(algorithm=pb.ExplorationAlgorithm.Value(
+                                               "EXPLORATION_ALGORITHM_" + ex.algorithm.upper()), epsilon=ex.epsilon,
                                            softmax_lambda=ex.softmax_lambda,
                                            squarecb_gamma=ex.squarecb_gamma),
         counters=pb.PolicyCounters(**p.counters), model_args=p.model_args,

@@ -24,14 +24,17 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from engine import convert
 from engine.auth import TlsFiles, TokenInterceptor
 from engine.domain import AttributionClosed, RequestError, UnknownEvent
+from engine.errors import CallError
 from engine.guards import RateLimiter, ServerLimits, StreamGuard, Undecodable, client_of, tolerant
 from engine.pipeline import DecisionEngine
 from engine.state import StoreUnavailable
+from engine.validation import shown
 from nba.v1 import decision_pb2 as pb
 from nba.v1 import decision_pb2_grpc as pb_grpc
 
@@ -50,26 +53,26 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         self.rate = RateLimiter(limits.rate_per_client, limits.rate_burst)
 
     def _admit(self, context: grpc.ServicerContext, request) -> None:
-        """Refuse an undecodable request, or a client over its rate."""
+        """Refuse an undecodable request, or a client over its rate (raises CallError)."""
         if isinstance(request, Undecodable):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, request.describe(), pb.ERROR_REASON_UNDECODABLE)
         if not self.rate.allow(client_of(context)):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"more than {self.limits.rate_per_client:g} requests a second from this client "
-                          "(--rate-per-client): slow down and retry")
+            raise CallError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"more than {self.limits.rate_per_client:g} requests a second from this client "
+                            "(--rate-per-client): slow down and retry", pb.ERROR_REASON_RATE_LIMITED)
 
-    def _decide(self, message: pb.DecisionRequest, context: grpc.ServicerContext,
-                where: str = "") -> pb.Decision:
+    def _decide(self, message, context: grpc.ServicerContext) -> pb.Decision:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before deciding")
+            raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before deciding",
+                            pb.ERROR_REASON_DEADLINE)
         try:
             decision = self.engine.decide(convert.request_from_proto(message))
         except RequestError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}{exc}")
+            raise CallError.invalid(exc) from None
         if self.metrics is not None:
             self.metrics.decided(decision)
-        return convert.decision_to_proto(decision)
+        return convert.decision_to_proto(decision, self.engine.catalog.currency)
 
     def _timed(self, rpc: str, context: grpc.ServicerContext, call):
         """``_guard(context, call)``, its time and its error code (if any) recorded in the metrics."""
@@ -86,74 +89,110 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         return result
 
     def NextBestAction(self, request, context):
-        return self._timed("NextBestAction", context,
-                           lambda: (self._admit(context, request), self._decide(request, context))[1])
+        def decide():
+            self._admit(context, request)
+            return pb.NextBestActionResponse(decision=self._decide(request, context))
+        return self._timed("NextBestAction", context, decide)
 
     def NextBestActions(self, request_iterator, context):
         stream = self.streams.open(context)
         if stream is None:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"{self.limits.max_streams} NextBestActions streams are open on this server "
-                          "(--max-streams): retry later, or send on an open stream")
+            CallError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"{self.limits.max_streams} NextBestActions streams are open on this server "
+                      "(--max-streams): retry later, or send on an open stream", pb.ERROR_REASON_SERVER_LIMIT,
+                      metadata={"limit": "max_streams"}).abort(context)
         try:
-            for index, request in enumerate(request_iterator):
+            for position, request in enumerate(request_iterator):
                 stream.received()
                 if not context.is_active():
                     return
-                if index >= self.limits.stream_max_requests:
-                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"a stream takes at most {self.limits.stream_max_requests:,} requests "
-                                  "(--stream-max-requests): open a new one for the rest")
-                where = f"request #{index}: "
-                if isinstance(request, Undecodable):
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, where + request.describe())
-                yield self._timed("NextBestActions", context, lambda: (self._admit(context, request),
-                                                                       self._decide(request, context, where))[1])
+                if position >= self.limits.stream_max_requests:
+                    CallError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"a stream takes at most {self.limits.stream_max_requests:,} requests "
+                              "(--stream-max-requests): open a new one for the rest", pb.ERROR_REASON_SERVER_LIMIT,
+                              metadata={"limit": "stream_max_requests"}).abort(context)
+                yield self._stream_answer(position, request, context)
                 stream.answered()
         finally:
             self.streams.close(stream)
+
+    def _stream_answer(self, position: int, request, context) -> pb.NextBestActionsResponse:
+        """One request's response on the stream: its decision, or its error (the stream goes on;
+        only an expired deadline ends it)."""
+        started = time.perf_counter()
+        request_id = "" if isinstance(request, Undecodable) else request.request_id[:MAX_REQUEST_ID]
+        error = None
+        try:
+            self._admit(context, request)
+            if len(request.request_id) > MAX_REQUEST_ID:
+                raise CallError.invalid(RequestError(
+                    "request_id", f"longer than {MAX_REQUEST_ID} characters ({len(request.request_id)})"))
+            answer = pb.NextBestActionsResponse(position=position, request_id=request_id,
+                                                decision=self._decide(request, context))
+        except CallError as exc:
+            if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                exc.abort(context)
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - one request's bug must not end the campaign
+            log.exception("internal error on stream request %d", position)
+            error = CallError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}",
+                              pb.ERROR_REASON_INTERNAL)
+        if error is not None:
+            answer = pb.NextBestActionsResponse(position=position, request_id=request_id, error=error.status())
+        if self.metrics is not None:
+            self.metrics.answered("NextBestActions", time.perf_counter() - started,
+                                  error.code.name if error is not None else None)
+        return answer
 
     def ReportOutcome(self, request, context):
         def report():
             self._admit(context, request)
             try:
+                if request.currency_code and request.currency_code != self.engine.catalog.currency:
+                    raise RequestError("currency_code", f"{shown(request.currency_code)} is not this server's "
+                                                        f"currency ({self.engine.catalog.currency}); convert first")
                 outcome = convert.outcome_from_proto(request)
                 ack = self.engine.report_outcome(outcome)
             except RequestError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                raise CallError.invalid(exc) from None
             except UnknownEvent as exc:
-                context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+                raise CallError(grpc.StatusCode.NOT_FOUND, str(exc), pb.ERROR_REASON_EVENT_NOT_FOUND,
+                                metadata={"event_id": request.event_id[:MAX_REQUEST_ID]}) from None
             except AttributionClosed as exc:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+                raise CallError(grpc.StatusCode.FAILED_PRECONDITION, str(exc), pb.ERROR_REASON_ATTRIBUTION_CLOSED,
+                                metadata={"event_id": request.event_id[:MAX_REQUEST_ID]}) from None
             except StoreUnavailable as exc:
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}")
+                raise _store_unavailable(exc) from None
             if self.metrics is not None and not ack.duplicate:
                 self.metrics.outcome(outcome.type.value)
-            return pb.OutcomeAck(event_id=ack.event_id, outcome_id=ack.outcome_id,
-                                 duplicate=ack.duplicate)
+            return pb.ReportOutcomeResponse(event_id=ack.event_id, outcome_id=ack.outcome_id,
+                                            duplicate=ack.duplicate)
         return self._timed("ReportOutcome", context, report)
 
     def GetPolicy(self, request, context):
-        return self._timed("GetPolicy", context, lambda: (self._admit(context, request),
-                                                          convert.policy_to_proto(self.engine.policy()))[1])
+        def policy():
+            self._admit(context, request)
+            return convert.policy_to_proto(self.engine.policy(), self.engine.catalog.currency)
+        return self._timed("GetPolicy", context, policy)
 
     def ReloadPolicy(self, request, context):
         def reload():
             self._admit(context, request)
             if self.follower is None:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              "this server follows no model URI (start it with --model-uri)")
+                raise CallError(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this server follows no model URI (start it with --model-uri)",
+                                pb.ERROR_REASON_NO_MODEL_URI)
             try:
                 r = self.follower.check()
             except Exception as exc:  # registry unreachable, broken model: keep serving
                 log.warning("reload of %s failed: %s", self.follower.model_uri, exc)
-                context.abort(grpc.StatusCode.UNAVAILABLE,
-                              f"could not load {self.follower.model_uri} (still serving "
-                              f"{self.engine.model.version}): {exc}")
+                raise CallError(grpc.StatusCode.UNAVAILABLE,
+                                f"could not load {self.follower.model_uri} (still serving "
+                                f"{self.engine.model.version}): {exc}", pb.ERROR_REASON_MODEL_UNAVAILABLE,
+                                metadata={"model_uri": self.follower.model_uri}) from None
             return pb.ReloadPolicyResponse(model_uri=r.model_uri, previous_version=r.previous_version,
                                            model_version=r.model_version, reloaded=r.reloaded)
         return self._timed("ReloadPolicy", context, reload)
-
 
     def ForgetCustomer(self, request, context):
         def forget():
@@ -161,23 +200,36 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             try:
                 gone = self.engine.forget(request.customer_id)
             except RequestError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                raise CallError.invalid(exc) from None
             except StoreUnavailable as exc:
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}")
+                raise _store_unavailable(exc) from None
             return pb.ForgetCustomerResponse(contacts_deleted=gone.contacts, pending_deleted=gone.pending,
-                                             released=gone.released_cents / 100, known=gone.had_state)
+                                             released=gone.released_cents / 100, known=gone.had_state,
+                                             currency_code=self.engine.catalog.currency)
         return self._timed("ForgetCustomer", context, forget)
 
 
+MAX_REQUEST_ID = 128
+
+
+def _store_unavailable(exc: Exception) -> CallError:
+    return CallError(grpc.StatusCode.UNAVAILABLE, f"state store unreachable, retry: {exc}",
+                     pb.ERROR_REASON_STATE_STORE_UNAVAILABLE)
+
+
 def _guard(context: grpc.ServicerContext, call):
-    """Run a handler; an unexpected exception is logged and becomes INTERNAL."""
+    """Run a handler; a CallError ends the call with its status and details, an unexpected
+    exception is logged and becomes INTERNAL."""
     try:
         return call()
+    except CallError as exc:
+        exc.abort(context)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if context.code() is not None:  # context.abort() already set the status
             raise
         log.exception("internal error")
-        context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        CallError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}",
+                  pb.ERROR_REASON_INTERNAL).abort(context)
 
 
 def service_handler(servicer: DecisionServicer) -> grpc.GenericRpcHandler:
@@ -193,6 +245,49 @@ def service_handler(servicer: DecisionServicer) -> grpc.GenericRpcHandler:
         handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=tolerant(request_class),
                                      response_serializer=response_class.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def enable_reflection(server: grpc.Server, services: tuple[str, ...]) -> None:
+    """Server reflection under both names tools ask for: ``grpc.reflection.v1alpha`` (what
+    grpcio-reflection serves) and ``grpc.reflection.v1`` (newer grpcurl, Postman, grpcui).
+    The two protocols are the same messages in different packages, so v1 is served by
+    v1alpha's servicer on the same bytes; its descriptor (v1alpha's, renamed) is added to the
+    pool so that v1 itself can be described."""
+    _register_reflection_v1_descriptor()
+    names = (*services, reflection.SERVICE_NAME, REFLECTION_V1)
+    reflection.enable_server_reflection(names, server)
+    servicer = reflection.ReflectionServicer(names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": handler}),))
+
+
+def _register_reflection_v1_descriptor() -> None:
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindServiceByName(REFLECTION_V1)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    old, new = file.package, "grpc.reflection.v1"
+    file.name, file.package = "grpc/reflection/v1/reflection.proto", new
+    file.options.Clear()
+    for message in file.message_type:
+        for f in message.field:
+            if f.type_name.startswith(f".{old}."):
+                f.type_name = f".{new}." + f.type_name[len(old) + 2:]
+    for method in file.service[0].method:
+        method.input_type = f".{new}." + method.input_type[len(old) + 2:]
+        method.output_type = f".{new}." + method.output_type[len(old) + 2:]
+    pool.AddSerializedFile(file.SerializeToString())
 
 
 @dataclass(frozen=True)
@@ -271,8 +366,7 @@ def start_server(engine: DecisionEngine, *, host: str = "127.0.0.1", port: int =
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     if security.reflection:
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     address = f"{host}:{port}"
     bound = (server.add_secure_port(address, security.tls.credentials()) if security.tls
              else server.add_insecure_port(address))

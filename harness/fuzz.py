@@ -85,8 +85,8 @@ class Fuzzer:
             stamp.nanos = int(self._pick([0, 999_999_999, -1, 2_000_000_000]))
         return stamp
 
-    def decision_request(self) -> pb.DecisionRequest:
-        m = pb.DecisionRequest(customer_id=self._text() if self.rng.random() < 0.7 else f"c-{int(self.rng.integers(50))}")
+    def decision_request(self, kind=pb.NextBestActionRequest):
+        m = kind(customer_id=self._text() if self.rng.random() < 0.7 else f"c-{int(self.rng.integers(50))}")
         for _ in range(int(self.rng.integers(0, 4))):
             m.numeric_features[self._text()] = self._number()
         for _ in range(int(self.rng.integers(0, 4))):
@@ -100,15 +100,15 @@ class Fuzzer:
             m.decision_time.CopyFrom(stamp)
         m.inbound = bool(self.rng.random() < 0.2)
         if self.rng.random() < 0.3:  # a plausible request, so that decisions are made too
-            m = pb.DecisionRequest(customer_id=f"c-{int(self.rng.integers(50))}", consented_channels=["email", "sms"],
-                                   timezone="Europe/Paris", numeric_features={"basket": 60.0},
-                                   categorical_features={"segment": "loyal"}, decision_time=self._time())
+            m = kind(customer_id=f"c-{int(self.rng.integers(50))}", consented_channels=["email", "sms"],
+                     timezone="Europe/Paris", numeric_features={"basket": 60.0},
+                     categorical_features={"segment": "loyal"}, decision_time=self._time())
         return m
 
-    def outcome(self) -> pb.Outcome:
+    def outcome(self) -> pb.ReportOutcomeRequest:
         known = self.report.event_ids
         event = self._pick(known) if known and self.rng.random() < 0.6 else self._text()
-        m = pb.Outcome(event_id=event, outcome_id=self._text(), value=self._number(),
+        m = pb.ReportOutcomeRequest(event_id=event, outcome_id=self._text(), value=self._number(),
                        type=int(self._pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 99, -1])))
         stamp = self._time()
         if stamp is not None:
@@ -133,10 +133,10 @@ class Fuzzer:
     def one(self) -> None:
         r = self.rng.random()
         if r < 0.45:
-            d = self.call("decide", self.stub.NextBestAction, self.decision_request())
-            if d is not None:
+            reply = self.call("decide", self.stub.NextBestAction, self.decision_request())
+            if reply is not None:
                 self.report.decisions_ok += 1
-                self.report.event_ids.append(d.event_id)
+                self.report.event_ids.append(reply.decision.event_id)
         elif r < 0.55:
             self._stream()
         elif r < 0.80:
@@ -154,11 +154,12 @@ class Fuzzer:
             self.call("forget", self.stub.ForgetCustomer, pb.ForgetCustomerRequest(customer_id=self._text()))
 
     def _stream(self) -> None:
-        requests = [self.decision_request() for _ in range(int(self.rng.integers(1, 6)))]
+        requests = [self.decision_request(pb.NextBestActionsRequest) for _ in range(int(self.rng.integers(1, 6)))]
         received = []
         try:
-            for d in self.stub.NextBestActions(iter(requests), timeout=10, metadata=self.metadata):
-                received.append(d)
+            for answer in self.stub.NextBestActions(iter(requests), timeout=10, metadata=self.metadata):
+                if answer.HasField("decision"):
+                    received.append(answer.decision)
             self.report.record("stream", grpc.StatusCode.OK)
         except grpc.RpcError as err:
             self.report.record("stream", err.code())

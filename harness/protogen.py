@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grpc_tools
+from google.rpc import status_pb2
 from grpc_tools import protoc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,15 +21,20 @@ def proto_files(root: Path = PROTO_ROOT) -> list[Path]:
     return sorted(root.glob("nba/v1/*.proto"))
 
 
+def include_dirs() -> list[Path]:
+    """Where the contract's imports are: protobuf's well-known types (grpcio-tools) and
+    google/rpc/status.proto (googleapis-common-protos, which grpcio-status installs)."""
+    return [Path(grpc_tools.__file__).parent / "_proto", Path(status_pb2.__file__).parents[2]]
+
+
 def generate(out_dir: Path, root: Path = PROTO_ROOT) -> list[Path]:
     """Generate ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` under ``out_dir/nba/v1``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    well_known = Path(grpc_tools.__file__).parent / "_proto"
     files = [str(p.relative_to(root)) for p in proto_files(root)]
     rc = protoc.main([
         "grpc_tools.protoc",
         f"-I{root}",
-        f"-I{well_known}",
+        *(f"-I{d}" for d in include_dirs()),
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",

@@ -38,11 +38,24 @@ def main(target: str) -> None:
     decision = call("NextBestAction", {"customer_id": "refl-1", "consented_channels": ["email"],
                                        "timezone": "Europe/Paris",
                                        "categorical_features": {"segment": "new"}})
-    event_id = decision.get("reply", {}).get("eventId", "")
-    outcome = call("ReportOutcome", {"event_id": event_id, "outcome_id": "o-1", "type": "OPENED"})
+    event_id = decision.get("reply", {}).get("decision", {}).get("eventId", "")
+    outcome = call("ReportOutcome", {"event_id": event_id, "outcome_id": "o-1", "type": "OUTCOME_TYPE_OPENED"})
     empty = call("NextBestAction", {"customer_id": ""})
     print(json.dumps({"services": services, "methods": [m.name for m in service.methods],
-                      "decision": decision, "outcome": outcome, "empty": empty}))
+                      "decision": decision, "outcome": outcome, "empty": empty,
+                      "v1_services": list_services_v1(channel)}))
+
+
+def list_services_v1(channel) -> list[str]:
+    """The services listed by reflection v1 (grpc.reflection.v1), which newer tools ask first.
+    Its messages are v1alpha's in another package: the same bytes."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    rpc = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    (reply,) = rpc(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    return [s.name for s in reply.list_services_response.service]
 
 
 if __name__ == "__main__":

@@ -231,14 +231,12 @@ def test_undecodable_bytes_are_invalid_argument_without_a_traceback(server, capl
             assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT, method
             assert "not a valid nba.v1." in err.value.details()
         stream = channel.stream_stream(f"/{SERVICE_NAME}/NextBestActions", request_serializer=lambda b: b,
-                                       response_deserializer=pb.Decision.FromString)
-        good = pb.DecisionRequest(customer_id="c-1", consented_channels=["email"]).SerializeToString()
-        replies = stream(iter([good, b"\xff\xff\xff\xff\x0f"]), timeout=5)
-        assert next(replies).event_id
-        with pytest.raises(grpc.RpcError) as err:
-            next(replies)
-        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert err.value.details().startswith("request #1: the request's bytes are not a valid nba.v1.DecisionRequest")
+                                       response_deserializer=pb.NextBestActionsResponse.FromString)
+        good = pb.NextBestActionsRequest(customer_id="c-1", consented_channels=["email"]).SerializeToString()
+        first, second, third = stream(iter([good, b"\xff\xff\xff\xff\x0f", good]), timeout=5)
+        assert first.decision.event_id and third.decision.event_id
+        assert second.position == 1 and second.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert second.error.message.startswith("the request's bytes are not a valid nba.v1.NextBestActionsRequest")
     assert not any(r.exc_info for r in caplog.records)
 
 

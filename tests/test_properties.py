@@ -87,7 +87,7 @@ def test_servicer_answers_ok_or_invalid_argument_never_internal(live, r):
         expected_ok = False
     before = (logged(log_dir), engine.policy().counters["decisions"])
     try:
-        reply = stub.NextBestAction(convert.request_to_proto(r), timeout=10)
+        reply = stub.NextBestAction(convert.request_to_proto(r), timeout=10).decision
     except grpc.RpcError as err:
         assert err.code() is grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
         assert not expected_ok
@@ -111,7 +111,7 @@ def test_servicer_answers_ok_or_invalid_argument_never_internal(live, r):
 def test_report_outcome_never_internal(live, event_id, outcome_id, kind, value):
     stub, _, _ = live
     try:
-        stub.ReportOutcome(pb.Outcome(event_id=event_id, outcome_id=outcome_id, type=kind, value=value),
+        stub.ReportOutcome(pb.ReportOutcomeRequest(event_id=event_id, outcome_id=outcome_id, type=kind, value=value),
                            timeout=10)
     except grpc.RpcError as err:
         assert err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), err.details()

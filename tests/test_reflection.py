@@ -15,10 +15,12 @@ def test_reflection_only_client_gets_decision_outcome_and_invalid_argument(serve
     assert seen["methods"] == ["NextBestAction", "NextBestActions", "ReportOutcome", "GetPolicy", "ReloadPolicy",
                                "ForgetCustomer"]
     assert seen["decision"]["code"] == "OK"
-    assert seen["decision"]["reply"]["eventId"]
-    assert seen["outcome"] == {"code": "OK", "reply": {"eventId": seen["decision"]["reply"]["eventId"],
-                                                       "outcomeId": "o-1"}}
+    event_id = seen["decision"]["reply"]["decision"]["eventId"]
+    assert event_id and seen["decision"]["reply"]["decision"]["currencyCode"] == "EUR"
+    assert seen["outcome"] == {"code": "OK", "reply": {"eventId": event_id, "outcomeId": "o-1"}}
     assert seen["empty"]["code"] == "INVALID_ARGUMENT"
     assert seen["empty"]["details"] == "customer_id: must not be empty"
+    assert {"nba.v1.DecisionService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.reflection.v1.ServerReflection"} <= set(seen["v1_services"])
     # The stubs really were not used by the client process.
     assert "import nba" not in CLIENT.read_text() and "from nba" not in CLIENT.read_text()

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine import convert
-from engine.client import NBAClient
+from engine.client import Failure, NBAClient, RequestFailed, failure_of
 from engine.decision_log import log_files
 from engine.server import start_server_process
 from engine.pipeline import DecisionEngine
@@ -47,7 +47,8 @@ def test_decide_report_and_policy(client, server):
     info = client.policy()
     assert info.counters.decisions == 1 and info.counters.outcomes == 1
     assert info.counters.duplicate_outcomes == 1 and info.counters.pending == 1
-    assert info.exploration.algorithm == "epsilon_greedy" and info.attribution_window_seconds == 7 * 86400
+    assert info.exploration.algorithm == pb.EXPLORATION_ALGORITHM_EPSILON_GREEDY
+    assert info.attribution_window_seconds == 7 * 86400 and info.currency_code == "EUR"
     assert "--cb_adf" in info.model_args
     assert {c.id: (list(c.channels), c.max_contacts) for c in info.caps} == {
         "email_week": (["email"], 2), "sms_week": (["sms"], 1), "all_week": (["email", "sms", "push"], 3)}
@@ -62,22 +63,34 @@ def test_status_codes_for_caller_mistakes(client):
     with pytest.raises(grpc.RpcError) as err:
         client.report_outcome("no-such-event", "o", "OPENED")
     assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    failure = failure_of(err.value)
+    assert failure.reason == "ERROR_REASON_EVENT_NOT_FOUND" and failure.metadata == {"event_id": "no-such-event"}
     d = client.decide(request())
     with pytest.raises(grpc.RpcError) as err:
         client.report_outcome(d.event_id, "o", "CONVERTED", value=-1.0, time=T0)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "value" in err.value.details()
+    assert failure_of(err.value).violations == (("value", "must be >= 0, got -1.0"),)
     # An outcome type the contract does not define (raw enum number).
     stub = pb_grpc.DecisionServiceStub(client._channel)
     with pytest.raises(grpc.RpcError) as err:
-        stub.ReportOutcome(pb.Outcome(event_id=d.event_id, outcome_id="x", type=42), timeout=5)
+        stub.ReportOutcome(pb.ReportOutcomeRequest(event_id=d.event_id, outcome_id="x", type=42), timeout=5)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "type" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
-        stub.ReportOutcome(pb.Outcome(event_id=d.event_id, outcome_id="x"), timeout=5)
+        stub.ReportOutcome(pb.ReportOutcomeRequest(event_id=d.event_id, outcome_id="x"), timeout=5)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert failure_of(err.value).violations[0][0] == "type"
+    # Money in another currency is refused, not converted.
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ReportOutcome(pb.ReportOutcomeRequest(event_id=d.event_id, outcome_id="x", value=5.0,
+                                                   type=pb.OUTCOME_TYPE_CONVERTED, currency_code="USD"), timeout=5)
+    assert failure_of(err.value).violations[0][0] == "currency_code" and "EUR" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
         client.decide(request(timezone="Not/AZone"))
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("timezone:")
+    failure = failure_of(err.value)
+    assert failure.reason == "ERROR_REASON_INVALID_FIELD" and failure.violations[0][0] == "timezone"
+    assert client.policy().counters.outcomes == 0
 
 
 def test_attribution_closed_is_failed_precondition(client):
@@ -96,16 +109,39 @@ def test_stream_returns_decisions_in_order(client):
     assert len({d.event_id for d in decisions}) == 60
 
 
-def test_stream_stops_at_bad_request_naming_its_position(client, server):
+def test_stream_answers_a_bad_request_with_its_error_and_goes_on(client, server):
     requests = [request(f"cust-{i}") for i in range(3)] + [request("")] + [request("after")]
-    got = []
-    with pytest.raises(grpc.RpcError) as err:
-        for d in client.decide_many(requests, timeout=30):
-            got.append(d.customer_id)
-    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "request #3: customer_id" in err.value.details()
-    assert got == ["cust-0", "cust-1", "cust-2"]
-    assert server.engine.policy().counters["decisions"] == 3
+    answers = list(client.stream([(f"r{i}", r) for i, r in enumerate(requests)], timeout=30))
+    assert [(a.position, a.request_id) for a in answers] == [(i, f"r{i}") for i in range(5)]
+    assert [a.decision.customer_id for a in answers if a.decision] == ["cust-0", "cust-1", "cust-2", "after"]
+    bad = answers[3]
+    assert bad.decision is None and bad.failure.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert bad.failure.message == "customer_id: must not be empty"
+    assert bad.failure.violations == (("customer_id", "must not be empty"),)
+    assert bad.failure.reason == "ERROR_REASON_INVALID_FIELD"
+    counters = server.engine.policy().counters
+    assert counters["decisions"] == 4 and counters["rejected"] == 1
+    # decide_many raises at the first failed request, naming its position.
+    with pytest.raises(RequestFailed, match="request #3: INVALID_ARGUMENT: customer_id"):
+        list(client.decide_many(requests, timeout=30))
+
+
+def test_stream_answers_undecodable_bytes_and_an_overlong_request_id_and_goes_on(client):
+    call = client._channel.stream_stream("/nba.v1.DecisionService/NextBestActions",
+                                         request_serializer=lambda b: b,
+                                         response_deserializer=pb.NextBestActionsResponse.FromString)
+    good = convert.request_to_proto(request("ok"), pb.NextBestActionsRequest)
+    long_id = pb.NextBestActionsRequest()
+    long_id.CopyFrom(good)
+    long_id.request_id = "x" * 129
+    answers = list(call(iter([good.SerializeToString(), b"\xff\xff\xff", long_id.SerializeToString(),
+                              good.SerializeToString()]), timeout=30))
+    assert [a.WhichOneof("result") for a in answers] == ["decision", "error", "error", "decision"]
+    assert [a.position for a in answers] == [0, 1, 2, 3]
+    undecodable, overlong = (Failure.from_status(a.error) for a in answers[1:3])
+    assert undecodable.reason == "ERROR_REASON_UNDECODABLE" and "not a valid nba.v1.NextBestActionsRequest" \
+        in undecodable.message
+    assert overlong.violations[0][0] == "request_id" and answers[2].request_id == "x" * 128
 
 
 class _Delay(grpc.ServerInterceptor):
@@ -134,7 +170,7 @@ def test_expired_deadline_is_deadline_exceeded_and_decides_nothing(catalog):
             time.sleep(0.6)  # the held call has reached the servicer by now
             assert engine.policy().counters["decisions"] == 0
             # Given time, the same request is decided.
-            assert stub.NextBestAction(convert.request_to_proto(request()), timeout=10).customer_id
+            assert stub.NextBestAction(convert.request_to_proto(request()), timeout=10).decision.customer_id
             assert engine.policy().counters["decisions"] == 1
     finally:
         running.stop(1)

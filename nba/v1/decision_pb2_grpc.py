@@ -37,23 +37,23 @@ class DecisionServiceStub:
         """
         self.NextBestAction = channel.unary_unary(
                 '/nba.v1.DecisionService/NextBestAction',
-                request_serializer=nba_dot_v1_dot_decision__pb2.DecisionRequest.SerializeToString,
-                response_deserializer=nba_dot_v1_dot_decision__pb2.Decision.FromString,
+                request_serializer=nba_dot_v1_dot_decision__pb2.NextBestActionRequest.SerializeToString,
+                response_deserializer=nba_dot_v1_dot_decision__pb2.NextBestActionResponse.FromString,
                 _registered_method=True)
         self.NextBestActions = channel.stream_stream(
                 '/nba.v1.DecisionService/NextBestActions',
-                request_serializer=nba_dot_v1_dot_decision__pb2.DecisionRequest.SerializeToString,
-                response_deserializer=nba_dot_v1_dot_decision__pb2.Decision.FromString,
+                request_serializer=nba_dot_v1_dot_decision__pb2.NextBestActionsRequest.SerializeToString,
+                response_deserializer=nba_dot_v1_dot_decision__pb2.NextBestActionsResponse.FromString,
                 _registered_method=True)
         self.ReportOutcome = channel.unary_unary(
                 '/nba.v1.DecisionService/ReportOutcome',
-                request_serializer=nba_dot_v1_dot_decision__pb2.Outcome.SerializeToString,
-                response_deserializer=nba_dot_v1_dot_decision__pb2.OutcomeAck.FromString,
+                request_serializer=nba_dot_v1_dot_decision__pb2.ReportOutcomeRequest.SerializeToString,
+                response_deserializer=nba_dot_v1_dot_decision__pb2.ReportOutcomeResponse.FromString,
                 _registered_method=True)
         self.GetPolicy = channel.unary_unary(
                 '/nba.v1.DecisionService/GetPolicy',
                 request_serializer=nba_dot_v1_dot_decision__pb2.GetPolicyRequest.SerializeToString,
-                response_deserializer=nba_dot_v1_dot_decision__pb2.PolicyInfo.FromString,
+                response_deserializer=nba_dot_v1_dot_decision__pb2.GetPolicyResponse.FromString,
                 _registered_method=True)
         self.ReloadPolicy = channel.unary_unary(
                 '/nba.v1.DecisionService/ReloadPolicy',
@@ -73,15 +73,18 @@ class DecisionServiceServicer:
 
     def NextBestAction(self, request, context):
         """One decision, in real time (inbound or outbound).
+        A request that fails validation gets INVALID_ARGUMENT with the field violations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def NextBestActions(self, request_iterator, context):
-        """Outbound campaigns: many customers over one call. Decisions are streamed back in the order
-        of the requests. A request that fails validation ends the stream with INVALID_ARGUMENT
-        naming its position; decisions already sent stand.
+        """Outbound campaigns: many customers over one call. One response per request, in the order
+        of the requests, each with the request's 0-based position and either its decision or its
+        error (a bad record gets its error and the stream goes on). The call itself fails only on
+        the stream's own limits (RESOURCE_EXHAUSTED: too many streams, too many requests on one,
+        an idle stream), its deadline, or the transport; responses already sent stand.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,23 +130,23 @@ def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'NextBestAction': grpc.unary_unary_rpc_method_handler(
                     servicer.NextBestAction,
-                    request_deserializer=nba_dot_v1_dot_decision__pb2.DecisionRequest.FromString,
-                    response_serializer=nba_dot_v1_dot_decision__pb2.Decision.SerializeToString,
+                    request_deserializer=nba_dot_v1_dot_decision__pb2.NextBestActionRequest.FromString,
+                    response_serializer=nba_dot_v1_dot_decision__pb2.NextBestActionResponse.SerializeToString,
             ),
             'NextBestActions': grpc.stream_stream_rpc_method_handler(
                     servicer.NextBestActions,
-                    request_deserializer=nba_dot_v1_dot_decision__pb2.DecisionRequest.FromString,
-                    response_serializer=nba_dot_v1_dot_decision__pb2.Decision.SerializeToString,
+                    request_deserializer=nba_dot_v1_dot_decision__pb2.NextBestActionsRequest.FromString,
+                    response_serializer=nba_dot_v1_dot_decision__pb2.NextBestActionsResponse.SerializeToString,
             ),
             'ReportOutcome': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportOutcome,
-                    request_deserializer=nba_dot_v1_dot_decision__pb2.Outcome.FromString,
-                    response_serializer=nba_dot_v1_dot_decision__pb2.OutcomeAck.SerializeToString,
+                    request_deserializer=nba_dot_v1_dot_decision__pb2.ReportOutcomeRequest.FromString,
+                    response_serializer=nba_dot_v1_dot_decision__pb2.ReportOutcomeResponse.SerializeToString,
             ),
             'GetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicy,
                     request_deserializer=nba_dot_v1_dot_decision__pb2.GetPolicyRequest.FromString,
-                    response_serializer=nba_dot_v1_dot_decision__pb2.PolicyInfo.SerializeToString,
+                    response_serializer=nba_dot_v1_dot_decision__pb2.GetPolicyResponse.SerializeToString,
             ),
             'ReloadPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.ReloadPolicy,
@@ -182,8 +185,8 @@ class DecisionService:
             request,
             target,
             '/nba.v1.DecisionService/NextBestAction',
-            nba_dot_v1_dot_decision__pb2.DecisionRequest.SerializeToString,
-            nba_dot_v1_dot_decision__pb2.Decision.FromString,
+            nba_dot_v1_dot_decision__pb2.NextBestActionRequest.SerializeToString,
+            nba_dot_v1_dot_decision__pb2.NextBestActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -209,8 +212,8 @@ class DecisionService:
             request_iterator,
             target,
             '/nba.v1.DecisionService/NextBestActions',
-            nba_dot_v1_dot_decision__pb2.DecisionRequest.SerializeToString,
-            nba_dot_v1_dot_decision__pb2.Decision.FromString,
+            nba_dot_v1_dot_decision__pb2.NextBestActionsRequest.SerializeToString,
+            nba_dot_v1_dot_decision__pb2.NextBestActionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,8 +239,8 @@ class DecisionService:
             request,
             target,
             '/nba.v1.DecisionService/ReportOutcome',
-            nba_dot_v1_dot_decision__pb2.Outcome.SerializeToString,
-            nba_dot_v1_dot_decision__pb2.OutcomeAck.FromString,
+            nba_dot_v1_dot_decision__pb2.ReportOutcomeRequest.SerializeToString,
+            nba_dot_v1_dot_decision__pb2.ReportOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -264,7 +267,7 @@ class DecisionService:
             target,
             '/nba.v1.DecisionService/GetPolicy',
             nba_dot_v1_dot_decision__pb2.GetPolicyRequest.SerializeToString,
-            nba_dot_v1_dot_decision__pb2.PolicyInfo.FromString,
+            nba_dot_v1_dot_decision__pb2.GetPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
