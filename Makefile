@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NBA    := $(VENV)/bin/nba
 
-.PHONY: install demo serve test test-fast lint-imports proto bench results clean
+.PHONY: install demo serve test test-fast lint-imports proto proto-check bench results clean
 
 install: $(VENV)/.installed
 
@@ -21,11 +21,11 @@ serve: install
 	$(NBA) serve
 
 # The full suite (CI): import contracts, then every test; the slowest listed at the end.
-test: install lint-imports
+test: install lint-imports proto-check
 	$(PY) -m pytest -q --durations=15
 
 # Every test but those marked slow (load, soak, long simulations): under two minutes on 2 cores.
-test-fast: install lint-imports
+test-fast: install lint-imports proto-check
 	$(PY) -m pytest -q -m 'not slow' --durations=10
 
 # Dependencies point one way: engine <- training <- simulators <- nba.cli (pyproject.toml).
@@ -35,6 +35,11 @@ lint-imports: install
 # Regenerate the gRPC stubs after editing proto/ (a test fails when they are stale).
 proto: install
 	$(PY) -m harness.protogen
+
+# The gRPC contract: buf lint (STANDARD + COMMENTS) and no breaking change against the frozen v1
+# (proto/nba-v1.image.json). Installs buf from npm into .tools/ on first use.
+proto-check: install
+	$(PY) -m harness.buf
 
 bench: install
 	$(PY) bench/latency.py
@@ -50,4 +55,4 @@ results: install
 	$(PY) bench/results.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .tools .proto-deps
