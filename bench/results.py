@@ -216,10 +216,10 @@ def section_serving() -> tuple[str, str]:
 def update_readme(table: str, marker: str = "results") -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"README.md has no <!-- {marker}:start --> ... <!-- {marker}:end --> markers")
-    readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
+    readme.write_text(pattern.sub(lambda m: m.group(1) + table.rstrip("\n") + "\n" + m.group(2), text))
 
 
 SECTIONS = ("main", "scenarios", "bench", "serving")
