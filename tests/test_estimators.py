@@ -81,7 +81,10 @@ def test_evaluate_reports_every_estimator():
     out = evaluate(data)
     assert out["n"] == 5_000 and out["effective_sample_size"] > 0
     for name in ESTIMATORS:
-        assert set(out[name]) == {"value", "low", "high"}
+        extra = {"shrinkage"} if name.startswith("dr_os_tuned") else set()
+        assert set(out[name]) == {"value", "low", "high"} | extra
+    assert out["warnings"] == [] and out["weights"]["reliable"]
+    assert out["weights"]["effective_sample_size"] == out["effective_sample_size"]
 
 
 def test_invalid_rounds_are_rejected_with_the_field_named():

@@ -259,6 +259,12 @@ def test_evaluate_json_has_every_estimator(logged, capsys, tmp_path):
     for est in ("ips", "snips", "dm", "dr"):
         assert set(out[est]) == {"value", "low", "high"}
         assert out[est]["low"] <= out[est]["value"] <= out[est]["high"]
+    # The rules are deterministic and far from the logging policy: the weights say so.
+    weights = out["weights"]
+    assert weights["effective_sample_size"] == out["effective_sample_size"] < out["n"] / 20
+    assert weights["max_weight"] >= weights["p99"] >= weights["p50"] and 0 <= weights["zero_share"] <= 1
+    assert isinstance(out["warnings"], list) and weights["reliable"] == (not out["warnings"])
+    assert "shrinkage" in out["dr_os_tuned"]
 
 
 def test_promotion_rule():
@@ -270,6 +276,10 @@ def test_promotion_rule():
     wide = {"value": 1.5, "low": 1.1, "high": 1.9}
     no = registry.decide_promotion("v2", wide, "v1", lo, 1000)
     assert not no.promoted and "does not beat" in no.reason
+    # A clear win on too few effective decisions is not acted on.
+    thin = registry.decide_promotion("v2", hi, "v1", lo, 50_000, ess=registry.PROMOTION_MIN_ESS - 1)
+    assert not thin.promoted and "effective sample size 999 of 50,000" in thin.reason
+    assert registry.decide_promotion("v2", hi, "v1", lo, 50_000, ess=registry.PROMOTION_MIN_ESS).promoted
 
 
 def _register(catalog, logs, tmp_path, tag: str) -> str:

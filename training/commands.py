@@ -12,7 +12,8 @@ from engine.catalog import Catalog
 from engine.settings import ConfigError
 from training import registry
 from training.dataset import split_time
-from training.evaluate import Evaluation, evaluate_logs, table
+from training.evaluate import ROW_ESTIMATORS as ESTIMATOR_COLUMNS
+from training.evaluate import Evaluation, evaluate_logs, table, warnings_text
 from engine.models import load_model, save_model, trained_until
 from training.target_policies import Logged, ModelPolicy, target_policy
 from training.train import TrainParams, train
@@ -53,11 +54,11 @@ def plot(evaluation: Evaluation, path: Path, title: str, truth: dict[str, float]
     import matplotlib.pyplot as plt
 
     names = list(evaluation.rounds)
-    estimators = ("ips", "snips", "dm", "dr", "dr_os")
+    estimators = ESTIMATOR_COLUMNS
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
     width = 0.8 / len(estimators)
     for k, est in enumerate(estimators):
-        xs = [i + (k - 2) * width for i in range(len(names))]
+        xs = [i + (k - (len(estimators) - 1) / 2) * width for i in range(len(names))]
         s = [evaluation.summary(n)[est] for n in names]
         ax.errorbar(xs, [e["value"] for e in s], yerr=[[e["value"] - e["low"] for e in s],
                                                         [e["high"] - e["value"] for e in s]],
@@ -87,10 +88,15 @@ def log_evaluation_metrics(evaluation: Evaluation) -> None:
         metrics[f"{key}.n"] = s["n"]
         metrics[f"{key}.ess"] = s["effective_sample_size"]
         metrics[f"{key}.customers"] = s["customers"]
-        for est in ("ips", "snips", "dm", "dr", "dr_os"):
+        for part in ("max_weight", "mean_weight", "zero_share", "p99"):
+            metrics[f"{key}.weights.{part}"] = s["weights"][part]
+        for est in ESTIMATOR_COLUMNS:
             for part in ("value", "low", "high"):
                 if math.isfinite(s[est][part]):
                     metrics[f"{key}.{est}.{part}"] = s[est][part]
+        mlflow.set_tag(f"{key}.reliable", str(not s["warnings"]).lower())
+        if s["warnings"]:
+            mlflow.set_tag(f"{key}.warnings", " | ".join(s["warnings"])[:5000])
     mlflow.log_metrics(metrics)
 
 
@@ -129,6 +135,7 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
         print(f"\nOff-policy estimates, EUR per decision, 95 % intervals "
               f"({evaluation.n:,} decisions, {_window(start, end)}; {evaluation.report}):\n")
         print(table(evaluation))
+        print(warnings_text(evaluation))
     return results
 
 
@@ -158,6 +165,7 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
     print(f"\nEvaluated on the {evaluation.n:,} later decisions (from {cut.isoformat()}), "
           f"EUR per decision, 95 % intervals:\n")
     print(table(evaluation))
+    print(warnings_text(evaluation))
     with mlflow.start_run(run_name=f"train {log_dir.name}") as run:
         mlflow.log_params({"logs": str(log_dir), "trained_until": cut.isoformat(), "catalog": catalog.version,
                            **params.as_params(catalog)})
@@ -174,7 +182,8 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
             mlflow.set_tag("registered_version", f"{name}/{version}")
         decision = registry.decide_promotion(f"{name}/{version}" if version else "candidate",
                                              evaluation.summary("candidate")["dr"], incumbent,
-                                             evaluation.summary(incumbent)["dr"], evaluation.n)
+                                             evaluation.summary(incumbent)["dr"], evaluation.n,
+                                             evaluation.summary("candidate")["effective_sample_size"])
         if promote and version:
             registry.record_promotion(name, version, decision)
         mlflow.set_tag("promotion_reason", decision.reason)
@@ -215,8 +224,10 @@ def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str 
         policies.append(target_policy(incumbent, catalog))
     evaluation = evaluate_logs(log_dir, catalog, policies, start=start, progress=progress)
     print(table(evaluation))
+    print(warnings_text(evaluation))
     decision = registry.decide_promotion(f"{name}/{version}", evaluation.summary(candidate.name)["dr"],
-                                         incumbent, evaluation.summary(incumbent)["dr"], evaluation.n)
+                                         incumbent, evaluation.summary(incumbent)["dr"], evaluation.n,
+                                         evaluation.summary(candidate.name)["effective_sample_size"])
     with mlflow.start_run(run_name=f"promote {name}/{version}"):
         mlflow.log_params({"logs": str(log_dir), "candidate": f"{name}/{version}", "incumbent": incumbent,
                            "after": after})

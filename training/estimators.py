@@ -75,6 +75,64 @@ class LoggedRounds:
         return self.n if self.cluster is None else len(np.unique(self.cluster))
 
 
+# Below these, an estimate is flagged unreliable (``WeightDiagnostics.warnings``): with an
+# effective sample size of a few rounds, the normal intervals are meaningless (on the Open Bandit
+# Dataset, an ESS of 2 gave intervals below zero and a negative click rate from DR).
+MIN_ESS = 100
+# The largest single weight may carry at most this share of the weights' sum.
+MAX_WEIGHT_SHARE = 0.05
+# Under correct propensities the mean weight is 1 when the target policy stays within the
+# logging policy's support; further from 1 than this, it does not (or the propensities are wrong).
+MEAN_WEIGHT_TOLERANCE = 0.1
+WEIGHT_QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class WeightDiagnostics:
+    """How much the importance weights w_i = pi(a_i|x_i) / p_i can be trusted, and why not."""
+
+    n: int
+    effective_sample_size: float       # (sum w)^2 / sum w^2
+    mean_weight: float
+    max_weight: float
+    max_weight_share: float            # max w / sum w
+    quantiles: dict[str, float]        # "p50", "p90", "p99" of w
+    zero_share: float                  # share of logged actions the target policy never takes
+    warnings: tuple[str, ...]
+
+    @property
+    def reliable(self) -> bool:
+        return not self.warnings
+
+    def as_dict(self) -> dict:
+        return {"effective_sample_size": self.effective_sample_size, "mean_weight": self.mean_weight,
+                "max_weight": self.max_weight, "max_weight_share": self.max_weight_share, **self.quantiles,
+                "zero_share": self.zero_share, "reliable": self.reliable, "warnings": list(self.warnings)}
+
+
+def weight_diagnostics(data: LoggedRounds, min_ess: float = MIN_ESS) -> WeightDiagnostics:
+    """The weights' effective sample size, mean, maximum, quantiles and zero share, with a
+    warning for each way they make the estimates unreliable."""
+    w = data.weight
+    total = float(w.sum())
+    ess = data.effective_sample_size()
+    mean, top = float(w.mean()), float(w.max())
+    share = top / total if total > 0 else 1.0
+    quantiles = {f"p{round(q * 100)}": float(v) for q, v in zip(WEIGHT_QUANTILES, np.quantile(w, WEIGHT_QUANTILES))}
+    zero = float(np.mean(data.target_pscore == 0))
+    warnings = []
+    if ess < min_ess:
+        warnings.append(f"effective sample size {ess:,.1f} of {data.n:,} rounds is under {min_ess:,.0f}: the target "
+                        "policy is too far from the logging policy for these estimates and their intervals")
+    if share > MAX_WEIGHT_SHARE:
+        warnings.append(f"one round carries {share:.0%} of the weight (max weight {top:,.1f}): the estimate "
+                        "hangs on a handful of decisions")
+    if abs(mean - 1) > MEAN_WEIGHT_TOLERANCE:
+        warnings.append(f"mean weight {mean:.2f} (1 expected): the target policy puts mass where the logging "
+                        "policy puts little or none, or the logged propensities are wrong; IPS and DR are biased")
+    return WeightDiagnostics(data.n, ess, mean, top, share, quantiles, zero, tuple(warnings))
+
+
 @dataclass(frozen=True)
 class Estimate:
     value: float
@@ -218,24 +276,84 @@ class DROS(Estimator):
     name = "dr_os"
 
     def __init__(self, shrinkage: float = 100.0):
-        if shrinkage < 0:
+        if not shrinkage >= 0:
             raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
         self.shrinkage = shrinkage
 
     def round_values(self, data):
-        w = data.weight
-        shrunk = self.shrinkage * w / (w * w + self.shrinkage) if self.shrinkage > 0 else np.zeros_like(w)
-        return data.v_target + shrunk * (data.reward - data.q_logged)
+        return data.v_target + shrunk_weights(data.weight, self.shrinkage) * (data.reward - data.q_logged)
 
 
-ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (IPS(), SNIPS(), DM(), DR(), DROS())}
+def shrunk_weights(w: np.ndarray, shrinkage: float) -> np.ndarray:
+    """lambda w / (w^2 + lambda): w for lambda = inf, 0 for lambda = 0."""
+    if np.isinf(shrinkage):
+        return w
+    return shrinkage * w / (w * w + shrinkage) if shrinkage > 0 else np.zeros_like(w)
+
+
+# Candidate lambdas of the tuned DR-os: 0 (DM) to inf (DR), log-spaced.
+SHRINKAGE_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 1e5, np.inf)
+TUNING_DELTA = 0.05
+
+
+class TunedDROS(Estimator):
+    """DR-os with lambda chosen from the data (Su, Dimakopoulou, Krishnamurthy & Dudik, ICML
+    2020, section 4; as obp's ``DoublyRobustWithShrinkageTuning``): for each candidate lambda,
+    estimated MSE = variance of the estimate + (bias bound)^2, where the bias bound is the
+    direct estimate |mean((w - w_lambda)(r - qhat))| plus its empirical-Bernstein deviation
+    sqrt(2 mean(w^2) log(2/delta) / n) + 2 max(w) log(2/delta) / (3n); the lambda of least
+    estimated MSE is used. The variance is the cluster-robust one when rounds carry their
+    customer. The interval treats the chosen lambda as fixed (it is conditional on it).
+    ``upper_bound=False`` uses the direct bias estimate alone (obp's ``use_bias_upper_bound=
+    False``): the Bernstein term is the same for every lambda but, squared with the bias, it
+    makes the bound keep DR's weights whenever they are large."""
+
+    def __init__(self, grid: tuple[float, ...] = SHRINKAGE_GRID, delta: float = TUNING_DELTA,
+                 upper_bound: bool = False):
+        if not grid or any(g < 0 for g in grid):
+            raise ValueError(f"the shrinkage grid must hold values >= 0, got {grid}")
+        self.grid, self.delta, self.upper_bound = tuple(grid), delta, upper_bound
+        self.name = "dr_os_tuned_ub" if upper_bound else "dr_os_tuned"
+
+    def scores(self, data: LoggedRounds) -> dict[float, float]:
+        """Estimated MSE of DR-os for each lambda of the grid."""
+        w, n = data.weight, data.n
+        residual = data.reward - data.q_logged
+        deviation = (np.sqrt(2 * np.mean(w * w) * np.log(2 / self.delta) / n)
+                     + 2 * w.max() * np.log(2 / self.delta) / (3 * n)) if self.upper_bound else 0.0
+        out = {}
+        for shrinkage in self.grid:
+            fixed = DROS(shrinkage)
+            variance = fixed.standard_error(data) ** 2
+            bias = abs(float(np.mean((w - shrunk_weights(w, shrinkage)) * residual))) + deviation
+            out[shrinkage] = variance + bias * bias
+        return out
+
+    def chosen(self, data: LoggedRounds) -> float:
+        scores = self.scores(data)
+        return min(scores, key=scores.get)
+
+    def round_values(self, data):
+        return DROS(self.chosen(data)).round_values(data)
+
+
+ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (IPS(), SNIPS(), DM(), DR(), DROS(), TunedDROS(),
+                                                        TunedDROS(upper_bound=True))}
 
 
 def evaluate(data: LoggedRounds, method: str = "normal", estimators: dict[str, Estimator] | None = None
              ) -> dict[str, object]:
-    """Every estimator's value and 95 % interval, the sample size and the effective sample size."""
+    """Every estimator's value and 95 % interval, the sample size, the weights' diagnostics
+    (``weights``: effective sample size, mean, max, quantiles, zero share, ``reliable``) and
+    their ``warnings`` (empty when the weights give no reason for doubt)."""
+    diagnostics = weight_diagnostics(data)
     result: dict[str, object] = {"n": data.n, "customers": data.clusters,
-                                 "effective_sample_size": data.effective_sample_size()}
+                                 "effective_sample_size": diagnostics.effective_sample_size,
+                                 "weights": diagnostics.as_dict(), "warnings": list(diagnostics.warnings)}
     for name, est in (estimators or ESTIMATORS).items():
         result[name] = est.interval(data, method=method).as_dict()
+    for name, est in (estimators or ESTIMATORS).items():
+        if isinstance(est, TunedDROS):
+            chosen = est.chosen(data)
+            result[name]["shrinkage"] = chosen if np.isfinite(chosen) else "inf"
     return result

@@ -141,7 +141,7 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     return Evaluation(rounds, ids, report, time.perf_counter() - started, start, end)
 
 
-ROW_ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os")
+ROW_ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_os_tuned")
 
 
 def table(evaluation: Evaluation, method: str = "normal") -> str:
@@ -152,5 +152,15 @@ def table(evaluation: Evaluation, method: str = "normal") -> str:
         s = evaluation.summary(name, method)
         cells = "  ".join(f"{s[e]['value']:>7.3f} [{s[e]['low']:>6.3f},{s[e]['high']:>6.3f}]"
                           for e in ROW_ESTIMATORS)
-        lines.append(f"{name[:28]:<28} {s['effective_sample_size']:>9,.0f}  {cells}")
+        flag = "" if not s["warnings"] else "  (!)"
+        lines.append(f"{name[:28]:<28} {s['effective_sample_size']:>9,.0f}  {cells}{flag}")
+    return "\n".join(lines)
+
+
+def warnings_text(evaluation: Evaluation, method: str = "normal") -> str:
+    """Each flagged policy's warnings about its weights (empty when none is flagged)."""
+    lines = []
+    for name in evaluation.rounds:
+        for warning in evaluation.summary(name, method)["warnings"]:
+            lines.append(f"(!) {name}: {warning}")
     return "\n".join(lines)

@@ -63,11 +63,22 @@ class PromotionDecision:
     reason: str
 
 
+# A promotion acts on the candidate's estimate only when the logged decisions are worth at least
+# this many on-policy ones (the effective sample size of its importance weights).
+PROMOTION_MIN_ESS = 1000
+
+
 def decide_promotion(candidate: str, candidate_dr: dict, incumbent: str, incumbent_dr: dict,
-                     n: int) -> PromotionDecision:
-    """Promote only when the candidate's DR lower bound beats the incumbent's DR estimate."""
+                     n: int, ess: float | None = None) -> PromotionDecision:
+    """Promote only when the candidate's DR lower bound beats the incumbent's DR estimate, and
+    the candidate's effective sample size (``ess``, when given) is at least PROMOTION_MIN_ESS."""
     low, value = candidate_dr["low"], candidate_dr["value"]
     bar = incumbent_dr["value"]
+    if ess is not None and not ess >= PROMOTION_MIN_ESS:
+        reason = (f"candidate {candidate}: effective sample size {ess:,.0f} of {n:,} logged decisions is under "
+                  f"{PROMOTION_MIN_ESS:,}: its estimate ({value:.4f}, DR lower bound {low:.4f}) is not trusted "
+                  "enough to act on; log more decisions near the candidate's choices")
+        return PromotionDecision(False, candidate, low, value, incumbent, bar, n, reason)
     promoted = math.isfinite(low) and low > bar
     verdict = "beats" if promoted else "does not beat"
     reason = (f"candidate {candidate}: DR lower 95% bound {low:.4f} {verdict} {incumbent}'s DR "
