@@ -114,3 +114,17 @@ def test_a_policy_that_is_not_a_distribution_is_refused():
         evaluate(rounds, np.full((9, K), 1 / K), reward_model=None)
     with pytest.raises(ValueError, match="unknown interval method"):
         evaluate(rounds, np.full((10, K), 1 / K), reward_model=None, method="jackknife")
+
+
+def test_linear_models_are_predicted_in_closed_form_as_predict_would():
+    from sklearn.ensemble import RandomForestRegressor  # noqa: F401 - a model without coef_ takes the loop
+    from sklearn.linear_model import Ridge
+
+    rounds, _, _ = world(500, seed=7)
+    for interactions in (True, False):
+        model = CrossFittedRewardModel(interactions=interactions)
+        fitted = Ridge(alpha=1.0).fit(model.features(rounds.context, rounds.action, K), rounds.reward)
+        fast = model._predict_all(fitted, rounds.context, rounds.n, K)
+        slow = np.column_stack([fitted.predict(model.features(rounds.context, np.full(rounds.n, a), K))
+                                for a in range(K)])
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)

@@ -120,9 +120,23 @@ class CrossFittedRewardModel:
             model.fit(train_x[~held], rounds.reward[~held])
             context = None if rounds.context is None else rounds.context[held]
             rows = np.flatnonzero(held)
-            for a in range(n_actions):
-                q[rows, a] = model.predict(self.features(context, np.full(len(rows), a), n_actions))
+            q[rows] = self._predict_all(model, context, len(rows), n_actions)
         return q
+
+    def _predict_all(self, model, context: np.ndarray | None, rows: int, n_actions: int) -> np.ndarray:
+        """(rows, n_actions) predictions: in closed form for a linear model (``coef_``), else one
+        ``predict`` per action."""
+        coef = getattr(model, "coef_", None)
+        if coef is not None and np.ndim(coef) == 1:
+            out = np.broadcast_to(coef[:n_actions] + float(getattr(model, "intercept_", 0.0)), (rows, n_actions)).copy()
+            if context is not None:
+                d = context.shape[1]
+                out += (context @ coef[n_actions:n_actions + d])[:, None]
+                if self.interactions:
+                    out += context @ coef[n_actions + d:].reshape(d, n_actions)
+            return out
+        return np.column_stack([model.predict(self.features(context, np.full(rows, a), n_actions))
+                                for a in range(n_actions)])
 
 
 def logged_rounds(rounds: BanditRounds, policy_probabilities: np.ndarray, q: np.ndarray | None) -> LoggedRounds:
