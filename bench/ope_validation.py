@@ -53,7 +53,7 @@ from engine.models import load_model, save_model  # noqa: E402
 from training.target_policies import ModelPolicy, NoContact, Rules  # noqa: E402
 from training.train import TrainParams, train  # noqa: E402
 
-ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_independent")
+ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_os_tuned", "dr_os_tuned_ub", "dr_independent")
 CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, power_t=0.0, importance_weighted=True)
 
 
@@ -107,7 +107,7 @@ def summarise(results: list[dict]) -> dict:
         rows = [r["policies"][name] for r in results]
         truth = np.array([r["truth"] for r in rows])
         entry = {"truth_mean": float(truth.mean()), "ess_mean": float(np.mean([r["ess"] for r in rows]))}
-        for e in ESTIMATORS:
+        for e in (e for e in ESTIMATORS if e in rows[0]):
             value = np.array([r[e]["value"] for r in rows])
             low, high = np.array([r[e]["low"] for r in rows]), np.array([r[e]["high"] for r in rows])
             rel = (value - truth) / np.abs(truth)
@@ -120,7 +120,9 @@ def summarise(results: list[dict]) -> dict:
                         # (estimate - truth) / stated standard error: sd ~1 when intervals are right
                         "z_sd": float(np.std((value - truth) / np.maximum((high - low) / (2 * 1.959964), 1e-300),
                                              ddof=1)) if len(rows) > 1 else float("nan"),
-                        "mean_half_width": float(((high - low) / 2).mean())}
+                        "mean_half_width": float(((high - low) / 2).mean()),
+                        # mean squared error relative to the truth's scale
+                        "rmse_rel": float(np.sqrt(np.mean(rel * rel)))}
         summary[name] = entry
     return summary
 
@@ -139,6 +141,10 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
         print(f"{name:<12} {s['truth_mean']:>7.3f} {s['ess_mean']:>7,.0f}  {dr['median_abs_rel_error']:>20.1%} "
               f"{dr['max_abs_rel_error']:>7.1%} {dr['seeds_within_3pct']:>3}/{len(results):<2} "
               f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}   {others}")
+    print("\n95 % coverage and relative RMSE over seeds, per estimator:")
+    for name, s in summary.items():
+        print(f"  {name:<12} " + "  ".join(f"{e} {s[e]['coverage']:.0%}/{s[e]['rmse_rel']:.1%}"
+                                          for e in ESTIMATORS if e in s))
     print("\nDR error / its stated standard error, sd over seeds (1 = intervals right): "
           + ", ".join(f"{name} {s['dr']['z_sd']:.2f}" for name, s in summary.items()))
     print("DR relative error over seeds, mean signed (bias) / mean absolute: "
