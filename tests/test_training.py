@@ -403,3 +403,21 @@ def test_reload_rpc_without_a_model_uri_is_refused(server):
         client.reload_policy()
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     client.close()
+
+
+def test_the_table_flags_a_policy_whose_weights_cannot_be_trusted_and_says_why():
+    from training.estimators import LoggedRounds
+    from training.evaluate import Evaluation, table, warnings_text
+
+    n = 2000
+    reward, ones = np.ones(n), np.ones(n)
+    fair = LoggedRounds(reward, np.full(n, 0.5), np.full(n, 0.5), ones, ones)
+    skewed_target = np.zeros(n)
+    skewed_target[:3] = 1.0                      # the target takes what the logs almost never did
+    skewed = LoggedRounds(reward, np.full(n, 0.001), skewed_target, ones, ones)
+    ev = Evaluation({"fair": fair, "skewed": skewed}, [str(i) for i in range(n)], ReadReport(), 0.0)
+    lines = table(ev).splitlines()
+    assert lines[2].startswith("fair") and not lines[2].endswith("(!)")
+    assert lines[3].startswith("skewed") and lines[3].endswith("(!)")
+    text = warnings_text(ev)
+    assert "(!) skewed: effective sample size 3.0 of 2,000 rounds is under 100" in text and "fair" not in text
