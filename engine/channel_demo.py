@@ -17,12 +17,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from engine import convert
 from engine.catalog import Catalog, load_catalog
 from engine.client import NBAClient
 from engine.domain import DecisionRequest, OutcomeType
 from engine.rewards import net_reward
 from engine.server import start_server_process
-from nba.v1 import decision_pb2 as pb
 
 START = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.timezone.utc)  # a Monday
 WEEKS = 8
@@ -115,8 +115,7 @@ def _policy_summary(nba: NBAClient) -> None:
         return
     c = info.counters
     print(f"\nGetPolicy: model {info.model_version}, catalog {info.catalog_version}, "
-          f"{pb.ExplorationAlgorithm.Name(info.exploration.algorithm).removeprefix('EXPLORATION_ALGORITHM_').lower()} "
-          f"epsilon={info.exploration.epsilon}")
+          f"{convert.exploration_algorithm_name(info.exploration.algorithm)} epsilon={info.exploration.epsilon}")
     print(f"  decisions={c.decisions} explored={c.explored} no_contact={c.no_contact} "
           f"outcomes={c.outcomes} duplicates={c.duplicate_outcomes} learned={c.learned} "
           f"pending={c.pending} rejected={c.rejected}")

@@ -133,12 +133,20 @@ def outcome_from_proto(m: pb.ReportOutcomeRequest) -> domain.Outcome:
                           time=_dt(m, "time"))
 
 
+EXPLORATION_PREFIX = "EXPLORATION_ALGORITHM_"
+
+
+def exploration_algorithm_name(value: int) -> str:
+    """The catalog's name of an ``ExplorationAlgorithm`` value (e.g. ``epsilon_greedy``)."""
+    return pb.ExplorationAlgorithm.Name(value).removeprefix(EXPLORATION_PREFIX).lower()
+
+
 def policy_to_proto(p: PolicySnapshot, currency: str = "") -> pb.GetPolicyResponse:
     ex = p.exploration
     return pb.GetPolicyResponse(
         model_version=p.model_version, catalog_version=p.catalog_version, currency_code=currency,
         exploration=pb.ExplorationSettings(algorithm=pb.ExplorationAlgorithm.Value(
-                                               "EXPLORATION_ALGORITHM_" + ex.algorithm.upper()), epsilon=ex.epsilon,
+                                               EXPLORATION_PREFIX + ex.algorithm.upper()), epsilon=ex.epsilon,
                                            softmax_lambda=ex.softmax_lambda,
                                            squarecb_gamma=ex.squarecb_gamma),
         counters=pb.PolicyCounters(**p.counters), model_args=p.model_args,

@@ -336,6 +336,13 @@ class TunedDROS(Estimator):
     def round_values(self, data):
         return DROS(self.chosen(data)).round_values(data)
 
+    def interval(self, data, method="normal", **kwargs) -> Estimate:
+        """The normal interval tunes once (value and standard error share the chosen lambda); the
+        bootstrap re-tunes in each replicate."""
+        if method == "normal":
+            return DROS(self.chosen(data)).interval(data, method, **kwargs)
+        return super().interval(data, method, **kwargs)
+
 
 ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (IPS(), SNIPS(), DM(), DR(), DROS(), TunedDROS(),
                                                         TunedDROS(upper_bound=True))}
