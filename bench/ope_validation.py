@@ -16,17 +16,17 @@ by customer; ``dr_independent`` is DR's interval as if a customer's decisions we
 independent, for comparison), and writes
 ``OUT/validation.json`` and ``OUT/validation.png``.
 
-    .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 19000]
+    .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 6000]
         [--weeks 6] [--workers 2] [--first-seed 1]
     .venv/bin/python bench/ope_validation.py --report RUN1/validation.json RUN2/validation.json
 
-The figures in docs/results.md come from 40 seeds in two runs (about an hour each on 2 cores),
-whose per-seed results are kept in bench/results/:
+The figures in docs/results.md come from 40 seeds in one run (about 50 minutes on 2 cores: per
+seed ~60 s of logging and ~90 s of evaluation, most of it the reward model's 20 bootstrap
+refits), whose per-seed results are kept in bench/results/:
 
-    .venv/bin/python bench/ope_validation.py --logging targeted --explore 0.2 --seeds 20 --customers 19000 \
-        --weeks 6 --out runs/ope_validation_1_20
-    .venv/bin/python bench/ope_validation.py --logging targeted --explore 0.2 --seeds 20 --first-seed 21 \
-        --customers 19000 --weeks 6 --out runs/ope_validation_21_40
+    .venv/bin/python bench/ope_validation.py --logging targeted --explore 0.2 --seeds 40 --customers 6000 \
+        --weeks 6 --out runs/ope_validation_1_40
+    cp runs/ope_validation_1_40/validation.json bench/results/ope_validation_targeted_seeds_1-40.json
 """
 
 from __future__ import annotations
@@ -134,17 +134,21 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
     print(f"\n{len(results)} seeds, {n:,.0f} logged decisions evaluated per seed (logging {how}); "
           f"values in EUR per decision\n")
     print(f"{'policy':<12} {'truth':>7} {'ESS':>7}  {'DR |rel err| median':>20} {'max':>7} "
-          f"{'<=3%':>6} {'DR 95% coverage':>16} {'DR ±':>7}   coverage ips/snips/dm/dr_os/dr_independent")
+          f"{'<=3%':>6} {'DR 95% coverage':>16} {'DR ±':>7}")
     for name, s in summary.items():
         dr = s["dr"]
-        others = "/".join(f"{s[e]['coverage']:.0%}" for e in ("ips", "snips", "dm", "dr_os", "dr_independent"))
         print(f"{name:<12} {s['truth_mean']:>7.3f} {s['ess_mean']:>7,.0f}  {dr['median_abs_rel_error']:>20.1%} "
               f"{dr['max_abs_rel_error']:>7.1%} {dr['seeds_within_3pct']:>3}/{len(results):<2} "
-              f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}   {others}")
-    print("\n95 % coverage and relative RMSE over seeds, per estimator:")
-    for name, s in summary.items():
-        print(f"  {name:<12} " + "  ".join(f"{e} {s[e]['coverage']:.0%}/{s[e]['rmse_rel']:.1%}"
-                                          for e in ESTIMATORS if e in s))
+              f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}")
+    print("\nper estimator and policy: 95 % coverage / relative RMSE / mean half-width of the interval (relative)")
+    print(f"  {'estimator':<16}" + "".join(f"{name:>24}" for name in summary))
+    for e in (e for e in ESTIMATORS if e in next(iter(summary.values()))):
+        cells = [f"{s[e]['coverage']:.0%} / {s[e]['rmse_rel']:.1%} / {s[e]['mean_half_width'] / s['truth_mean']:.1%}"
+                 for s in summary.values()]
+        print(f"  {e:<16}" + "".join(f"{c:>24}" for c in cells))
+    if all("dr_os_tuned" in s for s in summary.values()):
+        print("mean squared error, tuned DR-os / DR: " + ", ".join(
+            f"{name} {(s['dr_os_tuned']['rmse_rel'] / s['dr']['rmse_rel']) ** 2:.2f}" for name, s in summary.items()))
     print("\nDR error / its stated standard error, sd over seeds (1 = intervals right): "
           + ", ".join(f"{name} {s['dr']['z_sd']:.2f}" for name, s in summary.items()))
     print("DR relative error over seeds, mean signed (bias) / mean absolute: "
@@ -199,7 +203,7 @@ def main() -> int:
                         help="seeds run from here (default 1): more seeds add to earlier runs")
     parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
                         help="no run: summarise the seeds of these validation.json files together")
-    parser.add_argument("--customers", type=int, default=19_000)
+    parser.add_argument("--customers", type=int, default=6_000)
     parser.add_argument("--weeks", type=int, default=6)
     parser.add_argument("--candidate-customers", type=int, default=10_000)
     parser.add_argument("--candidate-weeks", type=int, default=6)

@@ -47,6 +47,17 @@ class ValueModel:
         with self._lock:
             return self._predict(context_json, n_actions)
 
+    def parse(self, context_json: str) -> list:
+        """A VW JSON context parsed into this model's examples, for ``values_parsed`` (of this
+        model or of another with the same settings)."""
+        with self._lock:
+            return vw._core._parse_line_json(self._ws._workspace, context_json)
+
+    def values_parsed(self, examples: list, n_actions: int) -> np.ndarray:
+        """``values`` of a context already parsed (``parse``)."""
+        with self._lock:
+            return self._scores(examples, n_actions)
+
     def values_parts(self, head: str, multi: str, n_actions: int) -> np.ndarray:
         """``values`` of the context ``head + multi + "]}"`` (``FeatureBuilder.context_parts``),
         the same values: the actions' examples are parsed once per set of actions and kept

@@ -1,9 +1,11 @@
 """Off-policy estimators against synthetic logged data whose true value is known exactly."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from training.estimators import DM, DR, DROS, ESTIMATORS, IPS, SNIPS, LoggedRounds, evaluate
+from training.estimators import DM, DR, DROS, ESTIMATORS, IPS, SNIPS, LoggedRounds, RefitSpread, evaluate
 
 N_CONTEXTS, K = 10, 4
 
@@ -164,3 +166,68 @@ def test_cluster_ids_must_be_integers_and_one_per_round():
         LoggedRounds(ones, ones, ones, ones, ones, np.array([0, 1]))
     with pytest.raises(ValueError, match="cluster must hold integer ids"):
         LoggedRounds(ones, ones, ones, ones, ones, np.array(["a", "b", "c"]))
+
+
+def test_refit_spread_adds_the_models_variance_to_the_estimators_that_use_it():
+    """A reward model whose refits move its value by ~0.5 widens DM's interval to about that,
+    DR's hardly (its weighted residual undoes a shift of the model), IPS's not at all."""
+    rng = np.random.default_rng(3)
+    n, refits, rows = 4000, 40, 500
+    data = LoggedRounds(rng.normal(1.0, 1.0, n), np.full(n, 0.5), rng.choice([0.0, 1.0], n),
+                        np.full(n, 1.0), np.full(n, 1.0))
+    shift = rng.normal(0.0, 0.5, (refits, 1))  # each refit's model: 1 + shift everywhere
+    picked = np.sort(rng.choice(n, rows, replace=False))
+    spread = RefitSpread(picked, np.ones((refits, rows)) + shift, np.ones((refits, rows)) + shift)
+    widened = dataclasses.replace(data, refits=spread)
+    for name, low, high in (("dm", 0.3, 0.7), ("dr", 0.0, 0.1), ("ips", 0.0, 0.0)):
+        extra = ESTIMATORS[name].standard_error(widened) ** 2 - ESTIMATORS[name].standard_error(data) ** 2
+        assert low ** 2 <= extra <= high ** 2 + 1e-12, name
+    with pytest.raises(ValueError, match="at least 2 refits"):
+        RefitSpread(picked, np.ones((1, rows)), np.ones((1, rows)))
+    with pytest.raises(ValueError, match="must both be"):
+        RefitSpread(picked, np.ones((3, rows)), np.ones((3, rows - 1)))
+
+
+def test_refit_spread_on_a_subsample_is_the_spread_on_all_rounds():
+    """Refits whose changes are independent from row to row move the value on all n rounds by
+    sd / sqrt(n), not by the sd / sqrt(m) the m subsampled rows alone would show; a change
+    shared by every row moves it by that change whatever the rows."""
+    rng = np.random.default_rng(5)
+    n, refits, rows = 40_000, 200, 1000
+    picked = np.sort(rng.choice(n, rows, replace=False))
+    zeros = np.zeros((refits, rows))
+    idiosyncratic = RefitSpread(picked, rng.normal(0.0, 1.0, (refits, rows)), zeros)
+    assert 0.5 / n < idiosyncratic.variance(np.zeros(n)) < 2.0 / n  # not ~1 / m = 40 / n
+    shared = RefitSpread(picked, np.repeat(rng.normal(0.0, 0.1, (refits, 1)), rows, axis=1), zeros)
+    assert 0.007 < shared.variance(np.zeros(n)) < 0.013
+    everything = RefitSpread(np.arange(n), rng.normal(0.0, 1.0, (refits, n)), np.zeros((refits, n)))
+    direct = everything.v.mean(axis=1).var(ddof=1)
+    assert everything.variance(np.zeros(n)) == pytest.approx(direct)
+
+
+def test_shrinkage_intervals_carry_their_estimated_bias():
+    """DR-os's interval widens by its directly estimated bias (Armstrong & Kolesar's critical
+    value): where 2 % of rounds carry weight 25 and a poor reward model, tuned DR-os's interval
+    covers the truth about as often as DR's, and a fixed lambda's far more often than value
+    +- 1.96 se would -- not at the nominal rate when the bias dwarfs the noise of its estimate."""
+    from training.estimators import Z_95, TunedDROS, bias_aware_critical
+
+    assert bias_aware_critical(0.0) == pytest.approx(Z_95)
+    assert bias_aware_critical(5.0) == pytest.approx(5.0 + 1.6449, abs=1e-3)
+    rng = np.random.default_rng(11)
+    n, reps, truth = 2000, 150, 0.98 * 0.5 * 1.0 + 0.02 * 25.5 * 3.0
+    covered = {"dr": 0, "dr_os_tuned": 0, "fixed": 0, "fixed_naive": 0}
+    for _ in range(reps):
+        rare = rng.random(n) < 0.02
+        w = np.where(rare, 25.5, 0.5)
+        data = LoggedRounds(rng.normal(np.where(rare, 3.0, 1.0), 1.0), np.full(n, 0.03), w * 0.03,
+                            np.ones(n), np.ones(n))
+        for name, est in (("dr", DR()), ("dr_os_tuned", TunedDROS()), ("fixed", DROS(1000.0))):
+            e = est.interval(data)
+            covered[name] += e.low <= truth <= e.high
+        covered["fixed_naive"] += abs(DROS(1000.0).value(data) - truth) <= Z_95 * DROS(1000.0).standard_error(data)
+        infinite = DROS(np.inf).interval(data)
+        assert (infinite.low, infinite.high) == pytest.approx((DR().interval(data).low, DR().interval(data).high))
+    share = {k: v / reps for k, v in covered.items()}
+    assert share["dr"] >= 0.88 and share["dr_os_tuned"] >= 0.88, share
+    assert share["fixed"] >= 0.7 and share["fixed_naive"] <= 0.2, share

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 
@@ -134,6 +135,52 @@ def test_mtr_without_importance_weights_is_least_squares_on_the_chosen_action(lo
     n = len(d.actions)
     assert np.allclose(plain.values(d.context, n), as_if_one.values(d.context, n))
     assert not np.allclose(plain.values(d.context, n), weighted.values(d.context, n))
+
+
+@pytest.mark.slow
+def test_learning_the_logged_action_alone_gives_the_full_lines_model(logged):
+    """mtr learns only the logged action (weighted 1/p x decisions / actions seen): a line with
+    that action alone and its probability rescaled gives the same model as the full lines."""
+    from engine.value_model import ValueModel
+    from training.evaluate import ChosenActionLearner
+
+    catalog, log_dir, _ = logged
+    decisions = [d for _, d in zip(range(1500), iter_decisions(log_dir, catalog))]
+    for weighted, learning_rate, power_t in ((True, 0.02, 0.0), (False, 0.02, 0.0), (True, 0.5, 0.5)):
+        settings = dataclasses.replace(catalog.model, cb_type="mtr", learning_rate=learning_rate, power_t=power_t,
+                                       importance_weighted=weighted)
+        full, alone = ValueModel(settings), ChosenActionLearner(settings, "alone")
+        for d in decisions:
+            full.learn_dsjson(d.line)
+            alone.learn(d)
+        gaps = [np.abs(full.values(d.context, len(d.actions)) - alone.model.values(d.context, len(d.actions))).max()
+                for d in decisions[-200:]]
+        spread = np.std(full.values(decisions[-1].context, len(decisions[-1].actions)))
+        assert max(gaps) < 1e-4 < spread, weighted
+    # parsed once, scored by another model with the same settings: the same values
+    d = decisions[-1]
+    examples = alone.model.parse(d.context)
+    assert np.array_equal(full.values_parsed(examples, len(d.actions)), full.values(d.context, len(d.actions)))
+    with pytest.raises(ValueError, match="mtr"):
+        ChosenActionLearner(dataclasses.replace(settings, cb_type="ips"), "ips")
+
+
+@pytest.mark.slow
+def test_the_reward_models_refits_widen_dm_and_not_ips(logged):
+    """The refits' spread enters the intervals of the estimators that lean on the model (DM
+    most), not IPS's; without refits the model is taken as fixed."""
+    catalog, log_dir, _ = logged
+    with_refits = evaluate_logs(log_dir, catalog, [Rules()], refits=8, refit_rows=300)
+    fixed = evaluate_logs(log_dir, catalog, [Rules()], refits=0)
+    a, b = with_refits.summary("rules"), fixed.summary("rules")
+    width = lambda s, e: s[e]["high"] - s[e]["low"]  # noqa: E731
+    assert a["dm"]["value"] == pytest.approx(b["dm"]["value"])  # the same model: refits change no estimate
+    assert width(a, "ips") == pytest.approx(width(b, "ips"))
+    assert width(a, "dm") > 2 * width(b, "dm")
+    assert with_refits.rounds["rules"].refits.v.shape == (8, 300)
+    assert fixed.rounds["rules"].refits is None
+    with pytest.raises(ValueError, match="refits"):
+        evaluate_logs(log_dir, catalog, [Rules()], refits=1)
 
 
 @pytest.mark.slow
@@ -421,3 +468,14 @@ def test_the_table_flags_a_policy_whose_weights_cannot_be_trusted_and_says_why()
     assert lines[3].startswith("skewed") and lines[3].endswith("(!)")
     text = warnings_text(ev)
     assert "(!) skewed: effective sample size 3.0 of 2,000 rounds is under 100" in text and "fair" not in text
+
+
+@pytest.mark.parametrize("value, message", [("1", "0 \\(none\\) or at least 2, got 1"), ("-3", "0 .*, got -3"),
+                                            ("many", "an integer, got 'many'")])
+def test_evaluate_names_a_bad_refits_count(value, message, capsys, tmp_path):
+    from nba.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--logs", str(tmp_path), "--policy", "rules", f"--refits={value}"])
+    assert exit_.value.code == 2
+    assert re.search(f"--refits must be {message}", capsys.readouterr().err)

@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.catalog import MODEL_STRUCTURES, load_catalog
 from engine.cli import yes_no
 from engine.settings import ConfigError
+from training.estimators import REFITS
 
 
 def cmd_train(args) -> int:
@@ -34,7 +35,8 @@ def cmd_evaluate(args) -> int:
 
     catalog = load_catalog(args.catalog)
     run_evaluate(args.logs, catalog, args.policy, args.after, args.before, args.json, args.greedy,
-                 args.reward_passes, not args.no_mlflow, not args.no_progress, args.tracking_uri)
+                 args.reward_passes, not args.no_mlflow, not args.no_progress, args.tracking_uri,
+                 refits=args.refits)
     return 0
 
 
@@ -44,6 +46,16 @@ def cmd_promote(args) -> int:
     catalog = load_catalog(args.catalog)
     run_promote(args.logs, catalog, args.candidate, args.after, not args.no_progress, args.tracking_uri)
     return 0
+
+
+def _refits(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--refits must be an integer, got {text!r}") from None
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(f"--refits must be 0 (none) or at least 2, got {value}")
+    return value
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +70,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--before", default=None, help="only decisions before this ISO time")
     ev.add_argument("--greedy", action="store_true", help="models choose their best action (no exploration)")
     ev.add_argument("--reward-passes", type=int, default=1, help="passes of the reward model (default 1)")
+    ev.add_argument("--refits", type=_refits, default=REFITS,
+                    help=f"bootstrap refits of the reward model whose spread widens the intervals of the "
+                         f"estimators that use it (default {REFITS}; 0: the model taken as fixed, faster)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     ev.add_argument("--tracking-uri", default=None)

@@ -13,6 +13,7 @@ from engine.settings import ConfigError
 from training import registry
 from training.dataset import split_time
 from training.evaluate import ROW_ESTIMATORS as ESTIMATOR_COLUMNS
+from training.estimators import REFITS
 from training.evaluate import Evaluation, evaluate_logs, table, warnings_text
 from engine.models import load_model, save_model, trained_until
 from training.target_policies import Logged, ModelPolicy, target_policy
@@ -107,14 +108,14 @@ def _window(start, end) -> str:
 
 def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: str | None,
                  before: str | None, as_json: bool, greedy: bool, passes: int, mlflow_on: bool,
-                 progress: bool, tracking_uri: str | None = None) -> dict:
+                 progress: bool, tracking_uri: str | None = None, refits: int = REFITS) -> dict:
     check_logs(log_dir)
     start, end = parse_time(after, "--after"), parse_time(before, "--before")
     if mlflow_on or any(p.startswith("models:/") for p in policies):
         registry.use_tracking(tracking_uri)
     evaluated = [target_policy(p, catalog, greedy=greedy) for p in policies]
     evaluation = evaluate_logs(log_dir, catalog, evaluated, start=start, end=end, passes=passes,
-                               progress=progress and not as_json)
+                               progress=progress and not as_json, refits=refits)
     results = {p.name: result_json(evaluation, p.name) for p in evaluated}
     if mlflow_on:
         import mlflow
@@ -123,6 +124,7 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
         with mlflow.start_run(run_name=f"evaluate {', '.join(policies)}"):
             mlflow.log_params({"logs": str(log_dir), "policies": ",".join(policies), "after": after,
                                "before": before, "greedy": greedy, "reward_model_passes": passes,
+                               "reward_model_refits": refits,
                                "catalog": catalog.version})
             log_evaluation_metrics(evaluation)
             with tempfile.TemporaryDirectory() as tmp:

@@ -30,6 +30,53 @@ import numpy as np
 Z_95 = 1.959963984540054
 
 
+# Bootstrap refits of a reward model (``training.evaluate``), and the rounds (a fixed random
+# subsample) on which their spread is measured.
+REFITS = 20
+REFIT_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class RefitSpread:
+    """What the reward model would have said had it been fitted on a resample of the data: for
+    ``B`` refits (bootstrap replicates of the model, each fitted on the customers resampled) and
+    ``m`` rounds ``rows`` (a fixed subsample), ``v[b, j]`` = sum_a pi(a|x_j) q_b(x_j, a) and
+    ``q[b, j]`` = q_b(x_j, a_j). An estimator of the form mean(vhat + wtilde (r - qhat)) then has
+    the model's own variance Var_b(mean_j(v[b, j] - wtilde_j q[b, j])), which its interval adds
+    to the variance over rounds (the two are uncorrelated to first order when the model is right:
+    the model's residuals have mean zero given the context)."""
+
+    rows: np.ndarray
+    v: np.ndarray
+    q: np.ndarray
+
+    def __post_init__(self):
+        if self.v.shape != self.q.shape or self.v.ndim != 2 or self.v.shape[1] != len(self.rows):
+            raise ValueError(f"refits: v {self.v.shape} and q {self.q.shape} must both be (refits, {len(self.rows)} rows)")
+        if self.v.shape[0] < 2:
+            raise ValueError(f"refits: at least 2 refits are needed for a spread, got {self.v.shape[0]}")
+
+    def variance(self, model_weight: np.ndarray) -> float:
+        """The model's variance for an estimator weighting the model's residuals by ``model_weight``
+        (one per round of all ``n`` rounds).
+
+        The value on all rounds moves with the refit b by T_b = mean_i(e_bi), e_bi = d_bi - mean_b'
+        d_b'i, d = v - wtilde q. On the subsample the plain Var_b(mean_j e_bj) would add the rows'
+        own noise (scaled by 1/m instead of 1/n: sixteen times too wide for DR at m = n / 16), so
+        T_b^2 is estimated without it, from the subsample's pairs (off the diagonal) and squares
+        (on it), each scaled to all n rounds: an unbiased estimate when the rows are a simple
+        random sample."""
+        n, m = len(model_weight), len(self.rows)
+        d = self.v - model_weight[self.rows][None, :] * self.q
+        e = d - d.mean(axis=0, keepdims=True)
+        sums, squares = e.sum(axis=1), (e * e).sum(axis=1)
+        if m < 2 or m >= n:
+            t2 = sums * sums / (m * m)
+        else:
+            t2 = ((sums * sums - squares) * (n * (n - 1) / (m * (m - 1))) + squares * (n / m)) / (n * n)
+        return max(float(t2.sum() / (len(t2) - 1)), 0.0)
+
+
 @dataclass(frozen=True)
 class LoggedRounds:
     """One row per logged decision."""
@@ -40,6 +87,7 @@ class LoggedRounds:
     q_logged: np.ndarray        # q(x_i, a_i); zeros if no reward model
     v_target: np.ndarray        # sum_a pi(a|x_i) q(x_i, a); zeros if no reward model
     cluster: np.ndarray | None = None  # integer id of the round's customer; None: rounds independent
+    refits: RefitSpread | None = None  # the reward model refitted on resampled data; None: taken as fixed
 
     def __post_init__(self):
         n = len(self.reward)
@@ -159,19 +207,28 @@ class Estimator:
         rounds = self.round_values(data)
         return rounds - rounds.mean()
 
+    def model_weight(self, data: LoggedRounds) -> np.ndarray | None:
+        """wtilde in mean(vhat + wtilde (r - qhat)): how the estimate leans on the reward model
+        (None: not at all)."""
+        return None
+
     def standard_error(self, data: LoggedRounds) -> float:
         """Standard error of the value: sd / sqrt(n) for independent rounds, the cluster-robust
-        sandwich when the rounds carry their customer (module docstring)."""
+        sandwich when the rounds carry their customer (module docstring); plus, when the rounds
+        carry the reward model's refits, the model's own variance (``RefitSpread``)."""
         psi = self.influence(data)
         n = len(psi)
         if data.cluster is None:
-            return float(np.sqrt((psi * psi).sum() / (n - 1) / n)) if n > 1 else np.inf
-        _, codes = np.unique(data.cluster, return_inverse=True)
-        sums = np.bincount(codes, weights=psi)
-        g = len(sums)
-        if g < 2:
-            return np.inf
-        return float(np.sqrt(g / (g - 1) * (sums * sums).sum()) / n)
+            variance = float((psi * psi).sum() / (n - 1) / n) if n > 1 else np.inf
+        else:
+            _, codes = np.unique(data.cluster, return_inverse=True)
+            sums = np.bincount(codes, weights=psi)
+            g = len(sums)
+            variance = float(g / (g - 1) * (sums * sums).sum()) / n / n if g >= 2 else np.inf
+        model_weight = self.model_weight(data) if data.refits is not None else None
+        if model_weight is not None:
+            variance += data.refits.variance(model_weight)
+        return float(np.sqrt(variance))
 
     def interval(self, data: LoggedRounds, method: str = "normal", alpha: float = 0.05,
                  n_bootstrap: int = 200, seed: int = 0) -> Estimate:
@@ -212,6 +269,7 @@ def _resamples(data: LoggedRounds, count: int, rng: np.random.Generator):
 
 
 def _take(data: LoggedRounds, idx: np.ndarray) -> LoggedRounds:
+    """The rounds ``idx`` (the refits, which belong to the whole data, are left out)."""
     return LoggedRounds(data.reward[idx], data.pscore[idx], data.target_pscore[idx],
                         data.q_logged[idx], data.v_target[idx],
                         None if data.cluster is None else data.cluster[idx])
@@ -255,6 +313,9 @@ class DM(Estimator):
     def round_values(self, data):
         return data.v_target
 
+    def model_weight(self, data):
+        return np.zeros(data.n)
+
 
 class DR(Estimator):
     """Doubly robust: V = mean(vhat_i + w_i (r_i - qhat_i)).
@@ -265,6 +326,9 @@ class DR(Estimator):
 
     def round_values(self, data):
         return data.v_target + data.weight * (data.reward - data.q_logged)
+
+    def model_weight(self, data):
+        return data.weight
 
 
 class DROS(Estimator):
@@ -282,6 +346,48 @@ class DROS(Estimator):
 
     def round_values(self, data):
         return data.v_target + shrunk_weights(data.weight, self.shrinkage) * (data.reward - data.q_logged)
+
+    def model_weight(self, data):
+        return shrunk_weights(data.weight, self.shrinkage)
+
+    def bias(self, data: LoggedRounds) -> float:
+        """What the shrinkage leaves out: mean((w - w_lambda)(r - qhat)) = DR - DR-os, the direct
+        estimate of DR-os's bias (with the sign that corrects it)."""
+        w = data.weight
+        return float(np.mean((w - shrunk_weights(w, self.shrinkage)) * (data.reward - data.q_logged)))
+
+    def interval(self, data, method="normal", alpha: float = 0.05, **kwargs) -> Estimate:
+        """The normal interval is bias-aware: value +- cv(|bias| / se) se, cv(t) the 1 - alpha
+        quantile of |N(t, 1)| (Armstrong & Kolesar, "Simple and honest confidence intervals in
+        nonparametric regression", Quantitative Economics 2020), with the bias estimated
+        directly (``bias``) -- the shrinkage's bias is not in the standard error, and without
+        it the interval held the truth of the rarest policy on ~80 % of the simulator's seeds.
+        With lambda = infinity (DR) the bias is 0 and the interval DR's. The bootstrap is
+        percentile, conditional on lambda, and not bias-aware."""
+        if method != "normal":
+            return super().interval(data, method, alpha=alpha, **kwargs)
+        centre, se = self.value(data), self.standard_error(data)
+        half = bias_aware_critical(abs(self.bias(data)) / se, alpha) * se if se > 0 else 0.0
+        return Estimate(centre, centre - half, centre + half)
+
+
+def bias_aware_critical(t: float, alpha: float = 0.05) -> float:
+    """c with P(|N(t, 1)| <= c) = 1 - alpha: the half-width, in standard errors, of an interval
+    that keeps its coverage when the estimate's bias is t standard errors."""
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    z = normal.inv_cdf(1 - alpha / 2)
+    if not np.isfinite(t):
+        return np.inf
+    low, high = z, t + z
+    for _ in range(100):
+        c = (low + high) / 2
+        if normal.cdf(c - t) - normal.cdf(-c - t) < 1 - alpha:
+            low = c
+        else:
+            high = c
+    return high
 
 
 def shrunk_weights(w: np.ndarray, shrinkage: float) -> np.ndarray:
@@ -303,7 +409,8 @@ class TunedDROS(Estimator):
     direct estimate |mean((w - w_lambda)(r - qhat))| plus its empirical-Bernstein deviation
     sqrt(2 mean(w^2) log(2/delta) / n) + 2 max(w) log(2/delta) / (3n); the lambda of least
     estimated MSE is used. The variance is the cluster-robust one when rounds carry their
-    customer. The interval treats the chosen lambda as fixed (it is conditional on it).
+    customer. The interval treats the chosen lambda as fixed (it is conditional on it) and is
+    DR-os's bias-aware one at that lambda.
     ``upper_bound=False`` uses the direct bias estimate alone (obp's ``use_bias_upper_bound=
     False``): the Bernstein term is the same for every lambda but, squared with the bias, it
     makes the bound keep DR's weights whenever they are large."""
@@ -335,6 +442,9 @@ class TunedDROS(Estimator):
 
     def round_values(self, data):
         return DROS(self.chosen(data)).round_values(data)
+
+    def model_weight(self, data):
+        return DROS(self.chosen(data)).model_weight(data)
 
     def interval(self, data, method="normal", **kwargs) -> Estimate:
         """The normal interval tunes once (value and standard error share the chosen lambda); the
