@@ -42,7 +42,12 @@ ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_os_tuned", "dr_os_tuned_u
 POSITIONS = 3
 # obp's published relative estimation errors on this sample (examples/examples_with_obd/README.md:
 # evaluate_off_policy_estimators.py --n_boot_samples 10 --counterfactual_policy bts
-# --behavior_policy random --campaign all; mean and 95 % interval over 10 bootstrap samples).
+# --behavior_policy random --campaign all). Not the same quantities as ours: obp's interval is a
+# bootstrap interval of the *mean* of the 10 errors (``estimate_confidence_interval_by_bootstrap``
+# on them), not their spread, and its Bernoulli TS is re-run on each resample of the Random logs
+# (``run_bandit_simulation``, learning from the replayed clicks), a different target policy from
+# the production one whose probabilities the priors give (ours; its IPS, 0.0045526, matches the
+# IPW estimate obp publishes for that policy, 0.004553). So the two columns need not agree.
 PUBLISHED = {("bts", "random", "all"): {"dm": (0.693300, 0.649553, 0.731233), "ips": (1.158730, 0.961905, 1.533333),
                                         "dr": (1.219538, 0.948628, 1.588770)}}
 

@@ -127,6 +127,14 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
+def binomial_range(seeds: int, coverage: float = 0.95) -> tuple[float, float]:
+    """The central 95 % range of the share of ``seeds`` intervals covering, when each covers
+    with probability ``coverage`` (binomial quantiles)."""
+    from scipy.stats import binom
+
+    return binom.ppf(0.025, seeds, coverage) / seeds, binom.ppf(0.975, seeds, coverage) / seeds
+
+
 def print_report(results: list[dict], summary: dict, logging: str) -> None:
     n = np.mean([r["n"] for r in results])
     how = ("uniform over ~60 feasible actions" if logging == "uniform"
@@ -146,6 +154,12 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
         cells = [f"{s[e]['coverage']:.0%} / {s[e]['rmse_rel']:.1%} / {s[e]['mean_half_width'] / s['truth_mean']:.1%}"
                  for s in summary.values()]
         print(f"  {e:<16}" + "".join(f"{c:>24}" for c in cells))
+    seeds = len(results)
+    low, high = binomial_range(seeds)
+    print(f"(with {seeds} seeds a right 95 % interval covers on {low:.0%}-{high:.0%} of them, 95 % of the time)")
+    print("coverage pooled over the policies: " + ", ".join(
+        f"{e} {np.mean([s[e]['coverage'] for s in summary.values()]):.0%}"
+        for e in ESTIMATORS if e in next(iter(summary.values()))))
     if all("dr_os_tuned" in s for s in summary.values()):
         print("mean squared error, tuned DR-os / DR: " + ", ".join(
             f"{name} {(s['dr_os_tuned']['rmse_rel'] / s['dr']['rmse_rel']) ** 2:.2f}" for name, s in summary.items()))

@@ -134,8 +134,10 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
     if as_json:
         print(json.dumps(results[evaluated[0].name] if len(evaluated) == 1 else results, indent=2))
     else:
-        print(f"\nOff-policy estimates, EUR per decision, 95 % intervals "
-              f"({evaluation.n:,} decisions, {_window(start, end)}; {evaluation.report}):\n")
+        model_error = (f"the reward model's own error from {refits} refits" if refits
+                       else "the reward model taken as fixed")
+        print(f"\nOff-policy estimates, EUR per decision, 95 % intervals ({model_error}, DR-os's bias-aware; "
+              f"{evaluation.n:,} decisions, {_window(start, end)}; {evaluation.report}):\n")
         print(table(evaluation))
         print(warnings_text(evaluation))
     return results
