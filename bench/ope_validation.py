@@ -149,8 +149,9 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
               f"{dr['max_abs_rel_error']:>7.1%} {dr['seeds_within_3pct']:>3}/{len(results):<2} "
               f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}")
     print("\nper estimator and policy: 95 % coverage / relative RMSE / mean half-width of the interval (relative)")
+    reported = [e for e in ESTIMATORS if e in next(iter(summary.values()))]
     print(f"  {'estimator':<16}" + "".join(f"{name:>24}" for name in summary))
-    for e in (e for e in ESTIMATORS if e in next(iter(summary.values()))):
+    for e in reported:
         cells = [f"{s[e]['coverage']:.0%} / {s[e]['rmse_rel']:.1%} / {s[e]['mean_half_width'] / s['truth_mean']:.1%}"
                  for s in summary.values()]
         print(f"  {e:<16}" + "".join(f"{c:>24}" for c in cells))
@@ -158,8 +159,7 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
     low, high = binomial_range(seeds)
     print(f"(with {seeds} seeds a right 95 % interval covers on {low:.0%}-{high:.0%} of them, 95 % of the time)")
     print("coverage pooled over the policies: " + ", ".join(
-        f"{e} {np.mean([s[e]['coverage'] for s in summary.values()]):.0%}"
-        for e in ESTIMATORS if e in next(iter(summary.values()))))
+        f"{e} {np.mean([s[e]['coverage'] for s in summary.values()]):.0%}" for e in reported))
     if all("dr_os_tuned" in s for s in summary.values()):
         print("mean squared error, tuned DR-os / DR: " + ", ".join(
             f"{name} {(s['dr_os_tuned']['rmse_rel'] / s['dr']['rmse_rel']) ** 2:.2f}" for name, s in summary.items()))

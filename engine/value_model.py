@@ -40,7 +40,10 @@ class ValueModel:
         # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers
         # build and type-check one Python object per action, which costs more than the
         # prediction itself for a hundred actions. Same parser, same features.
-        return self._scores(vw._core._parse_line_json(self._ws._workspace, context_json), n_actions)
+        return self._scores(self._parse(context_json), n_actions)
+
+    def _parse(self, context_json: str) -> list:
+        return vw._core._parse_line_json(self._ws._workspace, context_json)
 
     def values(self, context_json: str, n_actions: int) -> np.ndarray:
         """Estimated value of each of the ``n_actions`` actions of a VW JSON context, in order."""
@@ -51,7 +54,7 @@ class ValueModel:
         """A VW JSON context parsed into this model's examples, for ``values_parsed`` (of this
         model or of another with the same settings)."""
         with self._lock:
-            return vw._core._parse_line_json(self._ws._workspace, context_json)
+            return self._parse(context_json)
 
     def values_parsed(self, examples: list, n_actions: int) -> np.ndarray:
         """``values`` of a context already parsed (``parse``)."""

@@ -230,19 +230,22 @@ class Estimator:
             variance += data.refits.variance(model_weight)
         return float(np.sqrt(variance))
 
+    def critical_value(self, data: LoggedRounds, se: float, alpha: float) -> float:
+        """The normal interval's half-width in standard errors: the normal quantile."""
+        if alpha == 0.05:
+            return Z_95
+        from statistics import NormalDist
+
+        return NormalDist().inv_cdf(1 - alpha / 2)
+
     def interval(self, data: LoggedRounds, method: str = "normal", alpha: float = 0.05,
                  n_bootstrap: int = 200, seed: int = 0) -> Estimate:
         """Confidence interval: ``normal`` (value +- z * standard error) or ``bootstrap``
         (percentile interval of the value over customers -- or rounds, without clusters --
         resampled with replacement)."""
         if method == "normal":
-            if alpha != 0.05:
-                from statistics import NormalDist
-                z = NormalDist().inv_cdf(1 - alpha / 2)
-            else:
-                z = Z_95
-            centre = self.value(data)
-            half = z * self.standard_error(data)
+            centre, se = self.value(data), self.standard_error(data)
+            half = self.critical_value(data, se, alpha) * se
             return Estimate(centre, centre - half, centre + half)
         if method == "bootstrap":
             rng = np.random.default_rng(seed)
@@ -356,7 +359,7 @@ class DROS(Estimator):
         w = data.weight
         return float(np.mean((w - shrunk_weights(w, self.shrinkage)) * (data.reward - data.q_logged)))
 
-    def interval(self, data, method="normal", alpha: float = 0.05, **kwargs) -> Estimate:
+    def critical_value(self, data, se, alpha):
         """The normal interval is bias-aware: value +- cv(|bias| / se) se, cv(t) the 1 - alpha
         quantile of |N(t, 1)| (Armstrong & Kolesar, "Simple and honest confidence intervals in
         nonparametric regression", Quantitative Economics 2020), with the bias estimated
@@ -364,11 +367,9 @@ class DROS(Estimator):
         it the interval held the truth of the rarest policy on ~80 % of the simulator's seeds.
         With lambda = infinity (DR) the bias is 0 and the interval DR's. The bootstrap is
         percentile, conditional on lambda, and not bias-aware."""
-        if method != "normal":
-            return super().interval(data, method, alpha=alpha, **kwargs)
-        centre, se = self.value(data), self.standard_error(data)
-        half = bias_aware_critical(abs(self.bias(data)) / se, alpha) * se if se > 0 else 0.0
-        return Estimate(centre, centre - half, centre + half)
+        if not se > 0:
+            return super().critical_value(data, se, alpha)
+        return bias_aware_critical(abs(self.bias(data)) / se, alpha)
 
 
 def bias_aware_critical(t: float, alpha: float = 0.05) -> float:

@@ -65,16 +65,24 @@ REWARD_LR = 0.5
 REWARD_POWER_T = 0.5
 
 
-def chosen_action_line(d: LoggedDecision, probability: float) -> str:
-    """``d``'s DSJSON line (with its joined cost) holding the shared context and the logged
-    action only, logged with ``probability``."""
+def chosen_action_record(d: LoggedDecision) -> dict:
+    """``d``'s DSJSON record (with its joined cost) holding the shared context and the logged
+    action only; its probability is set by ``chosen_action_line``."""
     record = d.record
     context = dict(record["c"])
     context["_multi"] = [context["_multi"][d.chosen]]
     line = {k: v for k, v in record.items() if k not in ("c", "a", "p", "_nba")}
-    line.update({"_labelIndex": 0, "_label_Action": 1, "_label_probability": probability, "a": [1],
-                 "p": [probability], "c": context})
-    return orjson.dumps(line).decode()
+    line.update({"_labelIndex": 0, "_label_Action": 1, "_label_probability": 1.0, "a": [1], "p": [1.0],
+                 "c": context})
+    return line
+
+
+def chosen_action_line(record: dict, probability: float) -> str:
+    """A ``chosen_action_record`` as a DSJSON line logged with ``probability`` (the record is
+    reused: its keys keep their places)."""
+    record["_label_probability"] = probability
+    record["p"] = [probability]
+    return orjson.dumps(record).decode()
 
 
 class ChosenActionLearner:
@@ -92,12 +100,14 @@ class ChosenActionLearner:
         self.decisions = 0
         self.actions = 0
 
-    def learn(self, d: LoggedDecision, times: int = 1) -> None:
+    def learn(self, d: LoggedDecision, times: int = 1, record: dict | None = None) -> None:
+        """Learn ``d`` ``times`` times (``record``: its ``chosen_action_record``, if already built)."""
+        record = chosen_action_record(d) if record is None else record
         probability = d.probability if self.importance_weighted else 1.0
         for _ in range(times):
             self.decisions += 1
             self.actions += len(d.actions)
-            self.model.learn_dsjson(chosen_action_line(d, probability * self.actions / self.decisions))
+            self.model.learn_dsjson(chosen_action_line(record, probability * self.actions / self.decisions))
 
 
 class RewardModel:
@@ -131,11 +141,12 @@ class RewardModel:
 
     def learn(self, d: LoggedDecision) -> None:
         fold = self.fold(d)
-        self.models[fold].learn(d)
+        record = chosen_action_record(d)
+        self.models[fold].learn(d, record=record)
         if self.refits:
             for refit, times in zip(self.refits, self.draws(d.customer_id)):
                 if times:
-                    refit[fold].learn(d, int(times))
+                    refit[fold].learn(d, int(times), record)
 
     def predict(self, d: LoggedDecision) -> np.ndarray:
         """Out-of-fold predicted reward of each of the decision's actions."""
@@ -192,7 +203,6 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
         raise ValueError(f"policy names must differ: {names}")
     started = time.perf_counter()
     reward_model = RewardModel(catalog.model, refits=refits, seed=seed)
-    count = 0
     for k in range(passes):
         count = 0
         for d in tqdm(iter_decisions(log_dir, catalog, start=start, end=end), disable=not progress,
@@ -202,8 +212,7 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     # the decisions (by position) on which the refits' spread is measured
     rng = np.random.default_rng(seed)
     spread_rows = np.sort(rng.choice(count, size=min(refit_rows, count), replace=False)) if refits else np.zeros(0, int)
-    is_spread_row = np.zeros(count + 1, dtype=bool)
-    is_spread_row[spread_rows] = True
+    spread_at = set(spread_rows.tolist())
     spread = {name: ([], []) for name in names}  # per spread row: (refits,) v and q of the logged action
     report = ReadReport()
     rewards, pscores, ids, customers = [], [], [], []
@@ -211,7 +220,7 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     for i, d in enumerate(tqdm(iter_decisions(log_dir, catalog, report, start=start, end=end),
                                disable=not progress, unit="decision", unit_scale=True, desc="scoring policies")):
         q = reward_model.predict(d)
-        q_refits = reward_model.predict_refits(d) if i < len(is_spread_row) and is_spread_row[i] else None
+        q_refits = reward_model.predict_refits(d) if i in spread_at else None
         probs = {}
         for policy in policies:
             p = policy.probabilities(d)
