@@ -13,7 +13,8 @@ served with the catalog's exploration), and no contact. Their true values on the
 Prints per policy: the true value, DR's estimate and relative error for each seed, the share
 of seeds whose 95 % interval covers the truth (DR and the other estimators, all cluster-robust
 by customer; ``dr_independent`` is DR's interval as if a customer's decisions were
-independent, for comparison), and writes
+independent, and ``dr_os_tuned_split`` DR-os with lambda tuned on the other half of the
+customers, for comparison), and writes
 ``OUT/validation.json`` and ``OUT/validation.png``.
 
     .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 6000]
@@ -47,13 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
-from training.estimators import DR  # noqa: E402
+from training.estimators import DR, TunedDROS  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from engine.models import load_model, save_model  # noqa: E402
 from training.target_policies import ModelPolicy, NoContact, Rules  # noqa: E402
 from training.train import TrainParams, train  # noqa: E402
 
-ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_os_tuned", "dr_os_tuned_ub", "dr_independent")
+ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_os_tuned", "dr_os_tuned_ub", "dr_os_tuned_split",
+              "dr_independent")
 CANDIDATE_PARAMS = TrainParams(passes=1, cb_type="mtr", learning_rate=0.02, power_t=0.0, importance_weighted=True)
 
 
@@ -95,8 +97,11 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
         # for comparison: DR's interval as if a customer's decisions were independent
         independent = dataclasses.replace(evaluation.rounds[p.name], cluster=None)
         s["dr_independent"] = DR().interval(independent).as_dict()
+        # for comparison: lambda tuned on one half of the customers, used on the other
+        s["dr_os_tuned_split"] = TunedDROS(split=True).interval(evaluation.rounds[p.name]).as_dict()
         out["policies"][p.name] = {"truth": truth.truth(p.name), "ess": s["effective_sample_size"],
-                                   "customers": s["customers"], **{e: s[e] for e in ESTIMATORS}}
+                                   "customers": s["customers"], "weights": s["weights"],
+                                   **{e: s[e] for e in ESTIMATORS}}
     return out
 
 
@@ -107,6 +112,9 @@ def summarise(results: list[dict]) -> dict:
         rows = [r["policies"][name] for r in results]
         truth = np.array([r["truth"] for r in rows])
         entry = {"truth_mean": float(truth.mean()), "ess_mean": float(np.mean([r["ess"] for r in rows]))}
+        # seeds whose estimate the weight diagnostics flag as unreliable (a warning in the CLI)
+        flagged = np.array([bool(r.get("weights", {}).get("warnings")) for r in rows])
+        entry["flagged"] = int(flagged.sum())
         for e in (e for e in ESTIMATORS if e in rows[0]):
             value = np.array([r[e]["value"] for r in rows])
             low, high = np.array([r[e]["low"] for r in rows]), np.array([r[e]["high"] for r in rows])
@@ -117,6 +125,8 @@ def summarise(results: list[dict]) -> dict:
                         "mean_abs_rel_error": float(np.abs(rel).mean()),
                         "seeds_within_3pct": int((np.abs(rel) <= 0.03).sum()),
                         "coverage": float(((low <= truth) & (truth <= high)).mean()),
+                        "coverage_unflagged": float(((low <= truth) & (truth <= high))[~flagged].mean())
+                        if (~flagged).any() else float("nan"),
                         # (estimate - truth) / stated standard error: sd ~1 when intervals are right
                         "z_sd": float(np.std((value - truth) / np.maximum((high - low) / (2 * 1.959964), 1e-300),
                                              ddof=1)) if len(rows) > 1 else float("nan"),
@@ -150,19 +160,35 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
               f"{dr['coverage']:>16.0%} {dr['mean_half_width']:>7.3f}")
     print("\nper estimator and policy: 95 % coverage / relative RMSE / mean half-width of the interval (relative)")
     reported = [e for e in ESTIMATORS if e in next(iter(summary.values()))]
-    print(f"  {'estimator':<16}" + "".join(f"{name:>24}" for name in summary))
+    print(f"  {'estimator':<18}" + "".join(f"{name:>24}" for name in summary))
     for e in reported:
         cells = [f"{s[e]['coverage']:.0%} / {s[e]['rmse_rel']:.1%} / {s[e]['mean_half_width'] / s['truth_mean']:.1%}"
                  for s in summary.values()]
-        print(f"  {e:<16}" + "".join(f"{c:>24}" for c in cells))
+        print(f"  {e:<18}" + "".join(f"{c:>24}" for c in cells))
     seeds = len(results)
     low, high = binomial_range(seeds)
     print(f"(with {seeds} seeds a right 95 % interval covers on {low:.0%}-{high:.0%} of them, 95 % of the time)")
+    if any(s["flagged"] for s in summary.values()):
+        kinds: dict[str, dict[str, int]] = {name: {} for name in summary}
+        for r in results:
+            for name, p in r["policies"].items():
+                for reason in p.get("weights", {}).get("reasons", []):
+                    kinds[name][reason] = kinds[name].get(reason, 0) + 1
+        print("\nseeds the weight diagnostics flag as unreliable (a warning in the CLI), and why: " + "; ".join(
+            f"{name} {s['flagged']}/{seeds}" + (f" ({', '.join(f'{k} {v}' for k, v in kinds[name].items())})"
+                                              if kinds[name] else "") for name, s in summary.items()))
+        print("95 % coverage on the seeds not flagged (how many):")
+        heads = [f"{name} ({seeds - s['flagged']})" for name, s in summary.items()]
+        print(f"  {'estimator':<18}" + "".join(f"{h:>24}" for h in heads))
+        for e in reported:
+            cells = [f"{s[e]['coverage_unflagged']:.0%}" if seeds > s["flagged"] else "-" for s in summary.values()]
+            print(f"  {e:<18}" + "".join(f"{c:>24}" for c in cells))
     print("coverage pooled over the policies: " + ", ".join(
         f"{e} {np.mean([s[e]['coverage'] for s in summary.values()]):.0%}" for e in reported))
-    if all("dr_os_tuned" in s for s in summary.values()):
-        print("mean squared error, tuned DR-os / DR: " + ", ".join(
-            f"{name} {(s['dr_os_tuned']['rmse_rel'] / s['dr']['rmse_rel']) ** 2:.2f}" for name, s in summary.items()))
+    for tuned in ("dr_os_tuned", "dr_os_tuned_ub", "dr_os_tuned_split"):
+        if all(tuned in s for s in summary.values()):
+            print(f"mean squared error, {tuned} / DR: " + ", ".join(
+                f"{name} {(s[tuned]['rmse_rel'] / s['dr']['rmse_rel']) ** 2:.2f}" for name, s in summary.items()))
     print("\nDR error / its stated standard error, sd over seeds (1 = intervals right): "
           + ", ".join(f"{name} {s['dr']['z_sd']:.2f}" for name, s in summary.items()))
     print("DR relative error over seeds, mean signed (bias) / mean absolute: "
