@@ -21,8 +21,8 @@ customers, for comparison), and writes
         [--weeks 6] [--workers 2] [--first-seed 1]
     .venv/bin/python bench/ope_validation.py --report RUN1/validation.json RUN2/validation.json
 
-The figures in docs/results.md come from 40 seeds in one run (about 50 minutes on 2 cores: per
-seed ~60 s of logging and ~90 s of evaluation, most of it the reward model's 20 bootstrap
+The figures in docs/results.md come from 40 seeds in one run (about 35 minutes on 2 cores: per
+seed ~40 s of logging and ~55 s of evaluation, most of it the reward model's 20 bootstrap
 refits), whose per-seed results are kept in bench/results/:
 
     .venv/bin/python bench/ope_validation.py --logging targeted --explore 0.2 --seeds 40 --customers 6000 \
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
-from training.estimators import DR, TunedDROS  # noqa: E402
+from training.estimators import DR, DROS, SHRINKAGE_GRID, TunedDROS  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from engine.models import load_model, save_model  # noqa: E402
 from training.target_policies import ModelPolicy, NoContact, Rules  # noqa: E402
@@ -99,8 +99,10 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
         s["dr_independent"] = DR().interval(independent).as_dict()
         # for comparison: lambda tuned on one half of the customers, used on the other
         s["dr_os_tuned_split"] = TunedDROS(split=True).interval(evaluation.rounds[p.name]).as_dict()
+        # DR-os at every lambda of the tuning grid: how much any choice of lambda could gain
+        grid = {str(g): DROS(g).value(evaluation.rounds[p.name]) for g in SHRINKAGE_GRID}
         out["policies"][p.name] = {"truth": truth.truth(p.name), "ess": s["effective_sample_size"],
-                                   "customers": s["customers"], "weights": s["weights"],
+                                   "customers": s["customers"], "weights": s["weights"], "dr_os_grid": grid,
                                    **{e: s[e] for e in ESTIMATORS}}
     return out
 
@@ -189,6 +191,23 @@ def print_report(results: list[dict], summary: dict, logging: str) -> None:
         if all(tuned in s for s in summary.values()):
             print(f"mean squared error, {tuned} / DR: " + ", ".join(
                 f"{name} {(s[tuned]['rmse_rel'] / s['dr']['rmse_rel']) ** 2:.2f}" for name, s in summary.items()))
+    if all("dr_os_grid" in p for r in results for p in r["policies"].values()):
+        print("mean squared error of DR-os at each fixed lambda / DR's (the best lambda in hindsight marked *):")
+        grid = list(results[0]["policies"][next(iter(summary))]["dr_os_grid"])
+        print(f"  {'lambda':<12}" + "".join(f"{name:>12}" for name in summary))
+        ratios = {}
+        for name in summary:
+            truth = np.array([r["policies"][name]["truth"] for r in results])
+            dr = np.array([r["policies"][name]["dr"]["value"] for r in results])
+            for g in grid:
+                value = np.array([r["policies"][name]["dr_os_grid"][g] for r in results])
+                ratios[name, g] = float(np.mean((value - truth) ** 2) / np.mean((dr - truth) ** 2))
+        for g in grid:
+            cells = []
+            for name in summary:
+                best = min(ratios[name, h] for h in grid)
+                cells.append(f"{ratios[name, g]:.2f}" + ("*" if ratios[name, g] == best else " "))
+            print(f"  {g:<12}" + "".join(f"{c:>12}" for c in cells))
     print("\nDR error / its stated standard error, sd over seeds (1 = intervals right): "
           + ", ".join(f"{name} {s['dr']['z_sd']:.2f}" for name, s in summary.items()))
     print("DR relative error over seeds, mean signed (bias) / mean absolute: "

@@ -225,9 +225,10 @@ def section_ope() -> str:
     return script_section(
         "Off-policy estimates against the simulator's truth, 40 seeds", OPE_VALIDATION,
         "the per-seed results are kept in bench/results/; each seed is deterministic, and the command in "
-        "bench/ope_validation.py's docstring remakes them in about 50 minutes. Intervals: cluster-robust by "
+        "bench/ope_validation.py's docstring remakes them in about 35 minutes. Intervals: cluster-robust by "
         "customer, plus the reward model's own variance from 20 bootstrap refits (`training/evaluate.py`); "
-        "DR-os's are bias-aware (`training/estimators.py`).")
+        "DM's and DR-os's are bias-aware, with a bound on the bias (`training/estimators.py`). A policy is "
+        "flagged when its weight diagnostics warn (as `nba evaluate` does).")
 
 
 def section_obd() -> str:

@@ -410,7 +410,7 @@ class DROS(Estimator):
         nonparametric regression", Quantitative Economics 2020), B a bound on the bias
         (``bias_bound``) -- the shrinkage's bias is not in the standard error. B must bound the
         bias, not estimate it: with the estimate |bias| in its place, the interval covered the
-        truth on ~50-65 % of synthetic samples where the reward model was poor (the estimate
+        truth on 38-50 % of synthetic samples where the reward model was poor (the estimate
         falls under the bias half the time), and the tuned DR-os's on 75 % of the simulator's
         seeds for its rarest policy. With lambda = infinity (DR) the bias and B are 0 and the
         interval DR's. No interval can be honest for every bias and narrower than DR's (Armstrong
