@@ -173,8 +173,7 @@ def estimate_skewness(terms: np.ndarray, cluster: np.ndarray | None) -> float:
     units' third central moment / second^(3/2) / sqrt(units). Near 0 the normal interval is
     right on both sides; a mean of a few large terms among many small ones is skewed."""
     if cluster is not None:
-        _, codes = np.unique(cluster, return_inverse=True)
-        terms = np.bincount(codes, weights=terms)
+        terms = cluster_sums(terms, cluster)
     centred = terms - terms.mean()
     m2, m3 = float(np.mean(centred ** 2)), float(np.mean(centred ** 3))
     return m3 / m2 ** 1.5 / np.sqrt(len(terms)) if m2 > 0 else 0.0
@@ -280,14 +279,19 @@ class Estimator:
         raise ValueError(f"unknown interval method {method!r}; allowed: 'normal', 'bootstrap'")
 
 
+def cluster_sums(values: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Each cluster's (customer's) sum of ``values``, in the order of the sorted cluster ids."""
+    _, codes = np.unique(cluster, return_inverse=True)
+    return np.bincount(codes, weights=values)
+
+
 def mean_variance(psi: np.ndarray, cluster: np.ndarray | None) -> float:
     """Variance of the mean of rounds whose centred values are ``psi``: sum psi^2 / (n (n - 1))
     for independent rounds, the cluster-robust sandwich (module docstring) with clusters."""
     n = len(psi)
     if cluster is None:
         return float((psi * psi).sum() / (n - 1) / n) if n > 1 else np.inf
-    _, codes = np.unique(cluster, return_inverse=True)
-    sums = np.bincount(codes, weights=psi)
+    sums = cluster_sums(psi, cluster)
     g = len(sums)
     return float(g / (g - 1) * (sums * sums).sum()) / n / n if g >= 2 else np.inf
 
@@ -457,10 +461,6 @@ def bias_aware_critical(t: float, alpha: float = 0.05) -> float:
 def shrunk_weights(w: np.ndarray, shrinkage: float | np.ndarray) -> np.ndarray:
     """lambda w / (w^2 + lambda): w for lambda = inf, 0 for lambda = 0 (lambda: one, or one per
     round)."""
-    if np.ndim(shrinkage) == 0:
-        if np.isinf(shrinkage):
-            return w
-        return shrinkage * w / (w * w + shrinkage) if shrinkage > 0 else np.zeros_like(w)
     finite = np.where(np.isinf(shrinkage), 1.0, shrinkage)
     with np.errstate(invalid="ignore", divide="ignore"):
         shrunk = np.where(finite > 0, finite * w / (w * w + finite), 0.0)
@@ -504,13 +504,13 @@ class TunedDROS(Estimator):
     def scores(self, data: LoggedRounds) -> dict[float, float]:
         """Estimated MSE of DR-os for each lambda of the grid."""
         w, n = data.weight, data.n
-        residual = data.reward - data.q_logged
         deviation = (np.sqrt(2 * np.mean(w * w) * np.log(2 / self.delta) / n)
                      + 2 * w.max() * np.log(2 / self.delta) / (3 * n)) if self.upper_bound else 0.0
         out = {}
         for shrinkage in self.grid:
-            variance = DROS(shrinkage).standard_error(data) ** 2
-            bias = abs(float(np.mean((w - shrunk_weights(w, shrinkage)) * residual))) + deviation
+            fixed = DROS(shrinkage)
+            variance = fixed.standard_error(data) ** 2
+            bias = abs(fixed.bias(data)) + deviation
             out[shrinkage] = variance + bias * bias
         return out
 
