@@ -1,9 +1,12 @@
-"""Serving at campaign scale: `nba serve` against a no-op gRPC server, alternately, fresh servers.
+"""Serving at campaign scale: `nba serve` against a no-op and a floor gRPC server, alternately, fresh servers.
 
-The reference (bench/noop_server.py) has the same gRPC options and answers a constant Decision
-of the same shape: what gRPC and protobuf cost. Each round starts one, measures it, stops it,
-then the same for `nba serve` (embedded SQLite state, --honour-decision-time, decision times
-spread so that customers are new), and prints each pair and its ratio:
+The references (bench/noop_server.py) have the same gRPC options. The no-op answers a constant
+Decision of the same shape: what gRPC and protobuf cost. The floor (``--floor``) does per request
+only what no decision service of this design can skip -- VW input, one VW prediction of the
+default catalog's actions, one SQLite transaction, one log line, the response -- a lower bound on
+what `nba serve` can cost. Each round starts one of each, measures it, stops it, then `nba serve`
+(embedded SQLite state, --honour-decision-time, decision times spread so that customers are new),
+and prints each figure and its ratio to the no-op's:
 
   * unary, one client: p50 latency, and the server's CPU per decision (/proc utime + stime);
   * 32 calls in flight (32 client threads over 4 connections): requests a second;
@@ -16,7 +19,7 @@ Then, once each: `nba serve --processes 2 --redis` (four streams, 32 in flight),
 ~500 feasible actions (unary p50), and memory: RSS over a long run whose pending decisions stop
 growing after the attribution window, and Redis's MEMORY USAGE per pending decision.
 
-    .venv/bin/python bench/serving.py                  # everything (~15 minutes on 2 cores)
+    .venv/bin/python bench/serving.py                  # everything (~20 minutes on 2 cores)
     .venv/bin/python bench/serving.py --only pairs     # pairs | processes | actions | memory
 """
 
@@ -109,8 +112,8 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def noop() -> Server:
-    return Server([sys.executable, "bench/noop_server.py"])
+def noop(floor: bool = False) -> Server:
+    return Server([sys.executable, "bench/noop_server.py", *(["--floor"] if floor else [])])
 
 
 def nba(tmp: Path, *extra: str) -> Server:
@@ -195,35 +198,39 @@ def measure(server: Server, calls: int, stream: int) -> dict:
 def pairs(rounds: int, calls: int, stream: int) -> dict:
     rows = []
     for r in range(rounds):
-        ref = noop()
-        try:
-            a = measure(ref, calls, stream)
-        finally:
-            ref.stop()
+        row = []
+        for floor in (False, True):
+            ref = noop(floor)
+            try:
+                row.append(measure(ref, calls, stream))
+            finally:
+                ref.stop()
         with tempfile.TemporaryDirectory() as tmp:
             srv = nba(Path(tmp))
             try:
-                b = measure(srv, calls, stream)
+                row.append(measure(srv, calls, stream))
             finally:
                 srv.stop()
-        rows.append((a, b))
-        print(f"round {r + 1}: no-op / nba serve: unary p50 {a['p50_ms']:.2f} / {b['p50_ms']:.2f} ms "
-              f"({b['p50_ms'] / a['p50_ms']:.2f}x); server CPU per decision {a['cpu_ms']:.2f} / {b['cpu_ms']:.2f} ms; "
-              f"32 in flight {a['in_flight_rps']:,.0f} / {b['in_flight_rps']:,.0f} req/s "
-              f"({b['in_flight_rps'] / a['in_flight_rps']:.2f}x); one stream {a['stream_dps']:,.0f} / "
-              f"{b['stream_dps']:,.0f} /s ({b['stream_dps'] / a['stream_dps']:.2f}x); four streams "
-              f"{a['streams4_dps']:,.0f} / {b['streams4_dps']:,.0f} /s ({b['streams4_dps'] / a['streams4_dps']:.2f}x)",
-              flush=True)
+        rows.append(row)
+        a, f, b = row
+        print(f"round {r + 1}: no-op / floor / nba serve: unary p50 {a['p50_ms']:.2f} / {f['p50_ms']:.2f} / "
+              f"{b['p50_ms']:.2f} ms; server CPU per decision {a['cpu_ms']:.2f} / {f['cpu_ms']:.2f} / "
+              f"{b['cpu_ms']:.2f} ms; 32 in flight {a['in_flight_rps']:,.0f} / {f['in_flight_rps']:,.0f} / "
+              f"{b['in_flight_rps']:,.0f} req/s; one stream {a['stream_dps']:,.0f} / {f['stream_dps']:,.0f} / "
+              f"{b['stream_dps']:,.0f} /s; four streams {a['streams4_dps']:,.0f} / {f['streams4_dps']:,.0f} / "
+              f"{b['streams4_dps']:,.0f} /s", flush=True)
     med = lambda key, i: statistics.median(row[i][key] for row in rows)  # noqa: E731
-    medians = {key: (med(key, 0), med(key, 1)) for key in rows[0][0]}
-    print("\n| | no-op server | nba serve | ratio |\n|---|---:|---:|---:|")
+    medians = {key: (med(key, 0), med(key, 2), med(key, 1)) for key in rows[0][0]}
+    print("\n| | no-op server | floor server | nba serve | floor / no-op | nba serve / no-op |"
+          "\n|---|---:|---:|---:|---:|---:|")
     for key, title, unit in (("p50_ms", "unary, 1 client, p50", "ms"), ("cpu_ms", "server CPU per decision", "ms"),
                              ("in_flight_rps", "32 calls in flight", "req/s"),
                              ("stream_dps", f"one stream, {stream:,} requests", "/s"),
                              ("streams4_dps", "four streams", "/s")):
-        a, b = medians[key]
+        a, b, f = medians[key]
         fmt = "{:.2f}" if unit == "ms" else "{:,.0f}"
-        print(f"| {title} | {fmt.format(a)} {unit} | {fmt.format(b)} {unit} | {b / a:.2f}x |")
+        print(f"| {title} | {fmt.format(a)} {unit} | {fmt.format(f)} {unit} | {fmt.format(b)} {unit} "
+              f"| {f / a:.2f}x | {b / a:.2f}x |")
     return medians
 
 
@@ -373,11 +380,14 @@ def summary(got: dict) -> str:
     p, m = got["pairs"], got["memory"]
     (s1, s2), (_, f2, ref) = got["processes"]["streams4"], got["processes"]["in_flight"]
     rows = [
-        ("server CPU per decision (default catalog)", f"{p['cpu_ms'][1]:.2f} ms (no-op {p['cpu_ms'][0]:.2f})",
+        ("server CPU per decision (default catalog)",
+         f"{p['cpu_ms'][1]:.2f} ms (no-op {p['cpu_ms'][0]:.2f}, floor {p['cpu_ms'][2]:.2f})",
          "<= 0.7 ms", p["cpu_ms"][1] <= 0.7),
-        ("unary p50, one client", f"{p['p50_ms'][1]:.2f} ms, {p['p50_ms'][1] / p['p50_ms'][0]:.2f}x the no-op's",
+        ("unary p50, one client", f"{p['p50_ms'][1]:.2f} ms, {p['p50_ms'][1] / p['p50_ms'][0]:.2f}x the no-op's "
+         f"(floor {p['p50_ms'][2] / p['p50_ms'][0]:.2f}x)",
          "<= 1.8x", p["p50_ms"][1] / p["p50_ms"][0] <= 1.8),
-        ("one stream", f"{p['stream_dps'][1]:,.0f} /s, {p['stream_dps'][1] / p['stream_dps'][0]:.2f}x the no-op's",
+        ("one stream", f"{p['stream_dps'][1]:,.0f} /s, {p['stream_dps'][1] / p['stream_dps'][0]:.2f}x the no-op's "
+         f"(floor {p['stream_dps'][2] / p['stream_dps'][0]:.2f}x)",
          ">= 0.5x", p["stream_dps"][1] / p["stream_dps"][0] >= 0.5),
         ("four streams, --processes 2 on Redis", f"{s2:,.0f} /s, {s2 / s1:.2f}x one process's", ">= 1.6x",
          s2 / s1 >= 1.6),
