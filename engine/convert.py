@@ -12,14 +12,15 @@ from engine.pipeline import BudgetState, PolicySnapshot
 from nba.v1 import decision_pb2 as pb
 
 UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ts(t: dt.datetime | None) -> Timestamp | None:
+    """``Timestamp.FromDatetime`` of an aware time, without its Python-level conversions."""
     if t is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(t.astimezone(UTC))
-    return stamp
+    since = (t if t.tzinfo is not None else t.astimezone(UTC)) - EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def _dt(message, field_name: str) -> dt.datetime | None:
@@ -69,7 +70,7 @@ def decision_to_proto(d: domain.Decision, currency: str = "") -> pb.Decision:
         expected_value=d.expected_value, explored=d.explored, model_version=d.model_version,
         ranking=[pb.ScoredAction(action=action_to_proto(s.action), expected_value=s.expected_value,
                                  probability=s.probability) for s in d.ranking],
-        exclusions=[exclusion_to_proto(e) for e in d.exclusions],
+        exclusions=_exclusions_to_proto(d.exclusions),
         customer_id=d.customer_id, decision_time=_ts(d.decision_time),
         feasible_actions=d.feasible_actions, control=d.control, fallback=d.fallback, currency_code=currency,
     )
@@ -88,6 +89,13 @@ def exclusion_to_proto(e: domain.Exclusion) -> pb.Exclusion:
         target = {"channel": channel, "send_slot": slot}
     return pb.Exclusion(reason=pb.ExclusionReason.Value(EXCLUSION_PREFIX + e.reason.value), detail=e.detail,
                         **target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _exclusions_to_proto(exclusions: tuple[domain.Exclusion, ...]) -> tuple[pb.Exclusion, ...]:
+    """A decision's exclusions, made once per set (most decisions share theirs with many).
+    (Shared: a message built from them gets copies; do not change the result.)"""
+    return tuple(exclusion_to_proto(e) for e in exclusions)
 
 
 def exclusion_from_proto(m: pb.Exclusion) -> domain.Exclusion:
