@@ -17,7 +17,6 @@ secret: never in the repository, never in a log.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -38,7 +37,7 @@ class Pseudonyms:
     key: bytes
 
     def storage_id(self, customer_id: str) -> str:
-        return hmac.new(self.key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self.key, customer_id.encode(), "sha256").hex()[:32]
 
 
 def new_log_token() -> str:

@@ -26,12 +26,13 @@ for a whole transaction and never while calling out of this module.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+import orjson
 
 from engine.constraints import BudgetKey, BudgetUsage, Pressure
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
@@ -110,7 +111,7 @@ class SQLiteStateStore:
                              (customer_id,)).fetchone()
             usage = {key.budget_id: self._usage(key) for key in budgets}
         last, token, counts = row if row else (None, None, "{}")
-        counts = json.loads(counts)
+        counts = orjson.loads(counts)
         state = CustomerState(tuple((from_epoch(t), ch) for t, ch in rows),
                               from_epoch(last) if last is not None else None, counts)
         return Snapshot(state, usage, token)
@@ -160,12 +161,12 @@ class SQLiteStateStore:
                            (pending.customer_id, epoch(pending.send_at), pending.channel, pending.event_id))
                 self._keep = max(self._keep, pressure.horizon)
             if contact or (pending.log_token is not None and not (row and row[0])):
-                counts = json.loads(row[1]) if row else {}
+                counts = orjson.loads(row[1]) if row else {}
                 if contact:
                     counts[f"{pending.channel}:sent"] = counts.get(f"{pending.channel}:sent", 0) + 1
                 db.execute("INSERT INTO customers (customer, token, counts) VALUES (?, ?, ?) ON CONFLICT (customer) "
                            "DO UPDATE SET token = coalesce(token, excluded.token), counts = excluded.counts",
-                           (pending.customer_id, pending.log_token, json.dumps(counts)))
+                           (pending.customer_id, pending.log_token, orjson.dumps(counts).decode()))
             db.execute("INSERT INTO pending (event, customer, matures_us, data, budget, cents, channel) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (pending.event_id, pending.customer_id, epoch(pending.matures_at),
@@ -176,10 +177,10 @@ class SQLiteStateStore:
     @staticmethod
     def _count(db: sqlite3.Connection, customer_id: str, key: str) -> None:
         row = db.execute("SELECT counts FROM customers WHERE customer = ?", (customer_id,)).fetchone()
-        counts = json.loads(row[0]) if row else {}
+        counts = orjson.loads(row[0]) if row else {}
         counts[key] = counts.get(key, 0) + 1
         db.execute("INSERT INTO customers (customer, counts) VALUES (?, ?) ON CONFLICT (customer) "
-                   "DO UPDATE SET counts = excluded.counts", (customer_id, json.dumps(counts)))
+                   "DO UPDATE SET counts = excluded.counts", (customer_id, orjson.dumps(counts).decode()))
 
     def add_outcome(self, event_id: str, outcome_id: str, kind: OutcomeType, value: float,
                     time: dt.datetime) -> bool:

@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
+
 from engine.constraints import BudgetKey, BudgetUsage, Commitment, Pressure
 from engine.decision_log import DsjsonLine, iso
 from engine.domain import AttributionClosed, OutcomeType, UnknownEvent
@@ -172,21 +174,25 @@ class PendingDecision:
 
     def to_json(self) -> str:
         """Everything but the outcomes (a shared store keeps those beside it)."""
+        return self.to_bytes().decode()
+
+    def to_bytes(self) -> bytes:
+        """``to_json`` as UTF-8."""
         c = self.commitment
-        return json.dumps({
+        return orjson.dumps({
             "event_id": self.event_id, "customer_id": self.customer_id,
             "decision_time": iso(self.decision_time), "matures_at": iso(self.matures_at),
             "dsjson": self.dsjson.rest, "offer_cost": self.offer_cost,
             "contact_cost": self.contact_cost, "contacted": self.contacted, "channel": self.channel,
             "send_at": iso(self.send_at) if self.send_at else None,
             "commitment": [c.key.budget_id, c.key.period, c.key.amount_cents, c.cents] if c else None,
-        }, separators=(",", ":"))
+        })
 
     def pack(self) -> bytes:
         """``to_json``, deflated with a preset dictionary of what every pending decision's text
         repeats (about 2/3 of plain zlib's size): what the stores keep."""
         deflate = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, zdict=_PACK_DICTIONARY)
-        return _PACKED + deflate.compress(self.to_json().encode()) + deflate.flush()
+        return _PACKED + deflate.compress(self.to_bytes()) + deflate.flush()
 
     @classmethod
     def unpack(cls, data: bytes) -> PendingDecision:
