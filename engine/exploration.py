@@ -90,9 +90,11 @@ def greedy_mask(values: np.ndarray, default: np.ndarray | None = None) -> np.nda
     return best
 
 
-def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None) -> np.ndarray:
-    """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones."""
-    best = greedy_mask(values, default)
+def epsilon_greedy(values: np.ndarray, epsilon: float, default: np.ndarray | None = None,
+                   best: np.ndarray | None = None) -> np.ndarray:
+    """p = epsilon / K for every action, plus (1 - epsilon) shared by the greedy ones (``best``:
+    ``greedy_mask(values, default)``, when the caller has it)."""
+    best = greedy_mask(values, default) if best is None else best
     p = np.full(len(values), epsilon / len(values))
     p[best] += (1.0 - epsilon) / best.sum()
     return p
@@ -105,12 +107,13 @@ def softmax(values: np.ndarray, inverse_temperature: float) -> np.ndarray:
     return w / w.sum()
 
 
-def squarecb(values: np.ndarray, gamma: float, default: np.ndarray | None = None) -> np.ndarray:
+def squarecb(values: np.ndarray, gamma: float, default: np.ndarray | None = None,
+             best: np.ndarray | None = None) -> np.ndarray:
     """Inverse-gap weighting: p_a = 1 / (K + gamma * (v_best - v_a)) for a != best, the rest on
     the best action.  Foster & Rakhlin, "Beyond UCB: Optimal and Efficient Contextual Bandits
     with Regression Oracles", ICML 2020."""
     k = len(values)
-    best = greedy_mask(values, default)
+    best = greedy_mask(values, default) if best is None else best
     p = 1.0 / (k + gamma * (values.max() - values))
     p[best] = 0.0
     p[best] = (1.0 - p.sum()) / best.sum()
@@ -118,16 +121,17 @@ def squarecb(values: np.ndarray, gamma: float, default: np.ndarray | None = None
 
 
 def probabilities(values: np.ndarray, settings: ExplorationSettings,
-                  default: np.ndarray | None = None) -> np.ndarray:
+                  default: np.ndarray | None = None, best: np.ndarray | None = None) -> np.ndarray:
     """Exploration probabilities; the last action is no_contact, which gets at least
     ``no_contact_floor``: p = (1 - f) * p_algorithm + f * [no_contact]. ``default``: the
-    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none)."""
+    catalog's default contact (``default_mask``), for ties with no_contact (softmax has none).
+    ``best``: ``greedy_mask(values, default)``, when the caller has it."""
     if settings.algorithm == "epsilon_greedy":
-        p = epsilon_greedy(values, settings.epsilon, default)
+        p = epsilon_greedy(values, settings.epsilon, default, best)
     elif settings.algorithm == "softmax":
         p = softmax(values, settings.softmax_lambda)
     elif settings.algorithm == "squarecb":
-        p = squarecb(values, settings.squarecb_gamma, default)
+        p = squarecb(values, settings.squarecb_gamma, default, best)
     else:
         raise ValueError(f"unknown exploration algorithm {settings.algorithm!r}")
     floor = settings.no_contact_floor

@@ -69,13 +69,14 @@ class PolicySnapshot:
 @dataclass(frozen=True)
 class Scored:
     """A decision's actions scored: their values, the scores exploration chooses on (values less
-    shadow prices, slot averaging), each one's probability, the catalog's default contact among
-    them (``exploration.default_mask``) and, for a control customer, the control action."""
+    shadow prices, slot averaging), each one's probability, the greedy ones
+    (``exploration.greedy_mask``; None for a control customer) and, for a control customer, the
+    control action."""
 
     values: np.ndarray
     scores: np.ndarray
     p: np.ndarray
-    default: np.ndarray | None
+    greedy: np.ndarray | None
     control_choice: int = -1
 
 
@@ -234,7 +235,8 @@ class DecisionEngine:
         scores = values - self._shadow_costs(actions, snap, now)
         scores = exploration.with_slot_value(scores, labels, settings)
         default = exploration.default_mask(labels, settings)
-        return Scored(values, scores, exploration.probabilities(scores, settings, default), default)
+        greedy = exploration.greedy_mask(scores, default)
+        return Scored(values, scores, exploration.probabilities(scores, settings, default, greedy), greedy)
 
     def _pending(self, customer: tuple[str, str], now: dt.datetime, actions: tuple[Action, ...],
                  labels: tuple[str, ...], chosen: int, event_id: str, context: tuple[str, str], p: np.ndarray,
@@ -299,7 +301,7 @@ class DecisionEngine:
         values, p, action = scored.values, scored.p, actions[chosen]
         top = np.argsort(-values, kind="stable")[: self.catalog.exploration.top_k]
         ranking = tuple(ScoredAction(actions[i], float(values[i]), float(p[i])) for i in top)
-        explored = not control and not bool(exploration.greedy_mask(scored.scores, scored.default)[chosen])
+        explored = not control and not bool(scored.greedy[chosen])
         with self._lock:
             self._counters["decisions"] += 1
             self._counters["explored"] += explored
