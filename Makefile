@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/loadtest.py --cluster
 	$(PY) bench/loadtest.py --outage
 	$(PY) bench/serving.py
+	$(PY) bench/sweep_scaling.py
 
 # Regenerate docs/results.md (and the README's results table): about an hour and a half on 2 cores.
 results: install

@@ -15,10 +15,11 @@ of seeds whose 95 % interval covers the truth (DR and the other estimators, all 
 by customer; ``dr_independent`` is DR's interval as if a customer's decisions were
 independent, and ``dr_os_tuned_split`` DR-os with lambda tuned on the other half of the
 customers, for comparison), and writes
-``OUT/validation.json`` and ``OUT/validation.png``.
+``OUT/validation.json`` and ``OUT/validation.png``. Seeds run as Ray tasks, on a local Ray of
+``--workers`` CPUs or on a cluster (``--ray-address``).
 
     .venv/bin/python bench/ope_validation.py [--logging targeted] [--seeds 20] [--customers 6000]
-        [--weeks 6] [--workers 2] [--first-seed 1]
+        [--weeks 6] [--workers 2] [--ray-address ADDRESS] [--first-seed 1]
     .venv/bin/python bench/ope_validation.py --report RUN1/validation.json RUN2/validation.json
 
 The figures in docs/results.md come from 40 seeds in one run (about 35 minutes on 2 cores: per
@@ -39,7 +40,6 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
+from simulators.sweep import as_completed  # noqa: E402
 from training.estimators import DR, DROS, SHRINKAGE_GRID, TunedDROS  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from engine.models import load_model, save_model  # noqa: E402
@@ -105,6 +106,11 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
                                    "customers": s["customers"], "weights": s["weights"], "dr_os_grid": grid,
                                    **{e: s[e] for e in ESTIMATORS}}
     return out
+
+
+def one_seed_call(call: dict) -> dict:
+    """``one_seed`` of one Ray task (``simulators.sweep.as_completed``)."""
+    return one_seed(**call)
 
 
 def summarise(results: list[dict]) -> dict:
@@ -266,7 +272,8 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=6)
     parser.add_argument("--candidate-customers", type=int, default=10_000)
     parser.add_argument("--candidate-weeks", type=int, default=6)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray the seeds run on (default 2)")
+    parser.add_argument("--ray-address", default=None, help="run the seeds on this Ray cluster instead")
     parser.add_argument("--logging", choices=("uniform", "targeted"), default="uniform",
                         help="the exploring policy that logs (default uniform)")
     parser.add_argument("--explore", type=float, default=0.2,
@@ -278,17 +285,15 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     candidate = train_candidate(args.candidate_customers, args.candidate_weeks, args.out)
+    calls = [dict(seed=s, customers=args.customers, weeks=args.weeks, candidate_dir=str(candidate),
+                  logging=args.logging, explore=args.explore)
+             for s in range(args.first_seed, args.first_seed + args.seeds)]
     results = []
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_seed, s, args.customers, args.weeks, str(candidate), args.logging,
-                               args.explore)
-                   for s in range(args.first_seed, args.first_seed + args.seeds)]
-        for f in futures:
-            r = f.result()
-            results.append(r)
-            (args.out / "validation.json").write_text(json.dumps({"seeds": results}, indent=1))
-            print(f"seed {r['seed']}: {r['n']:,} decisions, logged in {r['log_seconds']:.0f} s, "
-                  f"evaluated in {r['eval_seconds']:.0f} s", flush=True)
+    for _, r in as_completed(one_seed_call, calls, args.workers, args.ray_address):
+        results = sorted([*results, r], key=lambda x: x["seed"])
+        (args.out / "validation.json").write_text(json.dumps({"seeds": results}, indent=1))
+        print(f"seed {r['seed']}: {r['n']:,} decisions, logged in {r['log_seconds']:.0f} s, "
+              f"evaluated in {r['eval_seconds']:.0f} s", flush=True)
     summary = summarise(results)
     (args.out / "validation.json").write_text(json.dumps(
         {"logging": args.logging, "explore": args.explore, "summary": summary,

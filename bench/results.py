@@ -7,7 +7,7 @@ results table is rewritten from the same run (between its ``results`` markers).
 
     make results                                   # everything: about an hour and a half on 2 cores
     .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
-    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving); the others are kept
+    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving, sweep); the others are kept
 
 The serving section (bench/serving.py, ~25 minutes) also rewrites the README's performance table
 (between its ``performance`` markers).
@@ -253,7 +253,18 @@ def update_readme(table: str, marker: str = "results") -> None:
     readme.write_text(pattern.sub(lambda m: m.group(1) + table.rstrip("\n") + "\n" + m.group(2), text))
 
 
-SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving")
+SWEEP = ["bench/sweep_scaling.py"]
+
+
+def section_sweep() -> str:
+    """bench/sweep_scaling.py's output: a seed sweep on a local Ray of one and of two workers."""
+    return script_section(
+        "Seeds on Ray: one worker and two", SWEEP,
+        "`nba simulate --seeds 1-4` (5 000 customers x 63 days, engine and rules) on a local Ray of one worker, "
+        "then of two, alternately; wall time of the whole command, Ray's start included.")
+
+
+SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving", "sweep")
 SECTION = re.compile(r"<!-- section:(\w+) -->\n(.*?)<!-- /section:\1 -->\n", re.S)
 
 
@@ -280,6 +291,8 @@ def main() -> int:
             text = section_obd()
         elif name == "ope":
             text = section_ope()
+        elif name == "sweep":
+            text = section_sweep()
         else:
             text = section_bench()
         flags = f"--only {name}" + (" --quick" if args.quick else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.settings import ConfigError
 from simulators.simulate import DEFAULT_POLICIES
 
 POLICIES_HELP = (
@@ -23,12 +24,22 @@ def cmd_simulate(args) -> int:
     from simulators.simulate import simulate
 
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
-    result = simulate(args.scenario, customers=args.customers, days=args.days, policies=policies,
-                      seed=args.seed, out=args.out, engine_url=args.engine_url,
-                      mlflow=not args.no_mlflow, progress=not args.no_progress, redis_url=args.redis,
-                      engine_model=args.engine_model, regret=args.regret, catalog_set=args.set,
-                      logs=not args.no_logs)
-    print_simulation(result)
+    options = dict(scenario=args.scenario, customers=args.customers, days=args.days, policies=policies,
+                   out=args.out, engine_url=args.engine_url, mlflow=not args.no_mlflow,
+                   progress=not args.no_progress, redis_url=args.redis, engine_model=args.engine_model,
+                   regret=args.regret, catalog_set=args.set, logs=not args.no_logs)
+    if args.seeds is None:
+        if args.workers is not None or args.ray_address is not None:
+            raise ConfigError("--workers and --ray-address are for --seeds")
+        print_simulation(simulate(seed=args.seed, **options))
+        return 0
+    from simulators.sweep import parse_seeds, seeds_table, sweep
+
+    results = sweep(parse_seeds(args.seeds), workers=args.workers, ray_address=args.ray_address, **options)
+    for result in results:
+        print_simulation(result)
+    print(f"\nExpected net value per seed (EUR), {len(results)} seeds:\n")
+    print(seeds_table(results))
     return 0
 
 
@@ -103,7 +114,16 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--customers", type=int, default=None, help="customers (default: the scenario's)")
     sim.add_argument("--days", type=int, default=None, help="simulated days (default: the scenario's)")
     sim.add_argument("--policies", default=",".join(DEFAULT_POLICIES), help=POLICIES_HELP)
-    sim.add_argument("--seed", type=int, default=1)
+    seeds = sim.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=1)
+    seeds.add_argument("--seeds", default=None, metavar="SEEDS",
+                       help="several seeds at once, each a Ray task, e.g. 1-4 or 1,3,7: seed S writes OUT/seed_S "
+                            "and gives what --seed S gives; a table of the seeds follows")
+    sim.add_argument("--workers", type=int, default=None,
+                     help="with --seeds: CPUs of the local Ray (default: every core)")
+    sim.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="with --seeds: run on this Ray cluster (e.g. ray://head:10001 or auto) instead of a local "
+                          "Ray; its nodes need the project installed")
     sim.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory")
     sim.add_argument("--engine-url", default=None,
                      help="for engine_grpc: a running `nba serve --honour-decision-time` "

@@ -203,7 +203,14 @@ def _report(sc: Scenario, meta: dict, policies: tuple[str, ...], runs: dict, tra
     report.write_json(results_path, meta, results, budgets, daily,
                       {name: b.to_json() for name, b in breakdowns.items()})
     artifacts = [results_path] + (report.plot(out, runs, results, traces, breakdowns) if plots else [])
-    run_id = report.log_mlflow({**meta, "policies": ",".join(policies)}, results, artifacts) if mlflow else None
-    return {"meta": meta, "results": results, "budgets": budgets, "regret": breakdowns, "artifacts": artifacts,
-            "mlflow_run_id": run_id, "out": out,
-            "logs": out / "logs" if logs and "engine" in policies else None}
+    result = {"meta": {**meta, "policies": ",".join(policies)}, "results": results, "budgets": budgets,
+              "regret": breakdowns, "artifacts": artifacts, "mlflow_run_id": None, "out": out,
+              "logs": out / "logs" if logs and "engine" in policies else None}
+    if mlflow:
+        result["mlflow_run_id"] = record_mlflow(result)
+    return result
+
+
+def record_mlflow(result: dict) -> str:
+    """Record a simulation's result (``simulate``'s) as an MLflow run; returns the run id."""
+    return report.log_mlflow(result["meta"], result["results"], result["artifacts"])
