@@ -21,6 +21,7 @@ from tqdm import tqdm
 from engine.settings import ConfigError
 
 SEEDS_FORMAT = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+MAX_SEEDS = 10_000
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -34,6 +35,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         low, high = int(first), int(last or first)
         if high < low:
             raise ConfigError(f"--seeds {text!r}: the range {part} runs backwards")
+        if high - low + len(seeds) >= MAX_SEEDS:
+            raise ConfigError(f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds")
         seeds += [s for s in range(low, high + 1) if s not in seeds]
     return tuple(seeds)
 
