@@ -2,8 +2,9 @@
 
 Each side runs in a child process that builds `nba serve`'s engine (embedded SQLite state,
 pseudonymised ids, decision log; --honour-decision-time) and its gRPC servicer, and calls
-NextBestAction with protobuf requests directly -- no network -- for distinct customers, after a
-warm-up; the child reports its CPU time per decision. The reference revision is checked out in
+NextBestAction with protobuf requests directly -- no network -- for distinct customers (those of
+bench/serving.py, from the revision measured), after a warm-up; the child reports its CPU time
+per decision. The reference revision is checked out in
 a temporary git worktree and imported in place of this one. Rounds alternate, so that the ratio
 survives the machine's speed moving.
 
@@ -28,11 +29,10 @@ def child(root: str, decisions: int, profile: bool) -> None:
     """Measure the checkout at ``root`` (run in a process of its own)."""
     sys.path.insert(0, root)
     import argparse as ap
-    import datetime as dt
     import time
 
+    from bench.serving import requests
     from engine import cli, convert
-    from engine.domain import DecisionRequest
     from engine.server import DecisionServicer
 
     class Context:  # what the servicer asks of a gRPC context
@@ -45,17 +45,6 @@ def child(root: str, decisions: int, profile: bool) -> None:
         def is_active(self):
             return True
 
-    start = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
-    segments = ("new", "loyal", "occasional", "dormant")
-
-    def requests(n: int, first: int):
-        return [convert.request_to_proto(DecisionRequest(
-            customer_id=f"bench-{i}", numeric_features={"basket": 40.0 + i % 65, "days_since_purchase": float(i % 90),
-                                                        "opens_30d": float(i % 5)},
-            categorical_features={"segment": segments[i % 4], "motivation": "promo" if i % 2 else "novelty"},
-            consented_channels=("email", "sms", "push") if i % 3 == 0 else ("email",), timezone="Europe/Paris",
-            decision_time=start + dt.timedelta(hours=1) * ((i - first) / n))) for i in range(first, first + n)]
-
     with tempfile.TemporaryDirectory(prefix="nba-decide-cpu-") as tmp:
         parser = ap.ArgumentParser()
         cli.add_commands(parser.add_subparsers())
@@ -63,9 +52,9 @@ def child(root: str, decisions: int, profile: bool) -> None:
                                   "--honour-decision-time", "--seed", "1"])
         engine = cli.build_engine(args)
         servicer, context = DecisionServicer(engine), Context()
-        for message in requests(300, first=10_000_000):
-            servicer.NextBestAction(message, context)
-        batch = requests(decisions, first=0)
+        for request in requests(300, first=10_000_000):
+            servicer.NextBestAction(convert.request_to_proto(request), context)
+        batch = [convert.request_to_proto(r) for r in requests(decisions)]
         if profile:
             import cProfile
             import pstats

@@ -541,9 +541,10 @@ class TunedDROS(Estimator):
             return (self.chosen(data),) * 2
         return tuple(self.chosen(_take(data, parts[1 - k], refits=True)) for k in (0, 1))
 
-    def shrinkages(self, data: LoggedRounds) -> float | np.ndarray:
-        """The lambda of each round (one for all when not split)."""
-        chosen = self.choices(data)
+    def shrinkages(self, data: LoggedRounds, chosen: tuple[float, ...] | None = None) -> float | np.ndarray:
+        """The lambda of each round (one for all when not split); ``chosen``: ``choices(data)``,
+        when the caller has them."""
+        chosen = self.choices(data) if chosen is None else chosen
         if not self.split:
             return chosen[0]
         return np.where(self.halves(data) == 0, chosen[0], chosen[1])
@@ -557,9 +558,14 @@ class TunedDROS(Estimator):
     def interval(self, data, method="normal", **kwargs) -> Estimate:
         """The normal interval tunes once (value and standard error share the lambdas); the
         bootstrap re-tunes in each replicate."""
+        return self.interval_and_choices(data, method, **kwargs)[0]
+
+    def interval_and_choices(self, data, method="normal", **kwargs) -> tuple[Estimate, tuple[float, ...]]:
+        """``interval`` and the lambdas tuned on ``data`` (``choices``), tuned once for both."""
+        chosen = self.choices(data)
         if method == "normal":
-            return DROS(self.shrinkages(data)).interval(data, method, **kwargs)
-        return super().interval(data, method, **kwargs)
+            return DROS(self.shrinkages(data, chosen)).interval(data, method, **kwargs), chosen
+        return super().interval(data, method, **kwargs), chosen
 
 
 ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (IPS(), SNIPS(), DM(), DR(), DROS(), TunedDROS(),
@@ -576,9 +582,10 @@ def evaluate(data: LoggedRounds, method: str = "normal", estimators: dict[str, E
                                  "effective_sample_size": diagnostics.effective_sample_size,
                                  "weights": diagnostics.as_dict(), "warnings": list(diagnostics.warnings)}
     for name, est in (estimators or ESTIMATORS).items():
-        result[name] = est.interval(data, method=method).as_dict()
-    for name, est in (estimators or ESTIMATORS).items():
-        if isinstance(est, TunedDROS):
-            chosen = [c if np.isfinite(c) else "inf" for c in est.choices(data)]
-            result[name]["shrinkage"] = chosen if est.split else chosen[0]
+        if not isinstance(est, TunedDROS):
+            result[name] = est.interval(data, method=method).as_dict()
+            continue
+        estimate, choices = est.interval_and_choices(data, method=method)
+        chosen = [c if np.isfinite(c) else "inf" for c in choices]
+        result[name] = {**estimate.as_dict(), "shrinkage": chosen if est.split else chosen[0]}
     return result
