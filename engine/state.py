@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import json
 import threading
 import zlib
 from collections import OrderedDict, defaultdict
@@ -172,12 +171,8 @@ class PendingDecision:
     # the reservation gives it to the customer, or is refused if another decision gave it one.
     log_token: str | None = None
 
-    def to_json(self) -> str:
-        """Everything but the outcomes (a shared store keeps those beside it)."""
-        return self.to_bytes().decode()
-
-    def to_bytes(self) -> bytes:
-        """``to_json`` as UTF-8."""
+    def to_json(self) -> bytes:
+        """Everything but the outcomes (a shared store keeps those beside it), as UTF-8 JSON."""
         c = self.commitment
         return orjson.dumps({
             "event_id": self.event_id, "customer_id": self.customer_id,
@@ -192,7 +187,7 @@ class PendingDecision:
         """``to_json``, deflated with a preset dictionary of what every pending decision's text
         repeats (about 2/3 of plain zlib's size): what the stores keep."""
         deflate = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, zdict=_PACK_DICTIONARY)
-        return _PACKED + deflate.compress(self.to_bytes()) + deflate.flush()
+        return _PACKED + deflate.compress(self.to_json()) + deflate.flush()
 
     @classmethod
     def unpack(cls, data: bytes) -> PendingDecision:
@@ -204,7 +199,7 @@ class PendingDecision:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> PendingDecision:
-        d = json.loads(text)
+        d = orjson.loads(text)
         c = d["commitment"]
         return cls(
             event_id=d["event_id"], customer_id=d["customer_id"],

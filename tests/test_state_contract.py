@@ -336,7 +336,7 @@ def test_a_pending_decision_packs_small_and_older_plain_zlib_still_reads():
 
     p = pending("c1", cost_cents=1_000)
     assert PendingDecision.unpack(p.pack()).to_json() == p.to_json()
-    older = zlib.compress(p.to_json().encode(), 1)
+    older = zlib.compress(p.to_json(), 1)
     assert PendingDecision.unpack(older).to_json() == p.to_json()
     assert len(p.pack()) < len(older)
 
@@ -355,7 +355,7 @@ def test_redis_reads_and_forgets_what_older_versions_stored(redis_server):
     r = redis_py.Redis.from_url(redis_server.url)
     old = [pending("c1", when=T0, cost_cents=500), pending("c2", when=T0)]
     for n, p in enumerate(old):
-        r.hset(store.pending_key(p.event_id), mapping={"d": zlib.compress(p.to_json().encode(), 1), "c": p.customer_id,
+        r.hset(store.pending_key(p.event_id), mapping={"d": zlib.compress(p.to_json(), 1), "c": p.customer_id,
                                                        "k": store._commitment_text(p), "n": n, "ch": "email"})
         r.zadd(store.queue_key, {p.event_id: epoch(p.matures_at)})
         r.sadd(store.legacy_pending_set_key(p.customer_id), p.event_id)
