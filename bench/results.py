@@ -7,7 +7,7 @@ results table is rewritten from the same run (between its ``results`` markers).
 
     make results                                   # everything: about an hour and a half on 2 cores
     .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
-    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving, sweep); the others are kept
+    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving, sweep, learner); the others are kept
 
 The serving section (bench/serving.py, ~25 minutes) also rewrites the README's performance table
 (between its ``performance`` markers).
@@ -264,7 +264,19 @@ def section_sweep() -> str:
         "then of two, alternately; wall time of the whole command, Ray's start included.")
 
 
-SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving", "sweep")
+LEARNER = ["bench/shared_learner.py"]
+
+
+def section_learner() -> str:
+    """bench/shared_learner.py's output: one learner, two replicas, one Redis, under load."""
+    return script_section(
+        "One learner, two replicas", LEARNER,
+        "`nba learn` and two `nba serve --follow-learner` replicas on a Redis of the script's own, 2 client threads "
+        "per replica for 30 s, publications every 2 s, polls every 1 s; then the learner's last model against "
+        "`nba train` on the replicas' merged logs.")
+
+
+SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving", "sweep", "learner")
 SECTION = re.compile(r"<!-- section:(\w+) -->\n(.*?)<!-- /section:\1 -->\n", re.S)
 
 
@@ -293,6 +305,8 @@ def main() -> int:
             text = section_ope()
         elif name == "sweep":
             text = section_sweep()
+        elif name == "learner":
+            text = section_learner()
         else:
             text = section_bench()
         flags = f"--only {name}" + (" --quick" if args.quick else "")

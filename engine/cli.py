@@ -151,6 +151,8 @@ def cmd_serve(args) -> int:
 
 def describe(args, engine) -> str:
     state = f"state in {args.redis}" if args.redis else f"state in {args.state_dir / 'state.sqlite3'}"
+    if getattr(args, "follow_learner", False):
+        state += ", following nba learn's model"
     return (f"catalog {engine.catalog.version}, model {engine.model.version}, logs in {args.log_dir}, {state}")
 
 
@@ -167,24 +169,29 @@ def start_serving(args, *, reuse_port: bool = False, learner: bool = True):
 
         metrics = Metrics()
     engine = build_engine(args)
-    engine.learns = learner
-    follower = None
+    engine.learns = learner and not args.follow_learner
+    follower, checkpoint = None, None
+    if args.follow_learner:
+        follower = learner_follower(args, engine)
+    elif args.redis and learner:
+        refuse_beside_a_learner(engine.store)
     if args.model_uri:
         from engine.model_follower import ModelFollower
 
         if args.model:
             raise ConfigError("give --model or --model-uri, not both")
         try:
-            follower = ModelFollower(engine, engine.catalog, args.model_uri, args.poll_seconds,
-                                     args.tracking_uri)
+            poll = 30.0 if args.poll_seconds is None else args.poll_seconds
+            follower = ModelFollower(engine, engine.catalog, args.model_uri, poll, args.tracking_uri)
         except ValueError as exc:
             raise ConfigError(f"--model-uri/--poll-seconds: {exc}") from None
-    from engine.checkpoint import ModelCheckpoint
+    if not args.follow_learner:
+        from engine.checkpoint import ModelCheckpoint
 
-    try:
-        checkpoint = ModelCheckpoint(args.state_dir, engine, args.checkpoint_seconds, follow=not learner)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        try:
+            checkpoint = ModelCheckpoint(args.state_dir, engine, args.checkpoint_seconds, follow=not learner)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         return start_server(engine, host=args.host, port=args.port, limits=limits, security=security,
                             max_message_bytes=args.max_message_bytes, follower=follower, checkpoint=checkpoint,
@@ -196,6 +203,66 @@ def start_serving(args, *, reuse_port: bool = False, learner: bool = True):
         if follower is None:
             raise
         raise ConfigError(f"--model-uri {args.model_uri}: cannot load it: {exc}") from None
+
+
+def learner_follower(args, engine):
+    """``--follow-learner``: the replica serves what ``nba learn`` publishes and learns nothing."""
+    from engine.shared_model import LearnerFollower, ModelChannel
+
+    if not args.redis:
+        raise ConfigError("--follow-learner needs --redis: the learner publishes its model there")
+    if args.model_uri:
+        raise ConfigError("give --follow-learner or --model-uri, not both")
+    poll = 2.0 if args.poll_seconds is None else args.poll_seconds
+    return LearnerFollower(engine, ModelChannel(engine.store), poll)
+
+
+def refuse_beside_a_learner(store) -> None:
+    """A replica that learns would take matured decisions from the learner of its prefix."""
+    from engine.shared_model import ModelChannel
+    from engine.state import StoreUnavailable
+
+    try:
+        holder = ModelChannel(store).learner()
+    except StoreUnavailable:
+        return
+    if holder is not None:
+        raise ConfigError(f"a learner ({holder}, nba learn) learns for --redis-prefix {store.prefix!r}: start "
+                          "this server with --follow-learner, or it would learn apart from it")
+
+
+def cmd_learn(args) -> int:
+    """``nba learn``: the one learner of the replicas on a Redis prefix (engine.shared_model)."""
+    import signal
+    import threading
+
+    from engine.pipeline import DecisionEngine
+    from engine.redis_store import RedisStateStore
+    from engine.shared_model import Learner, ModelChannel
+
+    catalog = load_catalog(args.catalog)
+    model = None
+    if args.model:
+        from engine.models import load_model
+
+        model = load_model(args.model, catalog)
+    try:
+        store = RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
+    except ValueError as exc:
+        raise ConfigError(f"--redis: {exc}") from None
+    engine = DecisionEngine(catalog, store=store, model=model)
+    learner = Learner(engine, ModelChannel(store), args.publish_seconds, args.publish_examples)
+    learner.start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    every = f"every {args.publish_seconds:g} s" + (f" or {args.publish_examples} decisions"
+                                                   if args.publish_examples else "")
+    print(f"nba: learning for the replicas on {args.redis} (prefix {args.redis_prefix!r}), from "
+          f"{engine.model.version}; publishing {every}", flush=True)
+    learner.run(stop, args.mature_seconds)
+    print(f"nba: stopped; published {learner.published.version if learner.published else 'nothing'}", flush=True)
+    return 0
 
 
 def cmd_forget(args) -> int:
@@ -318,11 +385,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--model-uri", default=None, metavar="models:/NAME@ALIAS",
                        help="serve a registered model and follow its alias, e.g. "
                             "models:/nba-policy@champion (reloaded when the alias moves)")
-    serve.add_argument("--poll-seconds", type=float, default=30.0,
-                       help="how often to look up --model-uri (default 30; ReloadPolicy checks at once)")
+    serve.add_argument("--poll-seconds", type=float, default=None,
+                       help="how often to look up --model-uri (default 30) or the learner's model (default 2); "
+                            "ReloadPolicy checks at once")
+    serve.add_argument("--follow-learner", action="store_true",
+                       help="with --redis: serve the model `nba learn` publishes there and learn nothing here")
     serve.add_argument("--tracking-uri", default=None,
                        help="MLflow tracking URI (default: sqlite:///mlruns/mlflow.db)")
     serve.set_defaults(func=cmd_serve)
+
+    learn = sub.add_parser("learn", help="the one learner of the replicas on a Redis: learn every matured "
+                                         "decision, publish the model to them (nba serve --follow-learner)")
+    learn.add_argument("--redis", required=True, metavar="URL", help="the replicas' Redis")
+    learn.add_argument("--redis-cluster", action="store_true", help="the --redis address is a node of a cluster")
+    learn.add_argument("--redis-prefix", default="nba", help="the replicas' key prefix (default: nba)")
+    learn.add_argument("--catalog", type=Path, default=None, help="the replicas' catalog (default: the shipped one)")
+    learn.add_argument("--model", type=Path, default=None,
+                       help="start from this model when nothing is published yet (default: cold start)")
+    learn.add_argument("--publish-seconds", type=float, default=10.0,
+                       help="publish the model this often when it learned since (default 10)")
+    learn.add_argument("--publish-examples", type=int, default=0,
+                       help="also publish after this many new decisions learned (default 0: by time only)")
+    learn.add_argument("--mature-seconds", type=float, default=1.0,
+                       help="look for matured decisions this often (default 1)")
+    learn.set_defaults(func=cmd_learn)
 
     cdemo = sub.add_parser("channel-demo", help="start a server, drive it as a channel system would, stop it")
     cdemo.add_argument("--log-dir", type=Path, default=None,
