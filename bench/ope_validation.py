@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.ope import OracleTarget, TruthAccumulator, log_targeted, log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
-from simulators.sweep import as_completed  # noqa: E402
+from training.parallel import as_completed  # noqa: E402
 from training.estimators import DR, DROS, SHRINKAGE_GRID, TunedDROS  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
 from engine.models import load_model, save_model  # noqa: E402
@@ -109,7 +109,7 @@ def one_seed(seed: int, customers: int, weeks: int, candidate_dir: str, logging:
 
 
 def one_seed_call(call: dict) -> dict:
-    """``one_seed`` of one Ray task (``simulators.sweep.as_completed``)."""
+    """``one_seed`` of one Ray task (``training.parallel.as_completed``)."""
     return one_seed(**call)
 
 

@@ -107,8 +107,7 @@ class ModelCheckpoint:
                      info.get("version"), " ".join(info.get("args", [])), model.version)
             self._seen = info.get("sha256")
             return False
-        restored = ValueModel(model.settings, model_data=data, version=model.version)
-        restored.updates = int(info.get("updates", 0))
+        restored = ValueModel.restore(model.settings, data, model.version, int(info.get("updates", 0)))
         self.engine.swap_model(restored)
         self._saved_updates, self._seen = restored.updates, info["sha256"]
         log.info("%s model %s from its checkpoint (%d updates learned online)",

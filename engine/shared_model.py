@@ -125,9 +125,7 @@ def model_of(pub: Publication, like: ValueModel) -> ValueModel:
     if tuple(pub.args) != tuple(like.args):
         raise ValueError(f"{pub.version} was learned with VW arguments {' '.join(pub.args)!r}, "
                          f"this catalog's are {' '.join(like.args)!r}")
-    model = ValueModel(like.settings, model_data=pub.data, version=pub.version)
-    model.updates = pub.updates
-    return model
+    return ValueModel.restore(like.settings, pub.data, pub.version, pub.updates)
 
 
 class Learner:

@@ -36,6 +36,17 @@ class ValueModel:
         self.version = version
         self.updates = 0
 
+    @classmethod
+    def restore(cls, settings: ModelSettings, data: bytes, version: str, updates: int = 0) -> ValueModel:
+        """A model from its bytes (``serialize``), with its version and count of updates."""
+        model = cls(settings, model_data=data, version=version)
+        model.updates = updates
+        return model
+
+    def __reduce__(self):
+        # pickled as what ``restore`` takes (Ray ships models between processes)
+        return (ValueModel.restore, (self.settings, self.serialize(), self.version, self.updates))
+
     def _predict(self, context_json: str, n_actions: int) -> np.ndarray:
         # Straight to the core workspace (vowpal-wabbit-next is pinned): the public wrappers
         # build and type-check one Python object per action, which costs more than the

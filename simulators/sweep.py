@@ -1,5 +1,4 @@
-"""Several seeds of one simulation at once, each a Ray task (``as_completed``, which the
-off-policy validation's seeds use too).
+"""Several seeds of one simulation at once, each a Ray task (``training.parallel``).
 
 ``nba simulate --seeds 1-4`` runs ``simulate`` once per seed, each in a task of its own, on a
 Ray started here with ``--workers`` CPUs (default: every core) or on an existing cluster
@@ -13,12 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tqdm import tqdm
-
 from engine.settings import ConfigError
+from training.parallel import run_all
 
 SEEDS_FORMAT = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 MAX_SEEDS = 10_000
@@ -47,40 +44,6 @@ def _one_seed(kwargs: dict) -> dict:
     return simulate(**kwargs, mlflow=False, progress=False)
 
 
-def as_completed(function: Callable[[dict], object], calls: list[dict], workers: int | None = None,
-                 ray_address: str | None = None, progress: str | bool = False) -> Iterator[tuple[int, object]]:
-    """``function(call)`` for each of ``calls``, each a Ray task of one CPU (``function`` must be
-    importable by the workers: a module's top-level function); yields (the call's index, its
-    result) as each ends. A task's exception is raised here as it was raised there. The Ray is
-    started here with ``workers`` CPUs (default: every core) and stopped at the end, unless one
-    is running in this process already; ``ray_address``: an existing cluster's instead.
-    ``progress``: a progress bar with this description."""
-    import ray
-
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
-                 configure_logging=False, log_to_driver=False)
-    try:
-        task = ray.remote(num_cpus=1)(function)
-        index = {task.remote(call): i for i, call in enumerate(calls)}
-        waiting = list(index)
-        with tqdm(total=len(calls), disable=not progress, desc=progress or None) as bar:
-            while waiting:
-                done, waiting = ray.wait(waiting, num_returns=1)
-                try:
-                    result = ray.get(done[0])
-                except ray.exceptions.RayTaskError as exc:
-                    raise exc.as_instanceof_cause() from None
-                bar.update()
-                yield index[done[0]], result
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
 def sweep(seeds: tuple[int, ...], *, out: Path, workers: int | None = None, ray_address: str | None = None,
           mlflow: bool = True, progress: bool = True, **kwargs) -> list[dict]:
     """``simulate(seed=S, out=out / f"seed_{S}", **kwargs)`` for each seed, as Ray tasks; the
@@ -98,8 +61,7 @@ def sweep(seeds: tuple[int, ...], *, out: Path, workers: int | None = None, ray_
     load_scenario(kwargs.get("scenario", "default"), parse_catalog_settings(kwargs.get("catalog_set") or []))
     check_policies(kwargs.get("policies", ()))
     calls = [{**kwargs, "seed": s, "out": out / f"seed_{s}"} for s in seeds]
-    results = dict(as_completed(_one_seed, calls, workers, ray_address, progress and "simulating seeds"))
-    ordered = [results[i] for i in range(len(seeds))]
+    ordered = run_all(_one_seed, calls, workers, ray_address, progress and "simulating seeds")
     for result in ordered:
         result["mlflow_run_id"] = record_mlflow(result) if mlflow else None
     return ordered

@@ -482,3 +482,36 @@ def test_evaluate_names_a_bad_refits_count(value, message, capsys, tmp_path):
         main(["evaluate", "--logs", str(tmp_path), "--policy", "rules", f"--refits={value}"])
     assert exit_.value.code == 2
     assert re.search(f"--refits must be {message}", capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_local_ray_of_two_workers_gives_the_same_estimates(logged, capsys, tmp_path):
+    """`nba evaluate --workers 2`: each fold's reward model learned in a task of its own, the
+    decisions scored in others, the columns joined in log order -- the estimates are the ones
+    the command makes in one process, to the last digit. A truncated and a corrupt line are
+    counted once, as in one process."""
+    from nba.cli import main
+
+    catalog, log_dir, _ = logged
+    copy = tmp_path / "logs"
+    copy.mkdir()
+    for f in log_dir.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    last = sorted(copy.glob("decisions-*.jsonl"))[-1]
+    with last.open("ab") as out:
+        out.write(b'{"not": "a decision"}\n{"EventId": "broken\n')
+    argv = ["evaluate", "--logs", str(copy), "--policy", "rules", "--policy", "uniform", "--json", "--no-mlflow",
+            "--no-progress", "--refits", "4"]
+    assert main(argv) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--workers", "2"]) == 0
+    on_ray = json.loads(capsys.readouterr().out)
+    assert on_ray == alone
+    assert alone["rules"]["n"] > 6000 and alone["rules"]["dm"]["value"] != alone["uniform"]["dm"]["value"]
+    text = [argv[:-5] + ["--no-mlflow", "--no-progress", "--refits", "0"] + extra for extra in ([], ["--workers", "2"])]
+    outputs = []
+    for args in text:
+        assert main(args) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert "skipped: 1 invalid JSON, 1 missing field" in outputs[0]

@@ -36,7 +36,7 @@ def cmd_evaluate(args) -> int:
     catalog = load_catalog(args.catalog)
     run_evaluate(args.logs, catalog, args.policy, args.after, args.before, args.json, args.greedy,
                  args.reward_passes, not args.no_mlflow, not args.no_progress, args.tracking_uri,
-                 refits=args.refits)
+                 refits=args.refits, workers=args.workers, ray_address=args.ray_address)
     return 0
 
 
@@ -58,6 +58,23 @@ def _refits(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be >= 1, got {value}")
+    return value
+
+
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="run on a local Ray of this many CPUs, the same estimates (default: in this process)")
+    p.add_argument("--ray-address", default=None,
+                   help="run on this Ray cluster instead (auto on one of its nodes, or ray://HEAD:10001)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_train(sub)
     ev = sub.add_parser("evaluate", help="estimate policies' value from logs (IPS, SNIPS, DM, DR, DR-OS)")
@@ -73,6 +90,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--refits", type=_refits, default=REFITS,
                     help=f"bootstrap refits of the reward model whose spread widens the intervals of the "
                          f"estimators that use it (default {REFITS}; 0: the model taken as fixed, faster)")
+    add_ray_options(ev)
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     ev.add_argument("--tracking-uri", default=None)

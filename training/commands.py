@@ -108,14 +108,16 @@ def _window(start, end) -> str:
 
 def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: str | None,
                  before: str | None, as_json: bool, greedy: bool, passes: int, mlflow_on: bool,
-                 progress: bool, tracking_uri: str | None = None, refits: int = REFITS) -> dict:
+                 progress: bool, tracking_uri: str | None = None, refits: int = REFITS,
+                 workers: int | None = None, ray_address: str | None = None) -> dict:
     check_logs(log_dir)
     start, end = parse_time(after, "--after"), parse_time(before, "--before")
     if mlflow_on or any(p.startswith("models:/") for p in policies):
         registry.use_tracking(tracking_uri)
     evaluated = [target_policy(p, catalog, greedy=greedy) for p in policies]
     evaluation = evaluate_logs(log_dir, catalog, evaluated, start=start, end=end, passes=passes,
-                               progress=progress and not as_json, refits=refits)
+                               progress=progress and not as_json, refits=refits, workers=workers,
+                               ray_address=ray_address)
     results = {p.name: result_json(evaluation, p.name) for p in evaluated}
     if mlflow_on:
         import mlflow

@@ -27,7 +27,7 @@ import orjson
 from engine.catalog import Catalog
 from engine.decision_log import log_files
 from engine.value_model import ValueModel
-from training.logs import ReadReport, _parse_time, joined_with_times
+from training.logs import ReadReport, Select, _parse_time, joined_with_times
 
 _TIMESTAMP = re.compile(rb'"Timestamp":"([^"]+)"')
 
@@ -41,6 +41,7 @@ class LoggedDecision:
     probability: float            # logged probability of the chosen action
     reward: float                 # joined reward (catalog's definition)
     record: dict                  # the parsed DSJSON record (``c`` is the context)
+    log_line: int = -1            # its line number over the decision log's files
 
     @functools.cached_property
     def context(self) -> str:
@@ -78,12 +79,14 @@ class LoggedDecision:
 
 def iter_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                    start: dt.datetime | None = None, end: dt.datetime | None = None,
-                   outcome_report: ReadReport | None = None) -> Iterator[LoggedDecision]:
-    """Joined decisions made in [start, end) (either bound optional), in log order."""
-    for record, when in joined_with_times(log_dir, catalog, report, outcome_report, start, end):
+                   outcome_report: ReadReport | None = None, select: Select | None = None
+                   ) -> Iterator[LoggedDecision]:
+    """Joined decisions made in [start, end) (either bound optional), in log order; ``select``:
+    of these lines only (``training.logs.read_jsonl``)."""
+    for record, when, number in joined_with_times(log_dir, catalog, report, outcome_report, start, end, select):
         meta = record["_nba"]
         yield LoggedDecision(record["EventId"], when, tuple(meta["actions"]), record["_labelIndex"],
-                             float(record["_label_probability"]), meta["reward"], record)
+                             float(record["_label_probability"]), meta["reward"], record, number)
 
 
 @dataclass

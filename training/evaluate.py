@@ -32,11 +32,14 @@ affordable.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import datetime as dt
+import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +51,8 @@ from engine.catalog import Catalog, ModelSettings
 from engine.value_model import ValueModel
 from training.dataset import LoggedDecision, iter_decisions
 from training.estimators import ESTIMATORS, REFIT_ROWS, REFITS, LoggedRounds, RefitSpread, evaluate
-from training.logs import ReadReport
+from training.logs import ReadReport, Select
+from training.parallel import ray_session, run_all
 from training.target_policies import EvalPolicy
 
 FOLDS = 2
@@ -112,52 +116,74 @@ class ChosenActionLearner:
 
 class RewardModel:
     """Cross-fitted VW regression of the reward on context and action, with ``refits``
-    bootstrap refits of it (module docstring; 0: none, the model taken as fixed)."""
+    bootstrap refits of it (module docstring; 0: none, the model taken as fixed). Each fold has
+    its own learners -- the model, then each refit -- fed that fold's decisions in log order,
+    so the folds can be learned apart (``folds_held``: the folds this instance learns) and put
+    together (``join``) into the model one pass would have made."""
 
     def __init__(self, settings: ModelSettings, folds: int = FOLDS, learning_rate: float = REWARD_LR,
-                 power_t: float = REWARD_POWER_T, refits: int = 0, seed: int = 0):
+                 power_t: float = REWARD_POWER_T, refits: int = 0, seed: int = 0,
+                 folds_held: tuple[int, ...] | None = None):
         if folds < 2:
             raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
         if refits < 0 or refits == 1:
             raise ValueError(f"refits must be 0 (none) or at least 2, got {refits}")
         self.regression = dataclasses.replace(settings, cb_type="mtr", learning_rate=learning_rate,
                                               power_t=power_t, importance_weighted=True, structure="direct")
-        self.models = [ChosenActionLearner(self.regression, f"reward-fold-{k}") for k in range(folds)]
-        self.refits = [[ChosenActionLearner(self.regression, f"refit-{b}-fold-{k}") for k in range(folds)]
-                       for b in range(refits)]
-        self.seed = seed
+        self.folds, self.n_refits, self.seed = folds, refits, seed
+        held = range(folds) if folds_held is None else folds_held
+        # fold -> [the model, refit 0, refit 1, ...]
+        self.learners = {k: [ChosenActionLearner(self.regression, f"reward-fold-{k}")]
+                         + [ChosenActionLearner(self.regression, f"refit-{b}-fold-{k}") for b in range(refits)]
+                         for k in held}
         self._draws: dict[str, np.ndarray] = {}
 
+    def join(self, other: RewardModel) -> None:
+        """Take over the folds ``other`` learned."""
+        self.learners.update(other.learners)
+
+    def holding(self, fold: int) -> RewardModel:
+        """This model with ``fold``'s learners only: what predicting the decisions of the fold
+        after it needs (a smaller thing to ship to another process)."""
+        part = copy.copy(self)
+        part.learners, part._draws = {fold: self.learners[fold]}, {}
+        return part
+
     def fold(self, d: LoggedDecision) -> int:
-        return zlib.crc32(d.event_id.encode()) % len(self.models)
+        return zlib.crc32(d.event_id.encode()) % self.folds
 
     def draws(self, customer: str) -> np.ndarray:
         """How many times each refit's resample holds this customer (Poisson(1), fixed per customer)."""
         draws = self._draws.get(customer)
         if draws is None:
             rng = np.random.default_rng([self.seed, zlib.crc32(customer.encode())])
-            draws = self._draws[customer] = rng.poisson(1.0, len(self.refits))
+            draws = self._draws[customer] = rng.poisson(1.0, self.n_refits)
         return draws
 
     def learn(self, d: LoggedDecision) -> None:
-        fold = self.fold(d)
+        """Learn ``d`` into its fold's learners (if this instance holds that fold)."""
+        learners = self.learners.get(self.fold(d))
+        if learners is None:
+            return
         record = chosen_action_record(d)
-        self.models[fold].learn(d, record=record)
-        if self.refits:
-            for refit, times in zip(self.refits, self.draws(d.customer_id)):
+        learners[0].learn(d, record=record)
+        if self.n_refits:
+            for refit, times in zip(learners[1:], self.draws(d.customer_id)):
                 if times:
-                    refit[fold].learn(d, int(times), record)
+                    refit.learn(d, int(times), record)
+
+    def _other(self, d: LoggedDecision) -> list[ChosenActionLearner]:
+        return self.learners[(self.fold(d) + 1) % self.folds]
 
     def predict(self, d: LoggedDecision) -> np.ndarray:
         """Out-of-fold predicted reward of each of the decision's actions."""
-        other = (self.fold(d) + 1) % len(self.models)
-        return self.models[other].model.values(d.context, len(d.actions))
+        return self._other(d)[0].model.values(d.context, len(d.actions))
 
     def predict_refits(self, d: LoggedDecision) -> np.ndarray:
         """(refits, actions): each refit's out-of-fold prediction, the context parsed once."""
-        other = (self.fold(d) + 1) % len(self.models)
-        examples = self.models[other].model.parse(d.context)
-        return np.array([refit[other].model.values_parsed(examples, len(d.actions)) for refit in self.refits])
+        learners = self._other(d)
+        examples = learners[0].model.parse(d.context)
+        return np.array([refit.model.values_parsed(examples, len(d.actions)) for refit in learners[1:]])
 
 
 @dataclass
@@ -184,16 +210,157 @@ class Evaluation:
         return self.summaries[key]
 
 
+_EVENT_ID = re.compile(rb'"EventId"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _fold_lines(folds: int, fold: int, lines: tuple[int, int] | None = None) -> Select:
+    """The log lines, of the range ``lines`` if given, that may hold a decision of ``fold``, told
+    by the event id in the raw line without parsing it. A line without one (not a decision) is
+    read by fold 0 only, so that each line is read, and counted, once over the folds."""
+    def select(number: int, raw: bytes) -> bool:
+        if lines is not None and not lines[0] <= number < lines[1]:
+            return False
+        match = _EVENT_ID.search(raw)
+        if match is None:
+            return fold == 0
+        ident = match.group(1)
+        if b"\\" in ident:
+            ident = orjson.loads(b'"' + ident + b'"').encode()
+        return zlib.crc32(ident) % folds == fold
+    return select
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one part of an evaluation needs (a Ray task's argument, or the whole in process)."""
+
+    log_dir: Path
+    catalog: Catalog
+    start: dt.datetime | None
+    end: dt.datetime | None
+    passes: int = 1
+    refits: int = 0
+    seed: int = 0
+    progress: bool = False
+
+    def decisions(self, report: ReadReport | None = None, select: Select | None = None,
+                  desc: str = "") -> Iterator[LoggedDecision]:
+        return tqdm(iter_decisions(self.log_dir, self.catalog, report, self.start, self.end, select=select),
+                    disable=not self.progress, unit="decision", unit_scale=True, desc=desc)
+
+    def learn(self, fold: int | None = None) -> tuple[RewardModel, list[int]]:
+        """The reward model (of one fold, or all), and the log lines of the decisions learned."""
+        model = RewardModel(self.catalog.model, refits=self.refits, seed=self.seed,
+                            folds_held=None if fold is None else (fold,))
+        select = None if fold is None else _fold_lines(model.folds, fold)
+        for k in range(self.passes):
+            lines = []
+            for d in self.decisions(select=select, desc=f"reward model, pass {k + 1}/{self.passes}"):
+                if fold is None or model.fold(d) == fold:
+                    model.learn(d)
+                    lines.append(d.log_line)
+        return model, lines
+
+
+@dataclass
+class _Scored:
+    """The per-decision columns of one range of the logs, in log order."""
+
+    rewards: list[float] = field(default_factory=list)
+    pscores: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    customers: list[str] = field(default_factory=list)
+    cols: dict[str, tuple[list, list, list]] = field(default_factory=dict)   # target p of the logged action, q, v
+    spread: dict[str, tuple[list, list]] = field(default_factory=dict)  # per spread row: (refits,) v and q logged
+    report: ReadReport = field(default_factory=ReadReport)
+    lines: list[int] = field(default_factory=list)  # each decision's log line
+    spread_at: list[int] = field(default_factory=list)  # the log lines of the spread rows
+
+    @classmethod
+    def merged(cls, parts: list[_Scored]) -> _Scored:
+        """The parts' columns as one, in log order (each part is in log order)."""
+        out = cls(report=ReadReport())
+        order = np.argsort(np.concatenate([np.array(p.lines, dtype=np.int64) for p in parts]), kind="stable")
+        spread_order = np.argsort(np.concatenate(
+            [np.array(p.spread_at, dtype=np.int64) for p in parts]), kind="stable")
+
+        def joined(columns: list[list], by: np.ndarray) -> list:
+            flat = [x for column in columns for x in column]
+            return [flat[i] for i in by]
+
+        for name in ("rewards", "pscores", "ids", "customers", "lines"):
+            setattr(out, name, joined([getattr(p, name) for p in parts], order))
+        out.spread_at = joined([p.spread_at for p in parts], spread_order)
+        for policy in parts[0].cols:
+            out.cols[policy] = tuple(joined([p.cols[policy][c] for p in parts], order) for c in range(3))
+            out.spread[policy] = tuple(joined([p.spread[policy][c] for p in parts], spread_order) for c in range(2))
+        for p in parts:
+            out.report.read += p.report.read
+            out.report.skipped.update(p.report.skipped)
+        return out
+
+
+def _score(job: _Job, reward_model: RewardModel, policies: list[EvalPolicy], spread_lines: set[int],
+           fold: int | None = None, lines: tuple[int, int] | None = None, observer=None) -> _Scored:
+    """Every policy's columns on the decisions (of ``fold``, of log lines [lines), when given)."""
+    out = _Scored(cols={p.name: ([], [], []) for p in policies}, spread={p.name: ([], []) for p in policies})
+    select = None if fold is None else _fold_lines(reward_model.folds, fold, lines)
+    for d in job.decisions(out.report, select, desc="scoring policies"):
+        if fold is not None and reward_model.fold(d) != fold:
+            out.report.read -= 1  # (read by its own fold's task)
+            continue
+        q = reward_model.predict(d)
+        q_refits = None
+        if d.log_line in spread_lines:
+            q_refits = reward_model.predict_refits(d)
+            out.spread_at.append(d.log_line)
+        probs = {}
+        for policy in policies:
+            p = policy.probabilities(d)
+            probs[policy.name] = p
+            target, q_logged, v = out.cols[policy.name]
+            target.append(p[d.chosen])
+            q_logged.append(q[d.chosen])
+            v.append(float(p @ q))
+            if q_refits is not None:
+                out.spread[policy.name][0].append(q_refits @ p)
+                out.spread[policy.name][1].append(q_refits[:, d.chosen])
+        out.rewards.append(d.reward)
+        out.pscores.append(d.probability)
+        out.ids.append(d.event_id)
+        out.customers.append(d.customer_id)
+        out.lines.append(d.log_line)
+        if observer is not None:
+            observer(d, probs)
+    return out
+
+
+def _learn_task(call: tuple[_Job, int]) -> tuple[RewardModel, list[int]]:
+    job, fold = call
+    return job.learn(fold)
+
+
+def _score_task(call: tuple) -> _Scored:
+    return _score(*call)
+
+
 def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPolicy],
                   start: dt.datetime | None = None, end: dt.datetime | None = None,
                   passes: int = 1, progress: bool = False,
                   observer: Callable[[LoggedDecision, dict[str, np.ndarray]], None] | None = None,
-                  refits: int = REFITS, refit_rows: int = REFIT_ROWS, seed: int = 0) -> Evaluation:
+                  refits: int = REFITS, refit_rows: int = REFIT_ROWS, seed: int = 0,
+                  workers: int | None = None, ray_address: str | None = None) -> Evaluation:
     """Evaluate ``policies`` on the decisions logged in [start, end). ``passes``: passes of the
     reward model over the data before scoring. ``refits``: bootstrap refits of the reward model
     whose spread on ``refit_rows`` decisions enters the intervals (0: the model taken as fixed).
     ``observer(decision, {policy: probabilities})`` sees every decision scored (the simulator's
-    ground truth uses it)."""
+    ground truth uses it).
+
+    ``workers`` or ``ray_address``: on Ray (``training.parallel``), the same estimates. Each
+    fold's reward model is learned in a task of its own (its learners see the decisions they see
+    in one process, in the same order), then ranges of the logs are scored in ``workers`` tasks
+    (default: the Ray's CPUs) with the models shipped to them, and the columns joined in log
+    order before the estimators run."""
     if passes < 1:
         raise ValueError(f"passes must be at least 1, got {passes}")
     if refit_rows < 1:
@@ -201,57 +368,55 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     names = [p.name for p in policies]
     if len(set(names)) != len(names):
         raise ValueError(f"policy names must differ: {names}")
+    on_ray = workers is not None or ray_address is not None
+    if on_ray and observer is not None:
+        raise ValueError("an observer sees decisions in this process: evaluate without Ray")
     started = time.perf_counter()
-    reward_model = RewardModel(catalog.model, refits=refits, seed=seed)
-    for k in range(passes):
-        count = 0
-        for d in tqdm(iter_decisions(log_dir, catalog, start=start, end=end), disable=not progress,
-                      unit="decision", unit_scale=True, desc=f"reward model, pass {k + 1}/{passes}"):
-            reward_model.learn(d)
-            count += 1
-    # the decisions (by position) on which the refits' spread is measured
-    rng = np.random.default_rng(seed)
-    spread_rows = np.sort(rng.choice(count, size=min(refit_rows, count), replace=False)) if refits else np.zeros(0, int)
-    spread_at = set(spread_rows.tolist())
-    spread = {name: ([], []) for name in names}  # per spread row: (refits,) v and q of the logged action
-    report = ReadReport()
-    rewards, pscores, ids, customers = [], [], [], []
-    cols = {name: ([], [], []) for name in names}  # target p of the logged action, q, v
-    for i, d in enumerate(tqdm(iter_decisions(log_dir, catalog, report, start=start, end=end),
-                               disable=not progress, unit="decision", unit_scale=True, desc="scoring policies")):
-        q = reward_model.predict(d)
-        q_refits = reward_model.predict_refits(d) if i in spread_at else None
-        probs = {}
-        for policy in policies:
-            p = policy.probabilities(d)
-            probs[policy.name] = p
-            target, q_logged, v = cols[policy.name]
-            target.append(p[d.chosen])
-            q_logged.append(q[d.chosen])
-            v.append(float(p @ q))
-            if q_refits is not None:
-                spread[policy.name][0].append(q_refits @ p)
-                spread[policy.name][1].append(q_refits[:, d.chosen])
-        rewards.append(d.reward)
-        pscores.append(d.probability)
-        ids.append(d.event_id)
-        customers.append(d.customer_id)
-        if observer is not None:
-            observer(d, probs)
-    if not ids:
+    job = _Job(Path(log_dir), catalog, start, end, passes, refits, seed, progress and not on_ray)
+    with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():
+        if on_ray:
+            import ray
+
+            parts = run_all(_learn_task, [(job, k) for k in range(FOLDS)], progress=progress and "reward model")
+            reward_model = parts[0][0]
+            for part, _ in parts[1:]:
+                reward_model.join(part)
+            lines = sorted(line for _, fold_lines in parts for line in fold_lines)
+        else:
+            reward_model, lines = job.learn()
+        count = len(lines)
+        # the decisions (by position) on which the refits' spread is measured
+        rng = np.random.default_rng(seed)
+        spread_rows = np.sort(rng.choice(count, size=min(refit_rows, count), replace=False)) if refits else np.zeros(0, int)
+        spread_lines = {lines[i] for i in spread_rows.tolist()}
+        if on_ray:
+            # each fold's decisions, in ranges of the log, scored with the other fold's model only
+            cpus = workers if workers is not None else int(ray.available_resources().get("CPU", 1))
+            ranges = max(1, -(-cpus // FOLDS))
+            calls = []
+            for fold, (_, fold_lines) in enumerate(parts):
+                model = reward_model.holding((fold + 1) % FOLDS)
+                n = len(fold_lines)
+                bounds = [0] + [fold_lines[n * r // ranges] for r in range(1, ranges) if n] + [2**63]
+                calls += [(job, model, policies, spread_lines, fold, (lo, hi)) for lo, hi in zip(bounds, bounds[1:])]
+            scored = _Scored.merged(run_all(_score_task, calls, progress=progress and "scoring policies"))
+        else:
+            scored = _score(job, reward_model, policies, spread_lines, observer=observer)
+    if not scored.ids:
         window = f" between {start} and {end}" if start or end else ""
-        raise ValueError(f"{log_dir}: no decisions to evaluate{window} ({report})")
-    if len(ids) != count:
+        raise ValueError(f"{log_dir}: no decisions to evaluate{window} ({scored.report})")
+    if len(scored.ids) != count:
         raise ValueError(f"{log_dir}: the logs changed while they were evaluated ({count:,} decisions learned, "
-                         f"{len(ids):,} scored); evaluate a directory no server is writing to, or a closed time range")
-    reward, pscore = np.array(rewards), np.array(pscores)
-    cluster = np.unique(np.array(customers), return_inverse=True)[1].astype(np.int64)
+                         f"{len(scored.ids):,} scored); evaluate a directory no server is writing to, or a closed time range")
+    reward, pscore = np.array(scored.rewards), np.array(scored.pscores)
+    cluster = np.unique(np.array(scored.customers), return_inverse=True)[1].astype(np.int64)
     rounds = {}
-    for name, (t, q, v) in cols.items():
-        refit_spread = (RefitSpread(spread_rows, np.array(spread[name][0]).T, np.array(spread[name][1]).T)
+    for name in names:
+        t, q, v = scored.cols[name]
+        refit_spread = (RefitSpread(spread_rows, np.array(scored.spread[name][0]).T, np.array(scored.spread[name][1]).T)
                         if refits else None)
         rounds[name] = LoggedRounds(reward, pscore, np.array(t), np.array(q), np.array(v), cluster, refit_spread)
-    return Evaluation(rounds, ids, report, time.perf_counter() - started, start, end)
+    return Evaluation(rounds, scored.ids, scored.report, time.perf_counter() - started, start, end)
 
 
 ROW_ESTIMATORS = ("ips", "snips", "dm", "dr", "dr_os", "dr_os_tuned")

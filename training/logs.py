@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +48,20 @@ def _parse_time(text: str) -> dt.datetime:
     return when
 
 
-def read_jsonl(paths: list[Path], report: ReadReport) -> Iterator[dict]:
+# Which lines a reader parses: select(line number over all the files, the raw line) -> bool.
+Select = Callable[[int, bytes], bool]
+
+
+def read_jsonl(paths: list[Path], report: ReadReport, select: Select | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number over all ``paths``, record) of each JSON object; ``select`` (optional)
+    picks the lines read, the others are neither parsed nor counted."""
+    number = -1
     for path in paths:
         with path.open("rb") as handle:
             for raw in handle:
+                number += 1
+                if select is not None and not select(number, raw):
+                    continue
                 if not raw.endswith(b"\n"):
                     report.skip("truncated last line")
                     continue
@@ -63,7 +73,7 @@ def read_jsonl(paths: list[Path], report: ReadReport) -> Iterator[dict]:
                 if not isinstance(record, dict):
                     report.skip("not a JSON object")
                     continue
-                yield record
+                yield number, record
 
 
 def _decision_time(record: dict, report: ReadReport) -> dt.datetime | None:
@@ -97,7 +107,7 @@ def read_outcomes(log_dir: str | Path, report: ReadReport | None = None
     report = report if report is not None else ReadReport()
     by_event: dict[str, list] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
-    for record in read_jsonl(log_files(log_dir, "outcomes"), report):
+    for _, record in read_jsonl(log_files(log_dir, "outcomes"), report):
         try:
             key = (record["EventId"], record["OutcomeId"])
             item = (record["OutcomeId"], OutcomeType(record["Type"]), float(record["Value"]),
@@ -117,19 +127,21 @@ def read_outcomes(log_dir: str | Path, report: ReadReport | None = None
 def joined_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                      outcome_report: ReadReport | None = None) -> Iterator[dict]:
     """Decision records with ``_label_cost`` set to the joined cost (and ``_nba.reward``)."""
-    for record, _ in joined_with_times(log_dir, catalog, report, outcome_report):
+    for record, _, _ in joined_with_times(log_dir, catalog, report, outcome_report):
         yield record
 
 
 def joined_with_times(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                       outcome_report: ReadReport | None = None, start: dt.datetime | None = None,
-                      end: dt.datetime | None = None) -> Iterator[tuple[dict, dt.datetime]]:
-    """(joined record, decision time) of the decisions made in [start, end), either bound
-    optional; decisions outside it are counted as skipped."""
+                      end: dt.datetime | None = None, select: Select | None = None
+                      ) -> Iterator[tuple[dict, dt.datetime, int]]:
+    """(joined record, decision time, line number) of the decisions made in [start, end),
+    either bound optional; decisions outside it are counted as skipped. ``select``: only these
+    lines (``read_jsonl``)."""
     report = report if report is not None else ReadReport()
     outcomes = read_outcomes(log_dir, outcome_report)
     window = catalog.attribution_window
-    for record in read_jsonl(log_files(log_dir, "decisions"), report):
+    for number, record in read_jsonl(log_files(log_dir, "decisions"), report, select):
         decided = _decision_time(record, report)
         if decided is None:
             continue
@@ -146,4 +158,4 @@ def joined_with_times(log_dir: str | Path, catalog: Catalog, report: ReadReport 
         record["_label_cost"] = -reward
         meta["reward"] = reward
         meta["opened"] = was_opened(attributed)
-        yield record, decided
+        yield record, decided, number
