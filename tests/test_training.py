@@ -515,3 +515,14 @@ def test_evaluate_on_a_local_ray_of_two_workers_gives_the_same_estimates(logged,
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert "skipped: 1 invalid JSON, 1 missing field" in outputs[0]
+
+
+@pytest.mark.slow
+def test_training_on_a_local_ray_makes_the_same_model(logged):
+    """`nba train --workers 2`: Ray tasks read and join ranges of the logs ahead of the learning,
+    which takes their lines in log order -- the model is the one-process model, byte for byte."""
+    catalog, log_dir, _ = logged
+    alone = train(log_dir, catalog, PARAMS)
+    on_ray = train(log_dir, catalog, PARAMS, workers=2)
+    assert on_ray.decisions == alone.decisions > 6000 and str(on_ray.report) == str(alone.report)
+    assert on_ray.model.serialize() == alone.model.serialize()

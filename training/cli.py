@@ -26,7 +26,8 @@ def cmd_train(args) -> int:
         raise ConfigError(str(exc)) from None
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     run_train(args.logs, catalog, params, args.train_fraction, args.until, args.out, args.name,
-              not args.no_register, args.promote, baselines, not args.no_progress, args.tracking_uri)
+              not args.no_register, args.promote, baselines, not args.no_progress, args.tracking_uri,
+              workers=args.workers, ray_address=args.ray_address)
     return 0
 
 
@@ -70,7 +71,7 @@ def _workers(text: str) -> int:
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_workers, default=None,
-                   help="run on a local Ray of this many CPUs, the same estimates (default: in this process)")
+                   help="run on a local Ray of this many CPUs, with the same results (default: in this process)")
     p.add_argument("--ray-address", default=None,
                    help="run on this Ray cluster instead (auto on one of its nodes, or ray://HEAD:10001)")
 
@@ -136,5 +137,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train_p.add_argument("--promote", action="store_true",
                          help="make it the champion if its DR lower bound beats the champion's estimate")
     train_p.add_argument("--tracking-uri", default=None)
+    add_ray_options(train_p)
     train_p.add_argument("--no-progress", action="store_true")
     train_p.set_defaults(func=cmd_train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -17,6 +18,7 @@ from training.estimators import REFITS
 from training.evaluate import Evaluation, evaluate_logs, table, warnings_text
 from engine.models import load_model, save_model, trained_until
 from training.target_policies import Logged, ModelPolicy, target_policy
+from training.parallel import ray_session
 from training.train import TrainParams, train
 
 EXPERIMENT_TRAIN = "training"
@@ -147,31 +149,21 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
 
 def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fraction: float,
               until: str | None, out: Path, name: str, register: bool, promote: bool,
-              baselines: list[str], progress: bool, tracking_uri: str | None = None) -> dict:
+              baselines: list[str], progress: bool, tracking_uri: str | None = None,
+              workers: int | None = None, ray_address: str | None = None) -> dict:
     import mlflow
 
     check_logs(log_dir)
     cut = parse_time(until, "--until") or split_time(log_dir, train_fraction)
-    result = train(log_dir, catalog, params, end=cut, progress=progress)
-    model_dir = save_model(out / "model", result.model.serialize(), result.settings,
-                           {"trained_until": cut.isoformat(),
-                            "decisions": result.decisions, "catalog": catalog.version})
-    print(f"trained on {result.decisions:,} decisions before {cut.isoformat()} "
-          f"({params.passes} pass{'es' if params.passes > 1 else ''}): {result.examples:,} examples in "
-          f"{result.seconds:.1f} s = {result.examples_per_second:,.0f} examples/s; {result.report}")
-    registry.use_tracking(tracking_uri, EXPERIMENT_TRAIN)
-    incumbent_version = registry.champion_version(name)
-    candidate = ModelPolicy("candidate", load_model(model_dir, catalog, "candidate"), catalog.exploration)
-    policies = [candidate, Logged()] + [target_policy(b, catalog) for b in baselines]
-    incumbent = "logged"
-    if incumbent_version is not None:
-        incumbent = f"models:/{name}/{incumbent_version}"
-        policies.append(target_policy(incumbent, catalog))
-    evaluation = evaluate_logs(log_dir, catalog, policies, start=cut, progress=progress)
+    on_ray = workers is not None or ray_address is not None
+    with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():  # one Ray for both
+        result, evaluation, incumbent = _train_and_evaluate(
+            log_dir, catalog, params, cut, out, name, baselines, progress, tracking_uri, workers, ray_address)
     print(f"\nEvaluated on the {evaluation.n:,} later decisions (from {cut.isoformat()}), "
           f"EUR per decision, 95 % intervals:\n")
     print(table(evaluation))
     print(warnings_text(evaluation))
+    model_dir = out / "model"
     with mlflow.start_run(run_name=f"train {log_dir.name}") as run:
         mlflow.log_params({"logs": str(log_dir), "trained_until": cut.isoformat(), "catalog": catalog.version,
                            **params.as_params(catalog)})
@@ -201,6 +193,31 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
         print("would " + ("" if decision.promoted else "not ") + "be promoted: " + decision.reason)
     return {"version": version, "promoted": promote and version is not None and decision.promoted,
             "reason": decision.reason, "examples_per_second": result.examples_per_second}
+
+
+def _train_and_evaluate(log_dir: Path, catalog: Catalog, params: TrainParams, cut, out: Path, name: str,
+                        baselines: list[str], progress: bool, tracking_uri: str | None, workers: int | None,
+                        ray_address: str | None):
+    """``nba train``'s work: the candidate trained before ``cut`` and saved under ``out``, then
+    evaluated on the decisions from ``cut`` on beside the incumbent and the baselines."""
+    result = train(log_dir, catalog, params, end=cut, progress=progress, workers=workers, ray_address=ray_address)
+    model_dir = save_model(out / "model", result.model.serialize(), result.settings,
+                           {"trained_until": cut.isoformat(),
+                            "decisions": result.decisions, "catalog": catalog.version})
+    print(f"trained on {result.decisions:,} decisions before {cut.isoformat()} "
+          f"({params.passes} pass{'es' if params.passes > 1 else ''}): {result.examples:,} examples in "
+          f"{result.seconds:.1f} s = {result.examples_per_second:,.0f} examples/s; {result.report}")
+    registry.use_tracking(tracking_uri, EXPERIMENT_TRAIN)
+    incumbent_version = registry.champion_version(name)
+    candidate = ModelPolicy("candidate", load_model(model_dir, catalog, "candidate"), catalog.exploration)
+    policies = [candidate, Logged()] + [target_policy(b, catalog) for b in baselines]
+    incumbent = "logged"
+    if incumbent_version is not None:
+        incumbent = f"models:/{name}/{incumbent_version}"
+        policies.append(target_policy(incumbent, catalog))
+    evaluation = evaluate_logs(log_dir, catalog, policies, start=cut, progress=progress, workers=workers,
+                               ray_address=ray_address)
+    return result, evaluation, incumbent
 
 
 def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str | None, progress: bool,

@@ -26,7 +26,6 @@ import orjson
 
 from engine.catalog import Catalog
 from engine.decision_log import log_files
-from engine.value_model import ValueModel
 from training.logs import ReadReport, Select, _parse_time, joined_with_times
 
 _TIMESTAMP = re.compile(rb'"Timestamp":"([^"]+)"')
@@ -61,10 +60,6 @@ class LoggedDecision:
     @property
     def contacted(self) -> bool:
         return self.actions[self.chosen] != "no_contact"
-
-    def learn_into(self, model: ValueModel) -> None:
-        """Learn this decision with its joined reward."""
-        model.learn_dsjson(self.line)
 
     @property
     def customer_id(self) -> str:

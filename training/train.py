@@ -8,9 +8,12 @@ the later part it never saw.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +21,10 @@ from tqdm import tqdm
 
 from engine.catalog import MODEL_STRUCTURES, Catalog, ModelSettings
 from engine.value_model import ValueModel
+from engine.decision_log import log_files
 from training.dataset import iter_decisions
 from training.logs import ReadReport
+from training.parallel import ray_session
 
 CB_TYPES = ("mtr", "dm", "ips", "dr")
 
@@ -89,21 +94,56 @@ class TrainResult:
 
 def train(log_dir: str | Path, catalog: Catalog, params: TrainParams = TrainParams(),
           start: dt.datetime | None = None, end: dt.datetime | None = None,
-          progress: bool = False) -> TrainResult:
+          progress: bool = False, workers: int | None = None, ray_address: str | None = None) -> TrainResult:
     """Learn a VW model from the decisions logged in [start, end), ``params.passes`` times
-    over them in log order."""
+    over them in log order. ``workers`` or ``ray_address``: the logs are read, joined and made
+    into DSJSON lines by Ray tasks, ranges of the log each, a few ranges ahead of the learning
+    here, which takes them in log order: the same model."""
     settings = params.settings(catalog)
     model = ValueModel(settings, version="candidate")
+    on_ray = workers is not None or ray_address is not None
     started = time.perf_counter()
     examples, report = 0, ReadReport()
-    for k in range(params.passes):
-        pass_report = ReadReport() if k else report
-        for d in tqdm(iter_decisions(log_dir, catalog, pass_report, start=start, end=end),
-                      disable=not progress, unit="decision", unit_scale=True,
-                      desc=f"training, pass {k + 1}/{params.passes}"):
-            d.learn_into(model)
-            examples += 1
+    with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():
+        for k in range(params.passes):
+            pass_report = ReadReport() if k else report
+            lines = (_lines_on_ray(log_dir, catalog, pass_report, start, end) if on_ray else
+                     (d.line for d in iter_decisions(log_dir, catalog, pass_report, start=start, end=end)))
+            for line in tqdm(lines, disable=not progress, unit="decision", unit_scale=True,
+                             desc=f"training, pass {k + 1}/{params.passes}"):
+                model.learn_dsjson(line)
+                examples += 1
     if examples == 0:
         raise ValueError(f"{log_dir}: no decisions to train on ({report})")
     return TrainResult(model, settings, examples // params.passes, examples,
                        time.perf_counter() - started, report)
+
+
+def _joined_lines(call: tuple) -> tuple[list[str], ReadReport]:
+    """A Ray task: the DSJSON lines, with their joined costs, of the decisions on log lines [lo, hi)."""
+    log_dir, catalog, start, end, lo, hi = call
+    report = ReadReport()
+    lines = [d.line for d in iter_decisions(log_dir, catalog, report, start=start, end=end,
+                                            select=lambda number, _: lo <= number < hi)]
+    return lines, report
+
+
+def _lines_on_ray(log_dir, catalog: Catalog, report: ReadReport, start, end) -> Iterator[str]:
+    """The joined decision lines in log order, made by Ray tasks (``_joined_lines``), at most
+    two ranges per CPU in flight so that the object store holds a few ranges, not the logs."""
+    import ray
+
+    total = sum(data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
+                for data in (p.read_bytes() for p in log_files(log_dir, "decisions")))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ranges = max(1, min(total, 8 * cpus))
+    bounds = [total * r // ranges for r in range(ranges)] + [2**63]
+    task = ray.remote(num_cpus=1)(_joined_lines)
+    calls = iter((log_dir, catalog, start, end, lo, hi) for lo, hi in zip(bounds, bounds[1:]))
+    pending = [task.remote(call) for call in itertools.islice(calls, 2 * cpus)]
+    while pending:
+        lines, part = ray.get(pending.pop(0))
+        pending += [task.remote(call) for call in itertools.islice(calls, 1)]
+        report.read += part.read
+        report.skipped.update(part.skipped)
+        yield from lines
