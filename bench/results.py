@@ -7,7 +7,7 @@ results table is rewritten from the same run (between its ``results`` markers).
 
     make results                                   # everything: about an hour and a half on 2 cores
     .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
-    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving, sweep, evaluate, learner); the others are kept
+    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving, sweep, offline, learner); the others are kept
 
 The serving section (bench/serving.py, ~25 minutes) also rewrites the README's performance table
 (between its ``performance`` markers).
@@ -264,15 +264,16 @@ def section_sweep() -> str:
         "then of two, alternately; wall time of the whole command, Ray's start included.")
 
 
-EVALUATE = ["bench/evaluate_scaling.py"]
+OFFLINE = ["bench/offline_scaling.py"]
 
 
-def section_evaluate() -> str:
-    """bench/evaluate_scaling.py's output: nba evaluate in one process and on a local Ray."""
+def section_offline() -> str:
+    """bench/offline_scaling.py's output: evaluate and train in one process and on a local Ray."""
     return script_section(
-        "nba evaluate on Ray: one process, one worker, two workers", EVALUATE,
-        "`nba evaluate` (3 policies, 20 refits) on ~49 000 logged decisions, in one process, then `--workers 1`, "
-        "then `--workers 2`, alternately; wall time of the whole command, Ray's start and stop included.")
+        "Evaluate and train on Ray: one process, one worker, two workers", OFFLINE,
+        "`nba evaluate` (3 policies, 20 refits) and offline training on ~49 000 logged decisions, in one process, "
+        "then on a local Ray of 1 worker, then of 2, alternately; wall time of each whole run, Ray's start and stop "
+        "included.")
 
 
 LEARNER = ["bench/shared_learner.py"]
@@ -287,7 +288,7 @@ def section_learner() -> str:
         "`nba train` on the replicas' merged logs.")
 
 
-SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving", "sweep", "evaluate", "learner")
+SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving", "sweep", "offline", "learner")
 SECTION = re.compile(r"<!-- section:(\w+) -->\n(.*?)<!-- /section:\1 -->\n", re.S)
 
 
@@ -316,8 +317,8 @@ def main() -> int:
             text = section_ope()
         elif name == "sweep":
             text = section_sweep()
-        elif name == "evaluate":
-            text = section_evaluate()
+        elif name == "offline":
+            text = section_offline()
         elif name == "learner":
             text = section_learner()
         else:

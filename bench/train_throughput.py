@@ -8,12 +8,16 @@ Then: ``train`` (one pass, the candidate settings of bench/ope_validation.py) on
 70 % by time and ``evaluate_logs`` (cross-fitted reward model + scoring of the candidate,
 rules and uniform) on the rest -- both timed.
 
-    .venv/bin/python bench/train_throughput.py [--decisions 1000000] [--base-customers 20000]
+    .venv/bin/python bench/train_throughput.py [--decisions 1000000] [--base-customers 20000] [--workers 2]
+
+``--workers N``: train and evaluate on a local Ray of N CPUs (``nba train --workers``), started
+once for both and included in the time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import sys
@@ -27,6 +31,7 @@ from simulators.ope import log_uniform, validation_scenario  # noqa: E402
 from simulators.runner import Simulation  # noqa: E402
 from training.dataset import split_time  # noqa: E402
 from training.evaluate import evaluate_logs  # noqa: E402
+from training.parallel import ray_session  # noqa: E402
 from training.target_policies import ModelPolicy, Rules, Uniform  # noqa: E402
 from training.train import TrainParams, train  # noqa: E402
 
@@ -46,6 +51,7 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=1_000_000)
     parser.add_argument("--base-customers", type=int, default=20_000)
     parser.add_argument("--base-weeks", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=None, help="on a local Ray of this many CPUs")
     args = parser.parse_args()
     scenario = validation_scenario()
     catalog = scenario.catalog
@@ -65,17 +71,20 @@ def main() -> int:
               f"{size:.1f} GB (made in {time.perf_counter() - t:.0f} s)", flush=True)
         cut = split_time(logs, 0.7)
         t0 = time.perf_counter()
-        result = train(logs, catalog, TrainParams(cb_type="mtr", learning_rate=0.02, power_t=0.0), end=cut,
-                       progress=True)
-        trained = time.perf_counter() - t0
-        candidate = ModelPolicy("candidate", result.model, catalog.exploration)
-        evaluation = evaluate_logs(logs, catalog, [candidate, Rules(), Uniform()], start=cut, progress=True)
+        with ray_session(args.workers) if args.workers else contextlib.nullcontext():
+            result = train(logs, catalog, TrainParams(cb_type="mtr", learning_rate=0.02, power_t=0.0), end=cut,
+                           progress=True, workers=args.workers)
+            trained = time.perf_counter() - t0
+            candidate = ModelPolicy("candidate", result.model, catalog.exploration)
+            evaluation = evaluate_logs(logs, catalog, [candidate, Rules(), Uniform()], start=cut, progress=True,
+                                       workers=args.workers)
         total = time.perf_counter() - t0
         print(f"train: {result.decisions:,} decisions in {trained:.0f} s = {result.examples_per_second:,.0f} "
               f"decisions/s (each ~60 actions)")
         print(f"evaluate: {evaluation.n:,} decisions, 3 policies, in {evaluation.seconds:.0f} s = "
               f"{evaluation.n / evaluation.seconds:,.0f} decisions/s")
-        print(f"train + evaluate on {result.decisions + evaluation.n:,} logged decisions: {total:.0f} s "
+        where = f"on a local Ray of {args.workers} CPUs, its start included" if args.workers else "in one process"
+        print(f"train + evaluate on {result.decisions + evaluation.n:,} logged decisions, {where}: {total:.0f} s "
               f"({total / 60:.1f} min)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

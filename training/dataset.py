@@ -31,45 +31,81 @@ from training.logs import ReadReport, Select, _parse_time, joined_with_times
 _TIMESTAMP = re.compile(rb'"Timestamp":"([^"]+)"')
 
 
+# A probability no log holds: the place of the chosen action's probability in ``chosen_line``.
+_SENTINEL = 1.2345678901234567e-300
+_SENTINEL_TEXT = orjson.dumps(_SENTINEL).decode()
+
+
 @dataclass(frozen=True)
 class LoggedDecision:
+    """One joined decision. Read from the logs, ``record`` holds the parsed DSJSON record and
+    the rest is derived from it when first asked for; read from the cache (``training.cache``)
+    ``record`` is None and what is asked for comes from the cache's columns, the full record
+    being parsed (``parsed``) only when nothing else serves."""
+
     event_id: str
     time: dt.datetime
     actions: tuple[str, ...]      # feasible action labels, in the order they were scored
     chosen: int                   # index of the logged action in ``actions``
     probability: float            # logged probability of the chosen action
     reward: float                 # joined reward (catalog's definition)
-    record: dict                  # the parsed DSJSON record (``c`` is the context)
+    record: dict | None           # the parsed DSJSON record (``c`` is the context)
     log_line: int = -1            # its line number over the decision log's files
+
+    @functools.cached_property
+    def parsed(self) -> dict:
+        return self.record if self.record is not None else orjson.loads(self.line)
 
     @functools.cached_property
     def context(self) -> str:
         """The context as VW JSON text, exactly as scored."""
-        return orjson.dumps(self.record["c"]).decode()
+        return orjson.dumps(self.parsed["c"]).decode()
 
-    @property
+    @functools.cached_property
     def line(self) -> str:
         """The DSJSON line with its joined cost, as VW's DSJSON parser learns it."""
         return orjson.dumps(self.record).decode()
 
-    @property
+    @functools.cached_property
     def opened(self) -> bool:
         """Whether an OPENED outcome was attributed to the decision."""
-        return bool(self.record["_nba"].get("opened", False))
+        return bool(self.parsed["_nba"].get("opened", False))
 
     @property
     def contacted(self) -> bool:
         return self.actions[self.chosen] != "no_contact"
 
-    @property
+    @functools.cached_property
     def customer_id(self) -> str:
         """The customer the decision was made for (the event id for logs that lack it)."""
-        return self.record["_nba"].get("customer_id") or self.event_id
+        return self.parsed["_nba"].get("customer_id") or self.event_id
 
-    @property
+    @functools.cached_property
     def customer(self) -> dict[str, float]:
         """The customer features of the request (namespace U)."""
-        return self.record["c"].get("U", {})
+        return self.parsed["c"].get("U", {})
+
+    @functools.cached_property
+    def logged(self) -> tuple[list | None, list | None]:
+        """The logged action ids and probabilities (DSJSON ``a`` and ``p``), as logged."""
+        return self.parsed.get("a"), self.parsed.get("p")
+
+    @functools.cached_property
+    def chosen_line(self) -> str:
+        """The DSJSON line (with the joined cost) of the shared context and the logged action
+        alone, its probability left to ``chosen_action_line`` to fill in."""
+        record = self.parsed
+        context = dict(record["c"])
+        context["_multi"] = [context["_multi"][self.chosen]]
+        line = {k: v for k, v in record.items() if k not in ("c", "a", "p", "_nba")}
+        line.update({"_labelIndex": 0, "_label_Action": 1, "_label_probability": _SENTINEL, "a": [1],
+                     "p": [_SENTINEL], "c": context})
+        return orjson.dumps(line).decode()
+
+
+def chosen_action_line(d: LoggedDecision, probability: float) -> str:
+    """``d.chosen_line`` logged with ``probability``."""
+    return d.chosen_line.replace(_SENTINEL_TEXT, orjson.dumps(probability).decode())
 
 
 def iter_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,

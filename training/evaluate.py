@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from engine.catalog import Catalog, ModelSettings
 from engine.value_model import ValueModel
-from training.dataset import LoggedDecision, iter_decisions
+from training.dataset import LoggedDecision, chosen_action_line, iter_decisions
 from training.estimators import ESTIMATORS, REFIT_ROWS, REFITS, LoggedRounds, RefitSpread, evaluate
 from training.logs import ReadReport, Select
 from training.parallel import ray_session, run_all
@@ -69,26 +69,6 @@ REWARD_LR = 0.5
 REWARD_POWER_T = 0.5
 
 
-def chosen_action_record(d: LoggedDecision) -> dict:
-    """``d``'s DSJSON record (with its joined cost) holding the shared context and the logged
-    action only; its probability is set by ``chosen_action_line``."""
-    record = d.record
-    context = dict(record["c"])
-    context["_multi"] = [context["_multi"][d.chosen]]
-    line = {k: v for k, v in record.items() if k not in ("c", "a", "p", "_nba")}
-    line.update({"_labelIndex": 0, "_label_Action": 1, "_label_probability": 1.0, "a": [1], "p": [1.0],
-                 "c": context})
-    return line
-
-
-def chosen_action_line(record: dict, probability: float) -> str:
-    """A ``chosen_action_record`` as a DSJSON line logged with ``probability`` (the record is
-    reused: its keys keep their places)."""
-    record["_label_probability"] = probability
-    record["p"] = [probability]
-    return orjson.dumps(record).decode()
-
-
 class ChosenActionLearner:
     """A VW ``--cb_type mtr`` regression that learns each decision from its logged action alone
     (module docstring): the probability is scaled by actions / decisions seen so far, the ratio
@@ -104,14 +84,13 @@ class ChosenActionLearner:
         self.decisions = 0
         self.actions = 0
 
-    def learn(self, d: LoggedDecision, times: int = 1, record: dict | None = None) -> None:
-        """Learn ``d`` ``times`` times (``record``: its ``chosen_action_record``, if already built)."""
-        record = chosen_action_record(d) if record is None else record
+    def learn(self, d: LoggedDecision, times: int = 1) -> None:
+        """Learn ``d`` ``times`` times."""
         probability = d.probability if self.importance_weighted else 1.0
         for _ in range(times):
             self.decisions += 1
             self.actions += len(d.actions)
-            self.model.learn_dsjson(chosen_action_line(record, probability * self.actions / self.decisions))
+            self.model.learn_dsjson(chosen_action_line(d, probability * self.actions / self.decisions))
 
 
 class RewardModel:
@@ -165,12 +144,11 @@ class RewardModel:
         learners = self.learners.get(self.fold(d))
         if learners is None:
             return
-        record = chosen_action_record(d)
-        learners[0].learn(d, record=record)
+        learners[0].learn(d)
         if self.n_refits:
             for refit, times in zip(learners[1:], self.draws(d.customer_id)):
                 if times:
-                    refit.learn(d, int(times), record)
+                    refit.learn(d, int(times))
 
     def _other(self, d: LoggedDecision) -> list[ChosenActionLearner]:
         return self.learners[(self.fold(d) + 1) % self.folds]

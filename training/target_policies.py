@@ -46,7 +46,7 @@ class Logged(EvalPolicy):
 
     def probabilities(self, d):
         p = np.zeros(len(d.actions))
-        ids, probs = d.record.get("a"), d.record.get("p")
+        ids, probs = d.logged
         if isinstance(ids, list) and isinstance(probs, list) and len(ids) == len(probs) == len(p):
             p[np.asarray(ids, dtype=int) - 1] = probs
         else:
