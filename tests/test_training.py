@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 import threading
@@ -12,7 +13,9 @@ import grpc
 import numpy as np
 import pytest
 
+from engine.catalog import load_catalog
 from engine.client import NBAClient
+from engine.domain import Outcome, OutcomeType
 from engine.pipeline import DecisionEngine
 from engine.model_follower import ModelFollower
 from engine.server import start_server
@@ -500,29 +503,82 @@ def test_evaluate_on_a_local_ray_of_two_workers_gives_the_same_estimates(logged,
     last = sorted(copy.glob("decisions-*.jsonl"))[-1]
     with last.open("ab") as out:
         out.write(b'{"not": "a decision"}\n{"EventId": "broken\n')
-    argv = ["evaluate", "--logs", str(copy), "--policy", "rules", "--policy", "uniform", "--json", "--no-mlflow",
-            "--no-progress", "--refits", "4"]
-    assert main(argv) == 0
+    argv = ["evaluate", "--logs", str(copy), "--policy", "rules", "--policy", "uniform", "--no-mlflow",
+            "--no-progress"]
+    # the logs in one process; on Ray, from the Parquet cache the run makes first
+    assert main([*argv, "--json", "--refits", "4", "--no-cache"]) == 0
     alone = json.loads(capsys.readouterr().out)
-    assert main([*argv, "--workers", "2"]) == 0
+    assert main([*argv, "--json", "--refits", "4", "--workers", "2"]) == 0
     on_ray = json.loads(capsys.readouterr().out)
     assert on_ray == alone
     assert alone["rules"]["n"] > 6000 and alone["rules"]["dm"]["value"] != alone["uniform"]["dm"]["value"]
-    text = [argv[:-5] + ["--no-mlflow", "--no-progress", "--refits", "0"] + extra for extra in ([], ["--workers", "2"])]
+    # the logs on Ray; the cache in one process (the tables, with what reading skipped)
     outputs = []
-    for args in text:
-        assert main(args) == 0
+    for extra in (["--no-cache", "--workers", "2"], []):
+        assert main([*argv, "--refits", "0", *extra]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert "skipped: 1 invalid JSON, 1 missing field" in outputs[0]
 
 
 @pytest.mark.slow
-def test_training_on_a_local_ray_makes_the_same_model(logged):
+def test_training_on_a_local_ray_or_from_the_cache_makes_the_same_model(logged, tmp_path):
     """`nba train --workers 2`: Ray tasks read and join ranges of the logs ahead of the learning,
-    which takes their lines in log order -- the model is the one-process model, byte for byte."""
+    which takes their lines in log order -- the model is the one-process model, byte for byte;
+    so is the model trained from the Parquet cache."""
     catalog, log_dir, _ = logged
-    alone = train(log_dir, catalog, PARAMS)
-    on_ray = train(log_dir, catalog, PARAMS, workers=2)
-    assert on_ray.decisions == alone.decisions > 6000 and str(on_ray.report) == str(alone.report)
-    assert on_ray.model.serialize() == alone.model.serialize()
+    copy = tmp_path / "logs"
+    copy.mkdir()
+    for f in log_dir.glob("*.jsonl"):
+        (copy / f.name).write_bytes(f.read_bytes())
+    alone = train(copy, catalog, PARAMS)
+    on_ray = train(copy, catalog, PARAMS, workers=2)
+    cached = train(copy, catalog, PARAMS, cache=True)
+    for other in (on_ray, cached):
+        assert other.decisions == alone.decisions > 6000 and str(other.report) == str(alone.report)
+        assert other.model.serialize() == alone.model.serialize()
+
+
+def small_logs(directory, n: int = 300):
+    """An engine's logs: ``n`` decisions, some opened, some bought, and two bad lines."""
+    catalog = load_catalog()
+    engine = DecisionEngine(catalog, seed=1, honour_request_time=True, log_dir=directory)
+    for i in range(n):
+        when = T0 + dt.timedelta(minutes=i)
+        d = engine.decide(request(f"c{i % 97}", when))
+        if i % 2:
+            engine.report_outcome(Outcome(d.event_id, f"o{i}", OutcomeType.OPENED, 0.0, when))
+        if i % 7 == 0:
+            engine.report_outcome(Outcome(d.event_id, f"p{i}", OutcomeType.CONVERTED, 40.0 + i % 50, when))
+    engine.close()
+    with sorted(directory.glob("decisions-*.jsonl"))[-1].open("ab") as f:
+        f.write(b'{"no": "decision"}\n{"EventId": "torn')
+    return catalog
+
+
+def test_the_cache_gives_what_the_logs_give_and_is_made_again_when_they_change(tmp_path):
+    from training.cache import DIRECTORY, build, cached_decisions
+
+    catalog = small_logs(tmp_path)
+    path, made = build(tmp_path, catalog)
+    assert made and path.parent.name == DIRECTORY and build(tmp_path, catalog) == (path, False)
+    fields = lambda d: (d.event_id, d.time, d.actions, d.chosen, d.probability, d.reward, d.log_line,  # noqa: E731
+                        d.context, d.chosen_line, d.line, d.customer, d.customer_id, d.opened, d.logged)
+    from_logs, from_cache = ReadReport(), ReadReport()
+    logs = [fields(d) for d in iter_decisions(tmp_path, catalog, from_logs, start=T0 + dt.timedelta(minutes=10))]
+    cache = [fields(d) for d in cached_decisions(path, from_cache, start=T0 + dt.timedelta(minutes=10))]
+    assert len(logs) == 290 and cache == logs and str(from_cache) == str(from_logs)
+    assert "1 truncated last line" in str(from_logs) and "1 missing field" in str(from_logs)
+    trained = [d for d in cached_decisions(path, use="train")]
+    with pytest.raises(ValueError, match="without its joined line"):
+        next(cached_decisions(path, use="evaluate")).line
+    assert trained[10].line == logs[0][9]
+    # one more outcome: another key, the old cache deleted, the new one holds it
+    other = next(tmp_path.glob("outcomes-*.jsonl"))
+    with other.open("a") as f:
+        f.write(json.dumps({"EventId": logs[0][0], "OutcomeId": "late", "Type": "OPENED", "Value": 0.0,
+                            "Time": "2026-11-02T09:10:00+00:00"}) + "\n")
+    new, made = build(tmp_path, catalog)
+    assert made and new != path and not path.exists()
+    first = next(cached_decisions(new, start=T0 + dt.timedelta(minutes=10)))
+    assert first.event_id == logs[0][0] and first.opened and not logs[0][12]

@@ -27,7 +27,7 @@ def cmd_train(args) -> int:
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     run_train(args.logs, catalog, params, args.train_fraction, args.until, args.out, args.name,
               not args.no_register, args.promote, baselines, not args.no_progress, args.tracking_uri,
-              workers=args.workers, ray_address=args.ray_address)
+              workers=args.workers, ray_address=args.ray_address, cache=not args.no_cache)
     return 0
 
 
@@ -37,7 +37,7 @@ def cmd_evaluate(args) -> int:
     catalog = load_catalog(args.catalog)
     run_evaluate(args.logs, catalog, args.policy, args.after, args.before, args.json, args.greedy,
                  args.reward_passes, not args.no_mlflow, not args.no_progress, args.tracking_uri,
-                 refits=args.refits, workers=args.workers, ray_address=args.ray_address)
+                 refits=args.refits, workers=args.workers, ray_address=args.ray_address, cache=not args.no_cache)
     return 0
 
 
@@ -45,7 +45,8 @@ def cmd_promote(args) -> int:
     from training.commands import run_promote
 
     catalog = load_catalog(args.catalog)
-    run_promote(args.logs, catalog, args.candidate, args.after, not args.no_progress, args.tracking_uri)
+    run_promote(args.logs, catalog, args.candidate, args.after, not args.no_progress, args.tracking_uri,
+                cache=not args.no_cache)
     return 0
 
 
@@ -69,7 +70,14 @@ def _workers(text: str) -> int:
     return value
 
 
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true",
+                   help="read the logs without their Parquet cache (LOGS/.nba-cache/, made on first read and "
+                        "read instead of the logs while they are unchanged)")
+
+
 def add_ray_options(p: argparse.ArgumentParser) -> None:
+    add_cache_option(p)
     p.add_argument("--workers", type=_workers, default=None,
                    help="run on a local Ray of this many CPUs, with the same results (default: in this process)")
     p.add_argument("--ray-address", default=None,
@@ -105,6 +113,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--after", default=None, help="only decisions at or after this ISO time")
     pr.add_argument("--tracking-uri", default=None)
     pr.add_argument("--no-progress", action="store_true")
+    add_cache_option(pr)
     pr.set_defaults(func=cmd_promote)
 
 

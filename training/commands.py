@@ -111,7 +111,7 @@ def _window(start, end) -> str:
 def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: str | None,
                  before: str | None, as_json: bool, greedy: bool, passes: int, mlflow_on: bool,
                  progress: bool, tracking_uri: str | None = None, refits: int = REFITS,
-                 workers: int | None = None, ray_address: str | None = None) -> dict:
+                 workers: int | None = None, ray_address: str | None = None, cache: bool = True) -> dict:
     check_logs(log_dir)
     start, end = parse_time(after, "--after"), parse_time(before, "--before")
     if mlflow_on or any(p.startswith("models:/") for p in policies):
@@ -119,7 +119,7 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
     evaluated = [target_policy(p, catalog, greedy=greedy) for p in policies]
     evaluation = evaluate_logs(log_dir, catalog, evaluated, start=start, end=end, passes=passes,
                                progress=progress and not as_json, refits=refits, workers=workers,
-                               ray_address=ray_address)
+                               ray_address=ray_address, cache=cache)
     results = {p.name: result_json(evaluation, p.name) for p in evaluated}
     if mlflow_on:
         import mlflow
@@ -150,7 +150,7 @@ def run_evaluate(log_dir: Path, catalog: Catalog, policies: list[str], after: st
 def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fraction: float,
               until: str | None, out: Path, name: str, register: bool, promote: bool,
               baselines: list[str], progress: bool, tracking_uri: str | None = None,
-              workers: int | None = None, ray_address: str | None = None) -> dict:
+              workers: int | None = None, ray_address: str | None = None, cache: bool = True) -> dict:
     import mlflow
 
     check_logs(log_dir)
@@ -158,7 +158,7 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
     on_ray = workers is not None or ray_address is not None
     with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():  # one Ray for both
         result, evaluation, incumbent = _train_and_evaluate(
-            log_dir, catalog, params, cut, out, name, baselines, progress, tracking_uri, workers, ray_address)
+            log_dir, catalog, params, cut, out, name, baselines, progress, tracking_uri, workers, ray_address, cache)
     print(f"\nEvaluated on the {evaluation.n:,} later decisions (from {cut.isoformat()}), "
           f"EUR per decision, 95 % intervals:\n")
     print(table(evaluation))
@@ -197,10 +197,11 @@ def run_train(log_dir: Path, catalog: Catalog, params: TrainParams, train_fracti
 
 def _train_and_evaluate(log_dir: Path, catalog: Catalog, params: TrainParams, cut, out: Path, name: str,
                         baselines: list[str], progress: bool, tracking_uri: str | None, workers: int | None,
-                        ray_address: str | None):
+                        ray_address: str | None, cache: bool):
     """``nba train``'s work: the candidate trained before ``cut`` and saved under ``out``, then
     evaluated on the decisions from ``cut`` on beside the incumbent and the baselines."""
-    result = train(log_dir, catalog, params, end=cut, progress=progress, workers=workers, ray_address=ray_address)
+    result = train(log_dir, catalog, params, end=cut, progress=progress, workers=workers, ray_address=ray_address,
+                   cache=cache)
     model_dir = save_model(out / "model", result.model.serialize(), result.settings,
                            {"trained_until": cut.isoformat(),
                             "decisions": result.decisions, "catalog": catalog.version})
@@ -216,12 +217,12 @@ def _train_and_evaluate(log_dir: Path, catalog: Catalog, params: TrainParams, cu
         incumbent = f"models:/{name}/{incumbent_version}"
         policies.append(target_policy(incumbent, catalog))
     evaluation = evaluate_logs(log_dir, catalog, policies, start=cut, progress=progress, workers=workers,
-                               ray_address=ray_address)
+                               ray_address=ray_address, cache=cache)
     return result, evaluation, incumbent
 
 
 def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str | None, progress: bool,
-                tracking_uri: str | None = None) -> bool:
+                tracking_uri: str | None = None, cache: bool = True) -> bool:
     import mlflow
 
     check_logs(log_dir)
@@ -245,7 +246,7 @@ def run_promote(log_dir: Path, catalog: Catalog, candidate_uri: str, after: str 
     if incumbent_version is not None:
         incumbent = f"models:/{name}/{incumbent_version}"
         policies.append(target_policy(incumbent, catalog))
-    evaluation = evaluate_logs(log_dir, catalog, policies, start=start, progress=progress)
+    evaluation = evaluate_logs(log_dir, catalog, policies, start=start, progress=progress, cache=cache)
     print(table(evaluation))
     print(warnings_text(evaluation))
     decision = registry.decide_promotion(f"{name}/{version}", evaluation.summary(candidate.name)["dr"],

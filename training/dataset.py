@@ -64,6 +64,8 @@ class LoggedDecision:
     @functools.cached_property
     def line(self) -> str:
         """The DSJSON line with its joined cost, as VW's DSJSON parser learns it."""
+        if self.record is None:
+            raise ValueError(f"decision {self.event_id} was read from the cache without its joined line")
         return orjson.dumps(self.record).decode()
 
     @functools.cached_property

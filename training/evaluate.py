@@ -49,7 +49,8 @@ from tqdm import tqdm
 
 from engine.catalog import Catalog, ModelSettings
 from engine.value_model import ValueModel
-from training.dataset import LoggedDecision, chosen_action_line, iter_decisions
+from training.cache import build, decisions
+from training.dataset import LoggedDecision, chosen_action_line
 from training.estimators import ESTIMATORS, REFIT_ROWS, REFITS, LoggedRounds, RefitSpread, evaluate
 from training.logs import ReadReport, Select
 from training.parallel import ray_session, run_all
@@ -220,10 +221,12 @@ class _Job:
     refits: int = 0
     seed: int = 0
     progress: bool = False
+    cache: Path | None = None  # the decisions' cache (training.cache), read instead of the logs
 
     def decisions(self, report: ReadReport | None = None, select: Select | None = None,
                   desc: str = "") -> Iterator[LoggedDecision]:
-        return tqdm(iter_decisions(self.log_dir, self.catalog, report, self.start, self.end, select=select),
+        return tqdm(decisions(self.log_dir, self.catalog, self.cache, report, self.start, self.end, select,
+                              "evaluate"),
                     disable=not self.progress, unit="decision", unit_scale=True, desc=desc)
 
     def learn(self, fold: int | None = None) -> tuple[RewardModel, list[int]]:
@@ -327,7 +330,7 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
                   passes: int = 1, progress: bool = False,
                   observer: Callable[[LoggedDecision, dict[str, np.ndarray]], None] | None = None,
                   refits: int = REFITS, refit_rows: int = REFIT_ROWS, seed: int = 0,
-                  workers: int | None = None, ray_address: str | None = None) -> Evaluation:
+                  workers: int | None = None, ray_address: str | None = None, cache: bool = False) -> Evaluation:
     """Evaluate ``policies`` on the decisions logged in [start, end). ``passes``: passes of the
     reward model over the data before scoring. ``refits``: bootstrap refits of the reward model
     whose spread on ``refit_rows`` decisions enters the intervals (0: the model taken as fixed).
@@ -338,7 +341,10 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     fold's reward model is learned in a task of its own (its learners see the decisions they see
     in one process, in the same order), then ranges of the logs are scored in ``workers`` tasks
     (default: the Ray's CPUs) with the models shipped to them, and the columns joined in log
-    order before the estimators run."""
+    order before the estimators run.
+
+    ``cache``: read the decisions from the log directory's Parquet cache (``training.cache``),
+    made first if the logs have none that matches them: the same estimates."""
     if passes < 1:
         raise ValueError(f"passes must be at least 1, got {passes}")
     if refit_rows < 1:
@@ -350,7 +356,8 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     if on_ray and observer is not None:
         raise ValueError("an observer sees decisions in this process: evaluate without Ray")
     started = time.perf_counter()
-    job = _Job(Path(log_dir), catalog, start, end, passes, refits, seed, progress and not on_ray)
+    cache_file = build(log_dir, catalog)[0] if cache else None
+    job = _Job(Path(log_dir), catalog, start, end, passes, refits, seed, progress and not on_ray, cache_file)
     with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():
         if on_ray:
             import ray

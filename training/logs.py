@@ -31,9 +31,13 @@ class ReadReport:
 
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
+    skipped_lines: list | None = None  # a list: (line number, reason) of each skip is kept in it too
+    line: int = -1                     # the line being read
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
+        if self.skipped_lines is not None:
+            self.skipped_lines.append((self.line, reason))
 
     def __str__(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
@@ -62,6 +66,7 @@ def read_jsonl(paths: list[Path], report: ReadReport, select: Select | None = No
                 number += 1
                 if select is not None and not select(number, raw):
                     continue
+                report.line = number
                 if not raw.endswith(b"\n"):
                     report.skip("truncated last line")
                     continue

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from engine.catalog import MODEL_STRUCTURES, Catalog, ModelSettings
 from engine.value_model import ValueModel
 from engine.decision_log import log_files
+from training.cache import build, decisions
 from training.dataset import iter_decisions
 from training.logs import ReadReport
 from training.parallel import ray_session
@@ -94,21 +95,26 @@ class TrainResult:
 
 def train(log_dir: str | Path, catalog: Catalog, params: TrainParams = TrainParams(),
           start: dt.datetime | None = None, end: dt.datetime | None = None,
-          progress: bool = False, workers: int | None = None, ray_address: str | None = None) -> TrainResult:
+          progress: bool = False, workers: int | None = None, ray_address: str | None = None,
+          cache: bool = False) -> TrainResult:
     """Learn a VW model from the decisions logged in [start, end), ``params.passes`` times
     over them in log order. ``workers`` or ``ray_address``: the logs are read, joined and made
     into DSJSON lines by Ray tasks, ranges of the log each, a few ranges ahead of the learning
-    here, which takes them in log order: the same model."""
+    here, which takes them in log order: the same model. ``cache``: read the decisions from the
+    log directory's Parquet cache (``training.cache``), made first if none matches the logs; then
+    there is nothing left to parse, and no Ray is started (shipping the lines costs more)."""
     settings = params.settings(catalog)
     model = ValueModel(settings, version="candidate")
-    on_ray = workers is not None or ray_address is not None
+    on_ray = (workers is not None or ray_address is not None) and not cache
     started = time.perf_counter()
     examples, report = 0, ReadReport()
+    cache_file = build(log_dir, catalog)[0] if cache else None
     with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():
         for k in range(params.passes):
             pass_report = ReadReport() if k else report
             lines = (_lines_on_ray(log_dir, catalog, pass_report, start, end) if on_ray else
-                     (d.line for d in iter_decisions(log_dir, catalog, pass_report, start=start, end=end)))
+                     (d.line for d in decisions(log_dir, catalog, cache_file, pass_report, start, end,
+                                                use="train")))
             for line in tqdm(lines, disable=not progress, unit="decision", unit_scale=True,
                              desc=f"training, pass {k + 1}/{params.passes}"):
                 model.learn_dsjson(line)
@@ -123,7 +129,7 @@ def _joined_lines(call: tuple) -> tuple[list[str], ReadReport]:
     """A Ray task: the DSJSON lines, with their joined costs, of the decisions on log lines [lo, hi)."""
     log_dir, catalog, start, end, lo, hi = call
     report = ReadReport()
-    lines = [d.line for d in iter_decisions(log_dir, catalog, report, start=start, end=end,
+    lines = [d.line for d in iter_decisions(log_dir, catalog, report, start, end,
                                             select=lambda number, _: lo <= number < hi)]
     return lines, report
 
