@@ -498,7 +498,7 @@ def test_evaluate_on_a_local_ray_of_two_workers_gives_the_same_estimates(logged,
     catalog, log_dir, _ = logged
     copy = tmp_path / "logs"
     copy.mkdir()
-    for f in log_dir.iterdir():
+    for f in log_dir.glob("*.jsonl"):
         (copy / f.name).write_bytes(f.read_bytes())
     last = sorted(copy.glob("decisions-*.jsonl"))[-1]
     with last.open("ab") as out:
