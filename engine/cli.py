@@ -55,6 +55,16 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="delete the oldest log files beyond this size at rotation (default 0: keep)")
 
 
+def redis_store(args):
+    """The state store at --redis (--redis-cluster, --redis-prefix)."""
+    from engine.redis_store import RedisStateStore
+
+    try:
+        return RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
+    except ValueError as exc:
+        raise ConfigError(f"--redis: {exc}") from None
+
+
 def build_engine(args):
     """The engine of ``nba serve``: its state in SQLite under --state-dir, or in Redis; ids
     pseudonymised; logs synced and kept as asked."""
@@ -69,12 +79,7 @@ def build_engine(args):
         model = load_model(args.model, catalog)
     store = None
     if args.redis:
-        from engine.redis_store import RedisStateStore
-
-        try:
-            store = RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
-        except ValueError as exc:
-            raise ConfigError(f"--redis: {exc}") from None
+        store = redis_store(args)
         if not store.ping():
             logging.getLogger("nba").warning(
                 "redis at %s is unreachable: deciding in safe mode (no contact) until it answers",
@@ -237,8 +242,8 @@ def cmd_learn(args) -> int:
     import threading
 
     from engine.pipeline import DecisionEngine
-    from engine.redis_store import RedisStateStore
     from engine.shared_model import Learner, ModelChannel
+    from engine.state import StoreUnavailable
 
     catalog = load_catalog(args.catalog)
     model = None
@@ -246,13 +251,13 @@ def cmd_learn(args) -> int:
         from engine.models import load_model
 
         model = load_model(args.model, catalog)
-    try:
-        store = RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
-    except ValueError as exc:
-        raise ConfigError(f"--redis: {exc}") from None
+    store = redis_store(args)
     engine = DecisionEngine(catalog, store=store, model=model)
     learner = Learner(engine, ModelChannel(store), args.publish_seconds, args.publish_examples)
-    learner.start()
+    try:
+        learner.start()
+    except StoreUnavailable as exc:
+        raise OSError(f"{exc} (the learner needs it to start)") from None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -278,9 +283,7 @@ def cmd_forget(args) -> int:
         from engine.privacy import Pseudonyms, load_key
 
         if args.redis:
-            from engine.redis_store import RedisStateStore
-
-            store = RedisStateStore(args.redis, cluster=args.redis_cluster, prefix=args.redis_prefix)
+            store = redis_store(args)
         else:
             from engine.sqlite_store import SQLiteStateStore
 
