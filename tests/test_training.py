@@ -523,14 +523,17 @@ def test_evaluate_on_a_local_ray_of_two_workers_gives_the_same_estimates(logged,
 
 @pytest.mark.slow
 def test_training_on_a_local_ray_or_from_the_cache_makes_the_same_model(logged, tmp_path):
-    """`nba train --workers 2`: Ray tasks read and join ranges of the logs ahead of the learning,
+    """`nba train --workers 2`: Ray tasks read and join runs of log files ahead of the learning,
     which takes their lines in log order -- the model is the one-process model, byte for byte;
     so is the model trained from the Parquet cache."""
     catalog, log_dir, _ = logged
     copy = tmp_path / "logs"
     copy.mkdir()
-    for f in log_dir.glob("*.jsonl"):
+    for f in log_dir.glob("outcomes-*.jsonl"):
         (copy / f.name).write_bytes(f.read_bytes())
+    lines = [line for f in sorted(log_dir.glob("decisions-*.jsonl")) for line in f.open("rb")]
+    for k in range(5):  # five files, as rotation would have made them: five runs for the tasks
+        (copy / f"decisions-part-{k}.jsonl").write_bytes(b"".join(lines[k * len(lines) // 5:(k + 1) * len(lines) // 5]))
     alone = train(copy, catalog, PARAMS)
     on_ray = train(copy, catalog, PARAMS, workers=2)
     cached = train(copy, catalog, PARAMS, cache=True)

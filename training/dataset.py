@@ -112,11 +112,12 @@ def chosen_action_line(d: LoggedDecision, probability: float) -> str:
 
 def iter_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                    start: dt.datetime | None = None, end: dt.datetime | None = None,
-                   outcome_report: ReadReport | None = None, select: Select | None = None
-                   ) -> Iterator[LoggedDecision]:
-    """Joined decisions made in [start, end) (either bound optional), in log order; ``select``:
-    of these lines only (``training.logs.read_jsonl``)."""
-    for record, when, number in joined_with_times(log_dir, catalog, report, outcome_report, start, end, select):
+                   outcome_report: ReadReport | None = None, select: Select | None = None,
+                   files: list[Path] | None = None) -> Iterator[LoggedDecision]:
+    """Joined decisions made in [start, end) (either bound optional), in log order; ``select``
+    and ``files``: of these lines, of these files only (``training.logs.joined_with_times``)."""
+    for record, when, number in joined_with_times(log_dir, catalog, report, outcome_report, start, end, select,
+                                                  files):
         meta = record["_nba"]
         yield LoggedDecision(record["EventId"], when, tuple(meta["actions"]), record["_labelIndex"],
                              float(record["_label_probability"]), meta["reward"], record, number)

@@ -138,15 +138,16 @@ def joined_decisions(log_dir: str | Path, catalog: Catalog, report: ReadReport |
 
 def joined_with_times(log_dir: str | Path, catalog: Catalog, report: ReadReport | None = None,
                       outcome_report: ReadReport | None = None, start: dt.datetime | None = None,
-                      end: dt.datetime | None = None, select: Select | None = None
-                      ) -> Iterator[tuple[dict, dt.datetime, int]]:
+                      end: dt.datetime | None = None, select: Select | None = None,
+                      files: list[Path] | None = None) -> Iterator[tuple[dict, dt.datetime, int]]:
     """(joined record, decision time, line number) of the decisions made in [start, end),
     either bound optional; decisions outside it are counted as skipped. ``select``: only these
-    lines (``read_jsonl``)."""
+    lines (``read_jsonl``). ``files``: of these decision files only (default: every one of
+    ``log_dir``; line numbers count from the first given)."""
     report = report if report is not None else ReadReport()
     outcomes = read_outcomes(log_dir, outcome_report)
     window = catalog.attribution_window
-    for number, record in read_jsonl(log_files(log_dir, "decisions"), report, select):
+    for number, record in read_jsonl(log_files(log_dir, "decisions") if files is None else files, report, select):
         decided = _decision_time(record, report)
         if decided is None:
             continue

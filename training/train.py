@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from engine.catalog import MODEL_STRUCTURES, Catalog, ModelSettings
@@ -126,26 +127,27 @@ def train(log_dir: str | Path, catalog: Catalog, params: TrainParams = TrainPara
 
 
 def _joined_lines(call: tuple) -> tuple[list[str], ReadReport]:
-    """A Ray task: the DSJSON lines, with their joined costs, of the decisions on log lines [lo, hi)."""
-    log_dir, catalog, start, end, lo, hi = call
+    """A Ray task: the DSJSON lines, with their joined costs, of the decisions in some files."""
+    log_dir, catalog, start, end, files = call
     report = ReadReport()
-    lines = [d.line for d in iter_decisions(log_dir, catalog, report, start, end,
-                                            select=lambda number, _: lo <= number < hi)]
+    lines = [d.line for d in iter_decisions(log_dir, catalog, report, start, end, files=files)]
     return lines, report
 
 
 def _lines_on_ray(log_dir, catalog: Catalog, report: ReadReport, start, end) -> Iterator[str]:
-    """The joined decision lines in log order, made by Ray tasks (``_joined_lines``), at most
-    two ranges per CPU in flight so that the object store holds a few ranges, not the logs."""
+    """The joined decision lines in log order, made by Ray tasks (``_joined_lines``), each of a
+    run of log files (the logs rotate at 64 MiB) of about equal size, at most two per CPU in
+    flight so that the object store holds a few runs, not the logs."""
     import ray
 
-    total = sum(data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
-                for data in (p.read_bytes() for p in log_files(log_dir, "decisions")))
+    files = log_files(log_dir, "decisions")
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ranges = max(1, min(total, 8 * cpus))
-    bounds = [total * r // ranges for r in range(ranges)] + [2**63]
+    runs = max(1, min(len(files), 4 * cpus))
+    sizes = np.cumsum([p.stat().st_size for p in files]) if files else np.zeros(0)
+    cuts = [0, *(int(np.searchsorted(sizes, sizes[-1] * r / runs)) + 1 for r in range(1, runs)), len(files)]
+    groups = [files[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
     task = ray.remote(num_cpus=1)(_joined_lines)
-    calls = iter((log_dir, catalog, start, end, lo, hi) for lo, hi in zip(bounds, bounds[1:]))
+    calls = iter((log_dir, catalog, start, end, group) for group in groups)
     pending = [task.remote(call) for call in itertools.islice(calls, 2 * cpus)]
     while pending:
         lines, part = ray.get(pending.pop(0))
