@@ -32,13 +32,15 @@ def net(sim, run):
     return policy_metrics(run, sim.scenario.catalog.reward)["net_value"]
 
 
-def test_default_scenario_is_calibrated_to_the_field_figures():
-    figures = calibrate("default", customers=8000, seed=2)
+@pytest.mark.parametrize("name", ["default", "spread_hours", "promo_majority"])
+def test_scenarios_are_calibrated_to_the_field_figures(name):
+    figures = calibrate(name, customers=8000, seed=2)
     for key, (low, high, fact) in TARGETS.items():
         assert low <= figures[key] <= high, f"{key}={figures[key]:.3f} outside {low}-{high} ({fact})"
 
 
-@pytest.mark.parametrize("name", ["default", "cold_start", "high_fatigue", "tight_budget"])
+@pytest.mark.parametrize("name", ["default", "cold_start", "high_fatigue", "tight_budget", "spread_hours",
+                                  "promo_majority"])
 def test_shipped_scenarios_load(name):
     sc = load_scenario(name)
     assert sc.name == name and sc.customers > 0 and set(sc.response.channels) == set(sc.catalog.channels)
