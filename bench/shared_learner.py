@@ -17,16 +17,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.redis_servers import RedisServer  # noqa: E402
-from harness.replicas import LearnerAndReplicas, largest_difference, merged_logs  # noqa: E402
-from training.train import train  # noqa: E402
+from harness.replicas import LearnerAndReplicas, offline_comparison  # noqa: E402
 
 
 def main() -> int:
@@ -39,23 +36,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nba-shared-") as tmp, RedisServer() as redis_server:
         with LearnerAndReplicas(Path(tmp), redis_server.url, replicas=2, publish_seconds=args.publish_seconds,
                                 poll_seconds=args.poll_seconds) as run:
-            stop = threading.Event()
-            watcher = threading.Thread(target=run.watch, args=(stop,))
-            watcher.start()
-            load = run.drive(args.seconds, args.threads)
-            deadline = time.monotonic() + 60
-            while run.pending() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(args.publish_seconds + args.poll_seconds + 0.5)
-            stop.set()
-            watcher.join()
+            load = run.drive_watched(args.seconds, args.threads)
             pending, last = run.pending(), run.channel.version()
             run.stop_replicas()
             run.stop_learner()
             published = run.published_model()
-        merged = merged_logs([run.log_dir(0), run.log_dir(1)], Path(tmp) / "merged")
-        offline = train(merged, run.catalog)
-        difference, compared = largest_difference(published, offline.model, merged, run.catalog)
+        offline, difference, compared = offline_comparison(run, published, Path(tmp) / "merged")
 
     watched = run.watched
     per_replica = [[watched.served[(r, v)] - t for v, t in watched.published.items() if (r, v) in watched.served]

@@ -179,6 +179,23 @@ class LearnerAndReplicas:
         load.seconds = time.monotonic() - started
         return load
 
+    def drive_watched(self, seconds: float, threads_per_replica: int = 2, settle_seconds: float = 60.0) -> Load:
+        """``drive``, with ``watch`` running from its start until every decision has matured
+        (at most ``settle_seconds`` after the load) and the last model was published and polled."""
+        stop = threading.Event()
+        watcher = threading.Thread(target=self.watch, args=(stop,))
+        watcher.start()
+        try:
+            load = self.drive(seconds, threads_per_replica)
+            deadline = time.monotonic() + settle_seconds
+            while self.pending() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(self.publish_seconds + self.poll_seconds + 0.5)  # published, then served
+        finally:
+            stop.set()
+            watcher.join()
+        return load
+
     def watch(self, stop: threading.Event, every: float = 0.02) -> Watch:
         """Until ``stop``: record each publication and when each replica first served it.
         Run it in a thread; it returns the ``Watch`` it fills (also ``self.watched``)."""
@@ -221,6 +238,16 @@ def merged_logs(log_dirs: list[Path], into: Path) -> Path:
                 with f.open("rb") as src:
                     shutil.copyfileobj(src, out)
     return into
+
+
+def offline_comparison(run: LearnerAndReplicas, published: ValueModel, into: Path):
+    """``nba train``'s model on the replicas' merged logs (written to ``into``) against the
+    learner's ``published`` one: (the training result, ``largest_difference``, decisions compared)."""
+    from training.train import train
+
+    merged = merged_logs([run.log_dir(r) for r in range(run.n)], into)
+    offline = train(merged, run.catalog)
+    return (offline, *largest_difference(published, offline.model, merged, run.catalog))
 
 
 def largest_difference(a: ValueModel, b: ValueModel, log_dir: Path, catalog, limit: int = 500) -> tuple[float, int]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import threading
-import time
 import uuid
 
 import pytest
@@ -19,8 +17,7 @@ from engine.pipeline import DecisionEngine
 from engine.redis_store import RedisStateStore
 from engine.settings import ConfigError
 from engine.shared_model import Learner, LearnerFollower, ModelChannel
-from harness.replicas import LearnerAndReplicas, largest_difference, merged_logs
-from training.train import train
+from harness.replicas import LearnerAndReplicas, offline_comparison
 
 
 @pytest.fixture
@@ -113,16 +110,7 @@ def test_two_replicas_and_one_learner_under_load(tmp_path, redis_server):
     the replicas' joined logs."""
     poll = 0.5
     with LearnerAndReplicas(tmp_path, redis_server.url, replicas=2, publish_seconds=1.0, poll_seconds=poll) as run:
-        stop = threading.Event()
-        watcher = threading.Thread(target=run.watch, args=(stop,))
-        watcher.start()
-        load = run.drive(seconds=8, threads_per_replica=2)
-        deadline = time.monotonic() + 30
-        while run.pending() and time.monotonic() < deadline:  # the last decisions mature (3.6 s window)
-            time.sleep(0.2)
-        time.sleep(1.0 + poll + 0.5)  # published, then served
-        stop.set()
-        watcher.join()
+        load = run.drive_watched(seconds=8, threads_per_replica=2, settle_seconds=30)  # 3.6 s window
         assert run.pending() == 0
         assert not load.failures, load.failures[:3]
         assert load.calls > 100
@@ -136,8 +124,6 @@ def test_two_replicas_and_one_learner_under_load(tmp_path, redis_server):
         assert run.stop_learner() == 0
         published = run.published_model()
 
-    merged = merged_logs([run.log_dir(0), run.log_dir(1)], tmp_path / "merged")
-    offline = train(merged, run.catalog)
+    offline, difference, compared = offline_comparison(run, published, tmp_path / "merged")
     assert published.updates == offline.decisions == load.calls
-    difference, compared = largest_difference(published, offline.model, merged, run.catalog)
     assert compared >= 100 and difference < 1e-6
