@@ -19,6 +19,13 @@ from engine.settings import ConfigError
 Commands = Callable[[argparse._SubParsersAction], None]
 
 
+def add_redis_options(p: argparse.ArgumentParser, about: str, required: bool = False) -> None:
+    """--redis, --redis-cluster and --redis-prefix, as ``redis_store`` reads them."""
+    p.add_argument("--redis", required=required, default=None, metavar="URL", help=about)
+    p.add_argument("--redis-cluster", action="store_true", help="the --redis address is a node of a Redis Cluster")
+    p.add_argument("--redis-prefix", default="nba", help="key prefix in Redis (default: nba)")
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", type=Path, default=None,
                    help="catalog TOML file (default: the shipped default catalog)")
@@ -29,12 +36,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed exploration and event ids")
     p.add_argument("--honour-decision-time", action="store_true",
                    help="use decision_time / outcome time from requests (simulation, tests)")
-    p.add_argument("--redis", default=None, metavar="URL",
-                   help="share caps, budgets and pending decisions through Redis, "
-                        "e.g. redis://127.0.0.1:6379/0 (default: in memory, one process)")
-    p.add_argument("--redis-cluster", action="store_true",
-                   help="the --redis address is a node of a Redis Cluster")
-    p.add_argument("--redis-prefix", default="nba", help="key prefix in Redis (default: nba)")
+    add_redis_options(p, "share caps, budgets and pending decisions through Redis, "
+                         "e.g. redis://127.0.0.1:6379/0 (default: in memory, one process)")
     p.add_argument("--require-durable", action="store_true",
                    help="refuse to start on a Redis that does not persist every write (appendonly no)")
     p.add_argument("--state-dir", type=Path, default=Path("nba-state"),
@@ -339,9 +342,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     forget.add_argument("--tls-ca", type=Path, default=None, help="with --server: the CA of its TLS certificate")
     forget.add_argument("--state-dir", type=Path, default=Path("nba-state"),
                         help="without --server: the state directory of a stopped server (default nba-state)")
-    forget.add_argument("--redis", default=None, metavar="URL", help="without --server: the servers' Redis")
-    forget.add_argument("--redis-cluster", action="store_true")
-    forget.add_argument("--redis-prefix", default="nba")
+    add_redis_options(forget, "without --server: the servers' Redis")
     forget.add_argument("--id-key-file", type=Path, default=None,
                         help="the servers' id key (default: $NBA_ID_KEY, else STATE_DIR/id.key)")
     forget.set_defaults(func=cmd_forget)
@@ -399,9 +400,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     learn = sub.add_parser("learn", help="the one learner of the replicas on a Redis: learn every matured "
                                          "decision, publish the model to them (nba serve --follow-learner)")
-    learn.add_argument("--redis", required=True, metavar="URL", help="the replicas' Redis")
-    learn.add_argument("--redis-cluster", action="store_true", help="the --redis address is a node of a cluster")
-    learn.add_argument("--redis-prefix", default="nba", help="the replicas' key prefix (default: nba)")
+    add_redis_options(learn, "the replicas' Redis", required=True)
     learn.add_argument("--catalog", type=Path, default=None, help="the replicas' catalog (default: the shipped one)")
     learn.add_argument("--model", type=Path, default=None,
                        help="start from this model when nothing is published yet (default: cold start)")
