@@ -48,7 +48,9 @@ def token_digest(token: str) -> str:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """A random bearer token. The ``nba_`` prefix keeps it from starting with ``-``, which a command line
+    would read as an option, and lets secret scanners recognise it."""
+    return "nba_" + secrets.token_urlsafe(32)
 
 
 def load_tokens(path: str | Path) -> dict[str, Client]:
