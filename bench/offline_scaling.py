@@ -8,12 +8,18 @@ refits of the reward model, reading the logs (`--no-cache`), then reading their 
 (made once beforehand, untimed); training is `training.train.train` (what `nba train` runs
 before it evaluates) reading the logs, one pass over every decision, in a process of its own.
 
-    .venv/bin/python bench/offline_scaling.py [--customers 6000] [--days 63] [--rounds 2]
+Each run is fixed cost F (Ray's start and stop, the processes and their imports, the estimators)
+plus work W that splits over the workers: from the medians T1 (1 worker) and T2 (2 workers),
+W = 2 (T1 - T2) and F = 2 T2 - T1. An evaluation's phases (setup: the cache and Ray's start;
+learning the reward model; scoring; stop) are read from its log line and printed too.
+
+    .venv/bin/python bench/offline_scaling.py [--customers 12000] [--days 63] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -32,8 +38,20 @@ TRAIN = ("import hashlib, sys; from pathlib import Path; from engine.catalog imp
          "print(r.decisions, hashlib.sha256(r.model.serialize()).hexdigest())")
 
 
-def run(what: str, logs: Path, extra: list[str]) -> tuple[float, str]:
-    """(seconds, output) of one evaluation or training in a process of its own."""
+PHASES = re.compile(r"evaluated \d+ decisions: (.*)$", re.M)
+
+
+def phases(stderr: str) -> dict[str, float]:
+    """An evaluation's phases and their seconds, from its log line (``training.evaluate``)."""
+    match = PHASES.search(stderr)
+    if match is None:
+        return {}
+    return {name: float(seconds) for name, seconds in
+            (part.rsplit(" ", 2)[:2] for part in match.group(1).split(", "))}
+
+
+def run(what: str, logs: Path, extra: list[str]) -> tuple[float, str, dict[str, float]]:
+    """(seconds, output, the phases' seconds) of one evaluation or training in a process of its own."""
     if what.startswith("evaluate"):
         command = [*NBA, "evaluate", "--logs", str(logs), "--policy", "logged", "--policy", "rules", "--policy",
                    "uniform", "--json", "--no-mlflow", "--no-progress", *extra,
@@ -42,12 +60,12 @@ def run(what: str, logs: Path, extra: list[str]) -> tuple[float, str]:
         command = [sys.executable, "-c", TRAIN, str(logs), extra[1] if extra else "0"]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
-    return time.perf_counter() - started, done.stdout
+    return time.perf_counter() - started, done.stdout, phases(done.stderr)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=6000)
+    parser.add_argument("--customers", type=int, default=12000)
     parser.add_argument("--days", type=int, default=63)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -66,20 +84,30 @@ def main() -> int:
         identical, estimates = True, set()
         for what in ("evaluate", "evaluate from the cache", "train"):
             times: dict[str, list[float]] = {mode: [] for mode in MODES}
+            parts: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
             outputs: set[str] = set()
             for r in range(args.rounds):
                 row = []
                 for mode, extra in MODES.items():
-                    seconds, output = run(what, logs, extra)
+                    seconds, output, phase = run(what, logs, extra)
                     times[mode].append(seconds)
+                    parts[mode].append(phase)
                     outputs.add(output)
                     row.append(f"{mode} {seconds:.1f} s")
                 print(f"{what}, round {r + 1}: " + ", ".join(row), flush=True)
             median = {mode: statistics.median(t) for mode, t in times.items()}
+            if what.startswith("evaluate"):
+                for mode in MODES:
+                    names = parts[mode][0]
+                    print(f"{what}, {mode}, median of each phase: " + ", ".join(
+                        f"{name} {statistics.median(p[name] for p in parts[mode]):.1f} s" for name in names))
             print(f"{what}, median over {args.rounds} rounds: " + ", ".join(f"{m} {s:.1f} s" for m, s in median.items()))
             print(f"{what}: speed-up of 2 workers over 1: {median['Ray, 1 worker'] / median['Ray, 2 workers']:.2f}x; "
                   f"over one process: {median['one process'] / median['Ray, 2 workers']:.2f}x; results identical in "
                   f"every mode and round: {len(outputs) == 1}", flush=True)
+            one, two = median["Ray, 1 worker"], median["Ray, 2 workers"]
+            print(f"{what}: fixed cost F = 2 T2 - T1 = {2 * two - one:.1f} s, work that splits W = 2 (T1 - T2) = "
+                  f"{2 * (one - two):.1f} s", flush=True)
             identical &= len(outputs) == 1
             estimates |= outputs if what.startswith("evaluate") else set()
         print(f"the same estimates from the logs and from the cache: {len(estimates) == 1}")

@@ -274,7 +274,7 @@ def section_offline() -> str:
     return script_section(
         "Evaluate and train on Ray: one process, one worker, two workers", OFFLINE,
         "`nba evaluate` (3 policies, 20 refits; reading the logs, then their Parquet cache) and offline training "
-        "(reading the logs) on ~49 000 logged decisions, in one process, then on a local Ray of 1 worker, then of 2, "
+        "(reading the logs) on ~98 000 logged decisions, in one process, then on a local Ray of 1 worker, then of 2, "
         "alternately; wall time of each whole run, Ray's start and stop included.")
 
 

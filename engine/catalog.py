@@ -26,7 +26,7 @@ from engine.settings import ConfigError, ConfigReader, read_settings, read_toml,
 
 EXPLORATION_ALGORITHMS = ("epsilon_greedy", "softmax", "squarecb")
 CB_TYPES = ("mtr", "dr", "ips", "dm")
-MODEL_STRUCTURES = ("direct",)
+MODEL_STRUCTURES = ("direct", "funnel")
 NAMESPACE_LETTERS = "UHOCT"
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 
@@ -190,7 +190,9 @@ class ModelSettings:
         False, "mtr: weigh each example by 1 / (logged probability), VW's default; false is plain least "
                "squares on the chosen action, so one explored purchase at p ~ 0.001 does not count a thousand "
                "times")
-    structure: str = setting("direct", "how values are modelled: one regression of the reward",
+    structure: str = setting("direct", "how values are modelled: `direct`, one regression of the reward; "
+                                       "`funnel`, P(open) x value if opened - penalties, each head learned from "
+                                       "the outcomes that inform it (engine/funnel_model.py)",
                              choices=MODEL_STRUCTURES)
     history_days: int = setting(7, "the history features look this many days back (7 or more); contacts are "
                                    "kept that long", low=7, high=366)

@@ -25,7 +25,7 @@ import os
 import threading
 from pathlib import Path
 
-from engine.value_model import ValueModel
+from engine.models import like
 
 log = logging.getLogger("nba.checkpoint")
 MODEL_FILE = "model-checkpoint.vw"
@@ -107,7 +107,7 @@ class ModelCheckpoint:
                      info.get("version"), " ".join(info.get("args", [])), model.version)
             self._seen = info.get("sha256")
             return False
-        restored = ValueModel.restore(model.settings, data, model.version, int(info.get("updates", 0)))
+        restored = like(model, data, model.version, int(info.get("updates", 0)))
         self.engine.swap_model(restored)
         self._saved_updates, self._seen = restored.updates, info["sha256"]
         log.info("%s model %s from its checkpoint (%d updates learned online)",

@@ -16,14 +16,32 @@ import logging
 import re
 from pathlib import Path
 
-from engine.catalog import Catalog, ModelSettings
+from engine.catalog import Catalog, ModelSettings, RewardDefinition
 from engine.settings import ConfigError
+from engine.funnel_model import FunnelModel
 from engine.value_model import ValueModel
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 MODEL_FILE = "model.vw"
 SETTINGS_FILE = "model.json"
+
+
+def new_model(settings: ModelSettings, data: bytes | None = None, version: str = "cold-start",
+              updates: int = 0, reward: RewardDefinition | None = None) -> ValueModel | FunnelModel:
+    """The model of ``settings.structure``: cold, or from its bytes (``serialize``). ``reward``:
+    the catalog's reward definition (the funnel model's penalties)."""
+    if settings.structure == "funnel":
+        model = FunnelModel(settings, model_data=data, version=version, reward=reward)
+    else:
+        model = ValueModel(settings, model_data=data, version=version)
+    model.updates = updates
+    return model
+
+
+def like(model, data: bytes, version: str, updates: int = 0) -> ValueModel | FunnelModel:
+    """A model of the same kind and settings as ``model`` from other bytes."""
+    return new_model(model.settings, data, version, updates, getattr(model, "reward", None))
 
 
 def save_model(directory: Path, model_bytes: bytes, settings: ModelSettings, info: dict) -> Path:
@@ -67,7 +85,7 @@ def load_model(path: str | Path, catalog: Catalog, version: str | None = None) -
     if not path.is_file():
         raise ConfigError(f"no VW model at {path}")
     try:
-        return ValueModel(settings, model_data=path.read_bytes(), version=version or f"file:{path.name}")
+        return new_model(settings, path.read_bytes(), version=version or f"file:{path.name}", reward=catalog.reward)
     except Exception as exc:  # VW raises its own error types
         raise ConfigError(f"{path}: not a VW model for these settings ({exc})") from None
 

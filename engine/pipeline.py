@@ -34,10 +34,11 @@ from engine.domain import (
 from engine.constraints import Budget, BudgetUsage, Commitment, Pacer, Pressure, to_cents
 from engine.feasibility import FeasibleSet, apply_constraints, control_choice, feasible_actions
 from engine.features import FeatureBuilder
-from engine.rewards import net_reward, reward_bounds
+from engine.rewards import funnel_signals, net_reward, reward_bounds
 from engine.privacy import Pseudonyms, new_log_token
 from engine.state import Forgotten, PendingDecision, Snapshot, StateStore, StoreUnavailable, VolatileStateStore
 from engine.validation import validate_outcome, validate_request
+from engine.models import like, new_model
 from engine.value_model import ValueModel
 
 COUNTERS = ("decisions", "explored", "no_contact", "outcomes", "duplicate_outcomes", "learned",
@@ -124,8 +125,9 @@ class DecisionEngine:
         self._reward_bounds = reward_bounds(catalog)
         self._good_model: bytes | None = None
         self._labels_text: dict[tuple[str, ...], str] = {}
+        self._costs: dict[tuple[str, ...], np.ndarray] = {}
         self.store = store if store is not None else VolatileStateStore()
-        self.model = model if model is not None else ValueModel(catalog.model)
+        self.model = model if model is not None else new_model(catalog.model, reward=catalog.reward)
         self.honour_request_time = honour_request_time
         self.features = FeatureBuilder(catalog)
         self._rng = np.random.default_rng(seed)
@@ -233,10 +235,28 @@ class DecisionEngine:
             return Scored(values, values, p, None, chosen)
         settings = self.catalog.exploration
         scores = values - self._shadow_costs(actions, snap, now)
-        scores = exploration.with_slot_value(scores, labels, settings)
+        if getattr(model, "structure", "direct") == "funnel":
+            # its values leave out the contact cost, which the catalog knows (a cold model's
+            # are all 0: a tie, as a cold direct model's); its slots differ by their P(open),
+            # learned from opens, so the best slot is not a noisy maximum
+            if not model.cold:
+                values = values - self._contact_costs(actions, labels)
+                scores = scores - self._contact_costs(actions, labels)
+        else:
+            scores = exploration.with_slot_value(scores, labels, settings)
         default = exploration.default_mask(labels, settings)
         greedy = exploration.greedy_mask(scores, default)
         return Scored(values, scores, exploration.probabilities(scores, settings, default, greedy), greedy)
+
+    def _contact_costs(self, actions: tuple[Action, ...], labels: tuple[str, ...]) -> np.ndarray:
+        """Each action's contact cost (the catalog's), made once per set of actions."""
+        costs = self._costs.get(labels)
+        if costs is None:
+            if len(self._costs) >= 4096:
+                del self._costs[next(iter(self._costs))]
+            costs = self._costs[labels] = np.array(
+                [0.0 if a.no_contact else self.catalog.channels[a.channel].contact_cost for a in actions])
+        return costs
 
     def _pending(self, customer: tuple[str, str], now: dt.datetime, actions: tuple[Action, ...],
                  labels: tuple[str, ...], chosen: int, event_id: str, context: tuple[str, str], p: np.ndarray,
@@ -399,7 +419,7 @@ class DecisionEngine:
             while True:
                 batch = self.store.pop_matured(now, MATURE_BATCH)
                 for pending in batch:
-                    self.model.learn_decision(pending.dsjson, self._bounded(self.reward(pending)))
+                    self._learn(pending)
                 learned += len(batch)
                 if batch:
                     self._check_model(batch[-1])
@@ -415,6 +435,16 @@ class DecisionEngine:
         if learned:
             self._count("learned", learned)
         return learned
+
+    def _learn(self, pending: PendingDecision) -> None:
+        """Learn one matured decision: its reward, or, for the funnel model, its outcomes taken
+        apart (``engine.rewards.funnel_signals``)."""
+        model = self.model
+        if getattr(model, "structure", "direct") == "funnel":
+            model.learn_funnel(pending.dsjson, funnel_signals(self.catalog.reward, pending.outcomes, pending.contacted,
+                                                              pending.offer_cost, pending.contact_cost))
+        else:
+            model.learn_decision(pending.dsjson, self._bounded(self.reward(pending)))
 
     def _reserved(self, matures_at: dt.datetime) -> None:
         """A decision was reserved: ``mature`` looks again when its window closes."""
@@ -453,7 +483,7 @@ class DecisionEngine:
         good = self._good_model
         log.error("model %s scores non-finite values: %s", model.version,
                   "serving its last good copy" if good else "no good copy yet: starting again from a cold model")
-        restored = ValueModel(model.settings, model_data=good, version=model.version)
+        restored = like(model, good, model.version)
         if self.model is model:
             self.swap_model(restored)
 

@@ -15,6 +15,7 @@ the logged cost is ``-reward``. Used by the server's online join and by offline 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from engine.catalog import Catalog, RewardDefinition
 from engine.domain import OutcomeType
@@ -53,6 +54,45 @@ def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeTyp
     if contacted:
         value -= contact_cost
     return value
+
+
+@dataclass(frozen=True)
+class FunnelSignals:
+    """What each head of the funnel model (``engine.funnel_model``) learns from one matured
+    decision: its outcomes, and its reward (``net_reward``) taken apart."""
+
+    contacted: bool
+    opened: bool
+    clicked: bool
+    purchased: bool          # a purchase was reported (organic or not)
+    purchases: float         # EUR: the margin on the purchases reported (counted by the reward or not)
+    counted: bool            # the reward counts them (window attribution, or a clicked message)
+    offer_cost: float        # EUR: the offer's cost
+    incentive: float         # EUR: the offer's cost, if the reward charges it
+    credits: float           # EUR: the delivered, opened and clicked values credited
+    unsubscribed: bool
+    complained: bool
+
+
+def funnel_signals(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeType, float]],
+                   contacted: bool, offer_cost: float, contact_cost: float) -> FunnelSignals:
+    """A decision's outcomes as the funnel model learns them. With any outcome reported, its
+    reward is purchases (if counted) - incentive + credits - penalties - contact cost
+    (``net_reward``)."""
+    outcomes = list(outcomes)
+    kinds = {kind for kind, _ in outcomes}
+    counted = definition.purchase_attribution == "window" or OutcomeType.CLICKED in kinds
+    paid_on = OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption" else OutcomeType.CONVERTED
+    credits = sum(value for kind, value in ((OutcomeType.DELIVERED, definition.delivered_value),
+                                            (OutcomeType.OPENED, definition.opened_value),
+                                            (OutcomeType.CLICKED, definition.clicked_value)) if kind in kinds)
+    return FunnelSignals(
+        contacted=contacted, opened=OutcomeType.OPENED in kinds, clicked=OutcomeType.CLICKED in kinds,
+        purchased=OutcomeType.CONVERTED in kinds,
+        purchases=definition.margin_rate * sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED),
+        counted=counted,
+        offer_cost=offer_cost, incentive=offer_cost if paid_on in kinds else 0.0, credits=credits,
+        unsubscribed=OutcomeType.UNSUBSCRIBED in kinds, complained=OutcomeType.COMPLAINED in kinds)
 
 
 def reward_bounds(catalog: Catalog) -> tuple[float, float]:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from engine.model_follower import ReloadResult
+from engine.models import like as same_kind
 from engine.pipeline import DecisionEngine
 from engine.redis_store import RedisStateStore
 from engine.settings import ConfigError
@@ -125,7 +126,7 @@ def model_of(pub: Publication, like: ValueModel) -> ValueModel:
     if tuple(pub.args) != tuple(like.args):
         raise ValueError(f"{pub.version} was learned with VW arguments {' '.join(pub.args)!r}, "
                          f"this catalog's are {' '.join(like.args)!r}")
-    return ValueModel.restore(like.settings, pub.data, pub.version, pub.updates)
+    return same_kind(like, pub.data, pub.version, pub.updates)
 
 
 class Learner:

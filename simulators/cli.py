@@ -9,7 +9,8 @@ from engine.settings import ConfigError
 from simulators.simulate import DEFAULT_POLICIES
 
 POLICIES_HELP = (
-    "comma-separated: engine, engine_grpc (the engine behind a real `nba serve`), rules, newsletter (the "
+    "comma-separated: engine, engine@STRUCTURE (the engine with another [model] structure: engine@funnel, "
+    "engine@direct, so that two can run on one population), engine_grpc (the engine behind a real `nba serve`), rules, newsletter (the "
     "rules without incentives: the no-discount offer), random, no_contact, oracle, oracle_unbudgeted (the "
     "oracle not held to the incentive budgets), oracle_blind_TRAITS (the information bound: the oracle knowing "
     "TRAITS -- hour, affinity, organic, motivation, engagement joined by '+', or all -- only as well as the "

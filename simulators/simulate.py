@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import signal
 from pathlib import Path
 
 from tqdm import tqdm
 
+from engine.catalog import MODEL_STRUCTURES
 from engine.settings import ConfigError
 from engine.value_model import ValueModel
 from simulators import report
@@ -20,7 +22,7 @@ from simulators.policies import (EnginePolicy, ExactRewardPolicy, MarketerRules,
 from simulators.runner import Simulation, policy_seed
 from simulators.scenario import Scenario, load_scenario, parse_catalog_settings
 
-BUILTIN = ("engine", "engine_grpc", "engine_exact", "rules", "newsletter", "random", "no_contact", "oracle",
+BUILTIN = ("engine", "engine@STRUCTURE", "engine_grpc", "engine_exact", "rules", "newsletter", "random", "no_contact", "oracle",
            "oracle_unbudgeted", "observable_oracle", "observable_oracle_responses", "oracle_blind_TRAITS")
 DEFAULT_POLICIES = ("engine", "rules", "newsletter", "random", "no_contact", "oracle")
 
@@ -45,6 +47,14 @@ def policy_by_name(name: str, scenario: Scenario, seed: int, out: Path, engine_u
     ``out/logs`` (~8 KB a decision)."""
     if name == "engine":
         yield from _engine(scenario, seed, out, redis_url, engine_model, logs)
+    elif name.startswith("engine@"):
+        structure = engine_structure(name)
+        if engine_model is not None:
+            raise ConfigError(f"--engine-model starts the policy 'engine' only, not {name!r}")
+        catalog = dataclasses.replace(scenario.catalog, model=dataclasses.replace(scenario.catalog.model,
+                                                                                  structure=structure))
+        yield from _engine(dataclasses.replace(scenario, catalog=catalog), seed, out, redis_url, None, logs,
+                           name=name, log_dir=f"logs-{structure}")
     elif name == "engine_exact":
         policy = ExactRewardPolicy.create(scenario.catalog, policy_seed(seed))
         try:
@@ -82,8 +92,9 @@ SIMULATED = {
 
 
 def _engine(scenario: Scenario, seed: int, out: Path, redis_url: str | None, engine_model: ValueModel | None,
-            logs: bool):
-    """The engine in process, its state in memory or in Redis under a prefix of its own."""
+            logs: bool, name: str = "engine", log_dir: str = "logs"):
+    """The engine in process, its state in memory or in Redis under a prefix of its own, its
+    logs in ``out/log_dir``."""
     from engine.pipeline import DecisionEngine
 
     store = None
@@ -95,10 +106,10 @@ def _engine(scenario: Scenario, seed: int, out: Path, redis_url: str | None, eng
         store = RedisStateStore(redis_url, prefix=f"sim-{uuid.uuid4().hex[:8]}")
         if not store.ping():
             raise ConfigError(f"--redis: no Redis answers at {redis_url}")
-    engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / "logs" if logs else None,
+    engine = DecisionEngine(scenario.catalog, store=store, log_dir=out / log_dir if logs else None,
                             seed=policy_seed(seed), honour_request_time=True, model=engine_model)
     try:
-        yield EnginePolicy.in_process(engine)
+        yield EnginePolicy.in_process(engine, name)
     finally:
         engine.close()
         if store is not None:
@@ -182,11 +193,21 @@ def simulate(scenario: str | Path = "default", customers: int | None = None, day
     return _report(sc, meta, policies, runs, traces, breakdowns, out, plots, mlflow, logs)
 
 
+def engine_structure(name: str) -> str:
+    """``engine@funnel`` -> "funnel", a known ``[model] structure``."""
+    structure = name.partition("@")[2]
+    if structure not in MODEL_STRUCTURES:
+        raise UnknownPolicy(name, f"{name!r}: no model structure {structure!r} (known: {', '.join(MODEL_STRUCTURES)})")
+    return structure
+
+
 def check_policies(policies: tuple[str, ...]) -> None:
     """Fail before any policy runs on a name that is neither built in nor ``module:factory``."""
     for name in policies:
         if name.startswith(BLIND_PREFIX):
             parse_blind(name)
+        elif name.startswith("engine@"):
+            engine_structure(name)
         elif name not in BUILTIN and ":" not in name:
             raise UnknownPolicy(name)
 

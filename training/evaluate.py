@@ -36,6 +36,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import logging
 import re
 import time
 import zlib
@@ -55,6 +56,8 @@ from training.estimators import ESTIMATORS, REFIT_ROWS, REFITS, LoggedRounds, Re
 from training.logs import ReadReport, Select
 from training.parallel import ray_session, run_all
 from training.target_policies import EvalPolicy
+
+log = logging.getLogger(__name__)
 
 FOLDS = 2
 # The reward model is VW's importance-weighted regression (``--cb_type mtr``: squared loss on
@@ -358,7 +361,9 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
     started = time.perf_counter()
     cache_file = build(log_dir, catalog)[0] if cache else None
     job = _Job(Path(log_dir), catalog, start, end, passes, refits, seed, progress and not on_ray, cache_file)
+    phases = {}  # phase -> when it ended, seconds from the start
     with ray_session(workers, ray_address) if on_ray else contextlib.nullcontext():
+        phases["setup"] = time.perf_counter() - started
         if on_ray:
             import ray
 
@@ -370,6 +375,7 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
         else:
             reward_model, lines = job.learn()
         count = len(lines)
+        phases["reward model"] = time.perf_counter() - started
         # the decisions (by position) on which the refits' spread is measured
         rng = np.random.default_rng(seed)
         spread_rows = np.sort(rng.choice(count, size=min(refit_rows, count), replace=False)) if refits else np.zeros(0, int)
@@ -387,6 +393,8 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
             scored = _Scored.merged(run_all(_score_task, calls, progress=progress and "scoring policies"))
         else:
             scored = _score(job, reward_model, policies, spread_lines, observer=observer)
+        phases["scoring"] = time.perf_counter() - started
+    phases["stop"] = time.perf_counter() - started
     if not scored.ids:
         window = f" between {start} and {end}" if start or end else ""
         raise ValueError(f"{log_dir}: no decisions to evaluate{window} ({scored.report})")
@@ -401,6 +409,9 @@ def evaluate_logs(log_dir: str | Path, catalog: Catalog, policies: list[EvalPoli
         refit_spread = (RefitSpread(spread_rows, np.array(scored.spread[name][0]).T, np.array(scored.spread[name][1]).T)
                         if refits else None)
         rounds[name] = LoggedRounds(reward, pscore, np.array(t), np.array(q), np.array(v), cluster, refit_spread)
+    ends = list(phases.values())
+    log.info("evaluated %d decisions: %s", len(scored.ids), ", ".join(
+        f"{name} {end - before:.1f} s" for name, end, before in zip(phases, ends, [0.0, *ends])))
     return Evaluation(rounds, scored.ids, scored.report, time.perf_counter() - started, start, end)
 
 

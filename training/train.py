@@ -69,6 +69,9 @@ class TrainParams:
             importance_weighted=(self.importance_weighted if self.importance_weighted is not None
                                  else base.importance_weighted),
             structure=self.structure or base.structure)
+        if settings.structure != "direct":
+            raise ValueError(f"structure {settings.structure!r} learns online only (nba serve, nba simulate); "
+                             "training from the logs makes the 'direct' structure: pass --structure direct")
         if not settings.importance_weighted and settings.cb_type != "mtr":
             raise ValueError(f"importance weights can only be turned off for cb_type mtr, not {settings.cb_type!r}")
         return settings
