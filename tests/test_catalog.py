@@ -59,7 +59,7 @@ def under(table: str, line: str) -> tuple[str, str]:
      "key 'model.importance_weighted': expected true or false, got 'no'"),
     (*appended("model", "power_t = 2"), "key 'model.power_t': expected a number >= 0 <= 1, got 2"),
     (*appended("model", 'structure = "open_funnel"'),
-     "key 'model.structure': expected one of ['direct'], got 'open_funnel'"),
+     "key 'model.structure': expected one of ['direct', 'funnel'], got 'open_funnel'"),
     ('default_offer = "new_collection"', 'default_offer = "newsletter"',
      "key 'exploration.default_offer': expected one of the offers ['birthday_gift', 'discount_10'"),
     ('default_channels = ["email"]', 'default_channels = ["email", "fax"]',

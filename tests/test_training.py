@@ -273,7 +273,7 @@ def test_bad_training_settings_are_named(logged):
         train(log_dir, catalog, TrainParams(cb_type="nope"))
     with pytest.raises(ValueError, match="interaction"):
         train(log_dir, catalog, TrainParams(interactions=("UOC",)))
-    with pytest.raises(ValueError, match="structure must be one of direct, got 'x'"):
+    with pytest.raises(ValueError, match="structure must be one of direct, funnel, got 'x'"):
         train(log_dir, catalog, TrainParams(structure="x"))
     with pytest.raises(ValueError, match="train fraction"):
         split_time(log_dir, 1.5)
