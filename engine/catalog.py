@@ -191,8 +191,9 @@ class ModelSettings:
                "squares on the chosen action, so one explored purchase at p ~ 0.001 does not count a thousand "
                "times")
     structure: str = setting("direct", "how values are modelled: `direct`, one regression of the reward; "
-                                       "`funnel`, P(open) x value if opened - penalties, each head learned from "
-                                       "the outcomes that inform it (engine/funnel_model.py)",
+                                       "`funnel`, P(open) x P(click) x P(purchase caused) x margin - incentive - "
+                                       "penalties, each step learned from the outcomes that inform it "
+                                       "(engine/funnel_model.py)",
                              choices=MODEL_STRUCTURES)
     history_days: int = setting(7, "the history features look this many days back (7 or more); contacts are "
                                    "kept that long", low=7, high=366)

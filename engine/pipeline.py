@@ -240,8 +240,8 @@ class DecisionEngine:
             # are all 0: a tie, as a cold direct model's); its slots differ by their P(open),
             # learned from opens, so the best slot is not a noisy maximum
             if not model.cold:
-                values = values - self._contact_costs(actions, labels)
-                scores = scores - self._contact_costs(actions, labels)
+                costs = self._contact_costs(actions, labels)
+                values, scores = values - costs, scores - costs
         else:
             scores = exploration.with_slot_value(scores, labels, settings)
         default = exploration.default_mask(labels, settings)

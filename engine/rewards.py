@@ -26,6 +26,17 @@ def was_opened(outcomes: Iterable[tuple[OutcomeType, float]]) -> bool:
     return any(kind is OutcomeType.OPENED for kind, _ in outcomes)
 
 
+def counts_purchases(definition: RewardDefinition, kinds: set[OutcomeType]) -> bool:
+    """Whether a decision with outcomes of these kinds has its purchases counted: every purchase
+    with window attribution, a clicked decision's with click attribution."""
+    return definition.purchase_attribution == "window" or OutcomeType.CLICKED in kinds
+
+
+def paid_on(definition: RewardDefinition) -> OutcomeType:
+    """The outcome on which the offer's cost is charged."""
+    return OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption" else OutcomeType.CONVERTED
+
+
 def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeType, float]],
                contacted: bool, offer_cost: float, contact_cost: float) -> float:
     outcomes = list(outcomes)
@@ -33,13 +44,10 @@ def net_reward(definition: RewardDefinition, outcomes: Iterable[tuple[OutcomeTyp
     if not outcomes:
         value = definition.default_reward
     else:
-        counts_purchases = (definition.purchase_attribution == "window"
-                            or OutcomeType.CLICKED in kinds)
-        revenue = sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED) if counts_purchases else 0.0
+        revenue = (sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED)
+                   if counts_purchases(definition, kinds) else 0.0)
         value = definition.margin_rate * revenue
-        paid_on = (OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption"
-                   else OutcomeType.CONVERTED)
-        if paid_on in kinds:
+        if paid_on(definition) in kinds:
             value -= offer_cost
         if OutcomeType.DELIVERED in kinds:
             value += definition.delivered_value
@@ -81,8 +89,6 @@ def funnel_signals(definition: RewardDefinition, outcomes: Iterable[tuple[Outcom
     (``net_reward``)."""
     outcomes = list(outcomes)
     kinds = {kind for kind, _ in outcomes}
-    counted = definition.purchase_attribution == "window" or OutcomeType.CLICKED in kinds
-    paid_on = OutcomeType.REDEEMED if definition.incentive_paid_on == "redemption" else OutcomeType.CONVERTED
     credits = sum(value for kind, value in ((OutcomeType.DELIVERED, definition.delivered_value),
                                             (OutcomeType.OPENED, definition.opened_value),
                                             (OutcomeType.CLICKED, definition.clicked_value)) if kind in kinds)
@@ -90,8 +96,8 @@ def funnel_signals(definition: RewardDefinition, outcomes: Iterable[tuple[Outcom
         contacted=contacted, opened=OutcomeType.OPENED in kinds, clicked=OutcomeType.CLICKED in kinds,
         purchased=OutcomeType.CONVERTED in kinds,
         purchases=definition.margin_rate * sum(v for kind, v in outcomes if kind is OutcomeType.CONVERTED),
-        counted=counted,
-        offer_cost=offer_cost, incentive=offer_cost if paid_on in kinds else 0.0, credits=credits,
+        counted=counts_purchases(definition, kinds),
+        offer_cost=offer_cost, incentive=offer_cost if paid_on(definition) in kinds else 0.0, credits=credits,
         unsubscribed=OutcomeType.UNSUBSCRIBED in kinds, complained=OutcomeType.COMPLAINED in kinds)
 
 
