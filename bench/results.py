@@ -7,7 +7,7 @@ results table is rewritten from the same run (between its ``results`` markers).
 
     make results                                   # everything: about an hour and a half on 2 cores
     .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
-    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, bench, ope, obd, serving, sweep, offline, million, learner); the others are kept
+    .venv/bin/python bench/results.py --only bench # one section (main, scenarios, structures, bench, ope, obd, serving, sweep, offline, million, learner); the others are kept
 
 The serving section (bench/serving.py, ~25 minutes) also rewrites the README's performance table
 (between its ``performance`` markers).
@@ -36,6 +36,7 @@ OUT = ROOT / "runs" / "results"
 BOUND = "oracle_blind_all"
 MAIN_POLICIES = "engine,rules,newsletter,random,no_contact,oracle," + BOUND
 SCENARIO_POLICIES = "engine,rules,newsletter,no_contact,oracle," + BOUND
+STRUCTURE_POLICIES = "engine,engine@funnel,rules,oracle," + BOUND
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def runs(quick: bool) -> dict[str, list[Run]]:
     main.append(Run("default_small_s1", "default", small, days, 1, MAIN_POLICIES))
     scenarios = [Run(name, name, small, days, 1, SCENARIO_POLICIES)
                  for name in ("cold_start", "tight_budget", "high_fatigue", "spread_hours", "promo_majority")]
-    return {"main": main, "scenarios": scenarios}
+    structures = [Run(f"structures_{n}_s{seed}", "default", n, days, seed, STRUCTURE_POLICIES)
+                  for n, seed in ((small, 1), (small, 2), (customers, 1))]
+    return {"main": main, "scenarios": scenarios, "structures": structures}
 
 
 BENCHMARKS = [
@@ -174,6 +177,28 @@ def section_scenarios(quick: bool) -> str:
         results, seconds = simulate(run)
         out += [f"### {run.scenario}, {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
                 f"`{run.command()}` ({seconds / 60:.1f} min)", "", policy_table(results), ""]
+    return "\n".join(out)
+
+
+def section_structures(quick: bool) -> str:
+    """The two model structures (``[model] structure``: direct, the default, and funnel) on one
+    population, with the bound, the rules and the oracle, and how each learner's share of the bound
+    moves campaign by campaign (bench/learning_curve.py)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import learning_curve
+    out = ["## The model structures: direct and funnel", "",
+           "`engine` is the default structure (`direct`: one regression of the reward), `engine@funnel` the "
+           "funnel (`[model] structure = \"funnel\"`: P(open) x P(click) x P(purchase caused) x margin - incentive "
+           "- penalties, each head learned from its own outcomes), both on one population. Below each table, each "
+           "learner's expected net value per campaign and its share of the bound's in the same campaign "
+           "(`bench/learning_curve.py runs/results/<run>/results.json`).", ""]
+    for run in runs(quick)["structures"]:
+        results, seconds = simulate(run)
+        curve = learning_curve.report(learning_curve.campaign_values(results), BOUND,
+                                      [n for n in ("engine", "engine@funnel") if n in results["policies"]])
+        out += [f"### {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
+                f"`{run.command()}` ({seconds / 60:.1f} min)", "", policy_table(results), "",
+                regret_table(results), "", "```", curve, "```", ""]
     return "\n".join(out)
 
 
@@ -302,7 +327,7 @@ def section_learner() -> str:
         "`nba train` on the replicas' merged logs.")
 
 
-SECTIONS = ("main", "scenarios", "bench", "ope", "obd", "serving", "sweep", "offline", "million", "learner")
+SECTIONS = ("main", "scenarios", "structures", "bench", "ope", "obd", "serving", "sweep", "offline", "million", "learner")
 SECTION = re.compile(r"<!-- section:(\w+) -->\n(.*?)<!-- /section:\1 -->\n", re.S)
 
 
@@ -323,6 +348,8 @@ def main() -> int:
             text, readme_table = section_main(args.quick)
         elif name == "scenarios":
             text = section_scenarios(args.quick)
+        elif name == "structures":
+            text = section_structures(args.quick)
         elif name == "serving":
             text, performance = section_serving()
         elif name == "obd":
