@@ -188,3 +188,19 @@ def test_training_from_the_logs_refuses_the_funnel_structure():
 
     with pytest.raises(ValueError, match="structure 'funnel' learns online only"):
         TrainParams(structure="funnel").settings(CATALOG)
+
+
+def test_the_open_head_learns_faster_than_the_heads_of_rarer_events():
+    """Each head's VW arguments: an open (about one contact in four) at 0.5, the rarer events at
+    0.1, both with a logistic loss; the amounts with the catalog's squared loss and rate."""
+    base = SETTINGS.vw_args()
+
+    def rate(name: str) -> float:
+        args = FunnelModel._head_args(name, base)
+        return float(args[args.index("-l") + 1]), "logistic" in args
+
+    assert rate("open") == (0.5, True)
+    for name in ("click", "purchase", "incentive", "unsubscribe", "complaint", "organic"):
+        assert rate(name) == (0.1, True), name
+    for name in ("margin", "credits"):
+        assert rate(name) == (SETTINGS.learning_rate, False), name
