@@ -110,6 +110,12 @@ def simulate(run: Run) -> tuple[dict, float]:
     return json.loads((OUT / run.name / "results.json").read_text()), time.perf_counter() - started
 
 
+def simulated(run: Run, title: str) -> tuple[dict, list[str]]:
+    """Run the simulation; its results, and its heading, command, time and policy table."""
+    results, seconds = simulate(run)
+    return results, [f"### {title}", "", f"`{run.command()}` ({seconds / 60:.1f} min)", "", policy_table(results), ""]
+
+
 def _eur(x: float) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:,.0f}"
 
@@ -156,11 +162,9 @@ def section_main(quick: bool) -> tuple[str, str]:
            "information with the simulator's law given.", ""]
     readme_table = ""
     for run in runs(quick)["main"]:
-        results, seconds = simulate(run)
-        out += [f"### {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
-                f"`{run.command()}` ({seconds / 60:.1f} min)", "", policy_table(results), "",
-                "Where each policy's expected value goes, against the oracle's choice of each decision "
-                "(myopic and unbudgeted; EUR):", "", regret_table(results), ""]
+        results, lines = simulated(run, f"{run.customers:,} customers, {run.days} days, seed {run.seed}")
+        out += lines + ["Where each policy's expected value goes, against the oracle's choice of each decision "
+                        "(myopic and unbudgeted; EUR):", "", regret_table(results), ""]
         if not readme_table:
             readme_table = f"`{run.command()}`\n\n" + policy_table(results)
     return "\n".join(out), readme_table
@@ -174,9 +178,7 @@ def section_scenarios(quick: bool) -> str:
            "simulator policies: only "
            "the engine and the oracles are held to the catalog's caps and budget.", ""]
     for run in runs(quick)["scenarios"]:
-        results, seconds = simulate(run)
-        out += [f"### {run.scenario}, {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
-                f"`{run.command()}` ({seconds / 60:.1f} min)", "", policy_table(results), ""]
+        out += simulated(run, f"{run.scenario}, {run.customers:,} customers, {run.days} days, seed {run.seed}")[1]
     return "\n".join(out)
 
 
@@ -193,12 +195,10 @@ def section_structures(quick: bool) -> str:
            "learner's expected net value per campaign and its share of the bound's in the same campaign "
            "(`bench/learning_curve.py runs/results/<run>/results.json`).", ""]
     for run in runs(quick)["structures"]:
-        results, seconds = simulate(run)
+        results, lines = simulated(run, f"{run.customers:,} customers, {run.days} days, seed {run.seed}")
         curve = learning_curve.report(learning_curve.campaign_values(results), BOUND,
                                       [n for n in ("engine", "engine@funnel") if n in results["policies"]])
-        out += [f"### {run.customers:,} customers, {run.days} days, seed {run.seed}", "",
-                f"`{run.command()}` ({seconds / 60:.1f} min)", "", policy_table(results), "",
-                regret_table(results), "", "```", curve, "```", ""]
+        out += lines + [regret_table(results), "", "```", curve, "```", ""]
     return "\n".join(out)
 
 
