@@ -51,7 +51,7 @@ bench: install
 	$(PY) bench/serving.py
 	$(PY) bench/sweep_scaling.py
 
-# Regenerate docs/results.md (and the README's results table): about an hour and a half on 2 cores.
+# Regenerate docs/results.md (and the README's results table): about two hours on 2 cores.
 results: install
 	$(PY) bench/results.py
 

@@ -5,7 +5,7 @@ population; outputs under ``runs/results/``), then the benchmark scripts, and wr
 ``docs/results.md`` with the command, commit, date and machine of every table. The README's
 results table is rewritten from the same run (between its ``results`` markers).
 
-    make results                                   # everything: about an hour and a half on 2 cores
+    make results                                   # everything: about two hours on 2 cores
     .venv/bin/python bench/results.py --quick      # the same tables at 5 000 customers, 21 days (minutes)
     .venv/bin/python bench/results.py --only bench # one section (main, scenarios, structures, bench, ope, obd, serving, sweep, offline, million, learner); the others are kept
 
